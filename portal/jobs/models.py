@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Job(models.Model):
+    """A training job: what to train, with what, on how much of the cluster.
+
+    State changes go through `portal.jobs.services` as conditional updates; `TRANSITIONS`
+    lists the moves those services may make.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SCHEDULED = "scheduled", "Scheduled"
+        RUNNING = "running", "Running"
+        CANCELLING = "cancelling", "Cancelling"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+    # States in which an attempt may hold capacity on nodes.
+    PLACED = frozenset({State.SCHEDULED, State.RUNNING, State.CANCELLING})
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        State.QUEUED: frozenset({State.SCHEDULED, State.CANCELLED}),
+        State.SCHEDULED: frozenset(
+            {State.RUNNING, State.QUEUED, State.CANCELLING, State.SUCCEEDED, State.FAILED}
+        ),
+        State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLING}),
+        State.CANCELLING: frozenset({State.CANCELLED}),
+        State.SUCCEEDED: frozenset(),
+        State.FAILED: frozenset(),
+        State.CANCELLED: frozenset(),
+    }
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+    )
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL)
+    name = models.CharField(max_length=200)
+    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.PROTECT)
+    model = models.ForeignKey("catalog.ModelArchitecture", on_delete=models.PROTECT)
+    # The validated request (portal.jobs.schemas.JobRequest), as submitted.
+    spec = models.JSONField()
+    nodes = models.PositiveIntegerField(default=1)
+    procs_per_node = models.PositiveIntegerField(default=1)
+    gpus_per_node = models.PositiveIntegerField(default=0)
+    priority = models.IntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    # Why the job is where it is: why it waits, why it failed.
+    state_reason = models.TextField(blank=True)
+    max_restarts = models.PositiveIntegerField(default=0)
+    restarts = models.PositiveIntegerField(default=0)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "priority", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL
+
+    @property
+    def slots_per_node(self) -> int:
+        """Processes torchrun starts on each node: one per GPU, or the CPU slots asked for."""
+        return self.gpus_per_node or self.procs_per_node
+
+    @classmethod
+    def can_transition(cls, current: str, target: str) -> bool:
+        return target in cls.TRANSITIONS[current]
+
+
+class Attempt(models.Model):
+    """One placement of a job on a gang of nodes. Its id is the fencing token:
+    a report that names an attempt which is no longer current is ignored."""
+
+    class State(models.TextChoices):
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        LOST = "lost", "Lost"
+
+    ACTIVE = frozenset({State.STARTING, State.RUNNING})
+    TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST})
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
+    reason = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    master_addr = models.CharField(max_length=255)
+    master_port = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="attempt_job_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of job {self.job_id}"
+
+
+class Placement(models.Model):
+    """The share of an attempt that runs on one node: capacity held while the attempt is active."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="placements")
+    node = models.ForeignKey("cluster.Node", on_delete=models.PROTECT, related_name="placements")
+    node_rank = models.PositiveIntegerField()
+    slots = models.PositiveIntegerField()
+    gpus = models.PositiveIntegerField(default=0)
+    exit_code = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["attempt", "node_rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["attempt", "node_rank"], name="placement_attempt_rank_unique"
+            ),
+            models.UniqueConstraint(fields=["attempt", "node"], name="placement_attempt_node_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.attempt} rank {self.node_rank} on {self.node_id}"
+
+
+class MetricPoint(models.Model):
+    """One metric report from rank 0. `(attempt, seq)` is unique, so re-delivery is harmless."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        VAL = "val", "Validation"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_points")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="metric_points")
+    seq = models.PositiveIntegerField()
+    split = models.CharField(max_length=8, choices=Split.choices)
+    step = models.PositiveIntegerField()
+    epoch = models.PositiveIntegerField()
+    loss = models.FloatField()
+    accuracy = models.FloatField(null=True, blank=True)
+    reported_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["attempt", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "seq"], name="metric_attempt_seq_unique")
+        ]
+        indexes = [models.Index(fields=["job", "attempt", "seq"])]
+
+    def __str__(self) -> str:
+        return f"{self.split} step {self.step} of {self.attempt}"
+
+
+class LogLine(models.Model):
+    """One line of stdout or stderr from a rank, as captured by its node's launcher."""
+
+    class Stream(models.TextChoices):
+        STDOUT = "stdout", "stdout"
+        STDERR = "stderr", "stderr"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="log_lines")
+    node_rank = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    stream = models.CharField(max_length=8, choices=Stream.choices)
+    line = models.TextField()
+    reported_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["attempt", "node_rank", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["attempt", "node_rank", "seq"], name="logline_attempt_rank_seq_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["job", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.seq} of {self.attempt}"

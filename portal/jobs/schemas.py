@@ -1,0 +1,57 @@
+"""The job request schema: one pydantic model validates a job from the form and the API alike.
+
+`portal.jobs.services.job_submit` stores the validated request on the job; the scheduler turns
+it into the node-side `workers.messages.AttemptSpec`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HiddenSize = Annotated[int, Field(ge=1, le=4096)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MlpParams(_Strict):
+    hidden_sizes: list[HiddenSize] = Field(
+        default_factory=lambda: [32, 32], min_length=1, max_length=8,
+        description="Width of each hidden layer.",
+    )
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class TrainingParams(_Strict):
+    epochs: int = Field(default=30, ge=1, le=10_000)
+    batch_size: int = Field(default=16, ge=1, le=65_536)
+    learning_rate: float = Field(default=0.01, gt=0.0, le=10.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class Resources(_Strict):
+    nodes: int = Field(default=1, ge=1, le=1024)
+    procs_per_node: int = Field(
+        default=1, ge=1, le=1024, description="Processes per node on CPU nodes."
+    )
+    gpus_per_node: int = Field(
+        default=0, ge=0, le=64, description="GPUs per node; 0 runs on CPU slots."
+    )
+
+
+class JobRequest(_Strict):
+    name: str = Field(default="", max_length=200)
+    dataset: int = Field(description="Id of a ready dataset you can see.")
+    model: int = Field(description="Id of a model architecture you can see.")
+    hyperparameters: MlpParams = Field(default_factory=MlpParams)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    resources: Resources = Field(default_factory=Resources)
+    priority: int = Field(default=0, ge=-100, le=100)
+    max_restarts: int = Field(default=0, ge=0, le=10)
