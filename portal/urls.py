@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+api_v1 = [
+    path("", include("portal.jobs.api_urls")),
+    path("", include("portal.catalog.api_urls")),
+    path("", include("portal.cluster.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+]
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("", include("portal.jobs.urls")),
+    path("catalog/", include("portal.catalog.urls")),
+    path("cluster/", include("portal.cluster.urls")),
+    path("account/", include("portal.accounts.urls")),
+]
