@@ -144,6 +144,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1 speaks JSON Schema 2020-12, which is what pydantic emits for the job request.
+    "OAS_VERSION": "3.1.0",
 }
 
 CHANNEL_LAYERS = {
