@@ -1,0 +1,92 @@
+"""A whole Trainyard, started for real: web (Daphne), control worker, beat, ingest and a node
+agent that runs torchrun. The processes are exactly those `bin/dev run` starts
+(portal.core.processes), pointed at the test database."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from portal.core.processes import process_table
+from portal.core.supervisor import Supervisor
+from portal.devservers import free_port
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    ws_url: str
+    node_name: str
+    supervisor: Supervisor
+    log_dir: Path
+
+    def logs(self) -> str:
+        """Every process's log tail, for a failing assertion's message."""
+        return "\n".join(
+            f"--- {spec.name} ---\n{self.supervisor.tail(spec.name, 40)}"
+            for spec in self.supervisor.specs
+        )
+
+
+def _test_database_url() -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + str(connection.settings_dict["NAME"])))
+
+
+@pytest.fixture(scope="session")
+def stack(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    node_name = f"e2e-{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=_test_database_url(),
+        TRAINYARD_STATE_DIR=str(state_dir),
+        TRAINYARD_NODE_STATE_DIR=str(state_dir / "node"),
+        TRAINYARD_NODE_CPU_SLOTS="2",
+        TRAINYARD_HEARTBEAT_S="1",
+        TRAINYARD_SCHEDULER_TICK_S="2",
+        TRAINYARD_DEV="1",
+        # The storage root is shared with this test process, as a cluster's shared filesystem.
+        TRAINYARD_STORAGE_ROOT=str(settings.TRAINYARD_STORAGE_ROOT),
+    )
+    specs = process_table(
+        python=sys.executable,
+        web_host="127.0.0.1",
+        web_port=port,
+        node_name=node_name,
+        state_dir=state_dir,
+    )
+    log_dir = state_dir / "logs"
+    with Supervisor(specs, log_dir=log_dir, env=env) as supervisor:
+        supervisor.wait_for_http(f"http://127.0.0.1:{port}/login/", timeout=90)
+        yield Stack(
+            base_url=f"http://127.0.0.1:{port}",
+            ws_url=f"ws://127.0.0.1:{port}",
+            node_name=node_name,
+            supervisor=supervisor,
+            log_dir=log_dir,
+        )
+
+
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float, interval: float = 0.25, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
