@@ -166,7 +166,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {
-        "task": "portal.cluster.tasks.scheduler_tick",
+        "task": "portal.jobs.tasks.scheduler_tick",
         "schedule": env_float("TRAINYARD_SCHEDULER_TICK_S", 5.0),
     },
     "reap-nodes": {
