@@ -151,7 +151,13 @@ SPECTACULAR_SETTINGS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        "CONFIG": {
+            # channels_redis waits in BZPOPMIN for 5 s, and redis-py 8's default socket timeout
+            # is also 5 s: a socket idle that long would crash its consumer. Outlast the wait.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "capacity": 1000,
+            "expiry": 30,
+        },
     }
 }
 
