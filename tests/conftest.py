@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
 import pytest
+import redis
+from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractUser
 
+from portal.catalog.models import Dataset, ModelArchitecture
+from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
 from tests.factories import make_team, make_user
 
 
@@ -28,3 +41,81 @@ def outsider(db: None) -> AbstractUser:
 @pytest.fixture
 def admin_user(db: None) -> AbstractUser:
     return make_user("admin", is_staff=True)
+
+
+# ---- catalog, broker and channel layer (added by the control-plane tests) --------------------
+
+
+@pytest.fixture
+def storage_root(settings: Any, tmp_path: Path) -> Path:
+    """A private TRAINYARD_STORAGE_ROOT for this test (datasets, checkpoints)."""
+    root = tmp_path / "storage"
+    settings.TRAINYARD_STORAGE_ROOT = root
+    return root
+
+
+@pytest.fixture
+def iris(db: None, storage_root: Path) -> Dataset:
+    """The built-in Iris dataset (public, ready), installed under `storage_root`."""
+    catalog_ensure_builtins()
+    return Dataset.objects.get(slug=IRIS_SLUG)
+
+
+@pytest.fixture
+def mlp(db: None, iris: Dataset) -> ModelArchitecture:
+    """The built-in MLP architecture."""
+    return ModelArchitecture.objects.get(slug=MLP_SLUG)
+
+
+@dataclass(frozen=True)
+class QueuedTask:
+    name: str
+    args: list[Any]
+
+
+class Broker:
+    """Reads (and removes) the Celery messages waiting in a queue of the real Redis broker.
+
+    Use queue names unique to the test (nodes named with a random suffix): the broker is
+    shared by every test run on this machine."""
+
+    def __init__(self) -> None:
+        self.redis = redis.Redis.from_url(django_settings.REDIS_URL)
+        self.queues: set[str] = set()
+
+    def take(self, queue: str) -> list[QueuedTask]:
+        self.queues.add(queue)
+        tasks = []
+        while (raw := cast(bytes | None, self.redis.lpop(queue))) is not None:
+            message = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            tasks.append(QueuedTask(message["headers"]["task"], args))
+        return tasks
+
+    def close(self) -> None:
+        for queue in self.queues:
+            self.redis.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        self.redis.close()
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    reader = Broker()
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def channel_layer(settings: Any) -> Any:
+    """The real Redis channel layer, under a prefix of this test's own."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [django_settings.REDIS_URL],
+                "prefix": f"test-asgi-{uuid.uuid4().hex[:10]}",
+                "expiry": 10,
+            },
+        }
+    }
+    return get_channel_layer()

@@ -1,0 +1,19 @@
+"""Reads for the cluster: nodes and what their active attempts hold."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from portal.cluster.models import Node
+from portal.jobs.models import Attempt
+
+
+def nodes_with_usage() -> QuerySet[Node]:
+    """Every node, annotated with `slots_in_use` and `gpus_in_use`: what the placements of its
+    active attempts hold (the scheduler's view of the node), in one query."""
+    active = Q(placements__attempt__state__in=Attempt.ACTIVE)
+    return Node.objects.annotate(
+        slots_in_use=Coalesce(Sum("placements__slots", filter=active), 0),
+        gpus_in_use=Coalesce(Sum("placements__gpus", filter=active), 0),
+    ).order_by("name")

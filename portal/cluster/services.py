@@ -1,0 +1,168 @@
+"""Writes for the cluster: heartbeats, registration, draining, and reaping silent nodes."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from portal.cluster.models import Node
+from portal.jobs.events import node_health_changed
+from portal.jobs.models import Attempt, Placement
+from portal.jobs.scheduling import node_task_send_on_commit, request_schedule
+from portal.jobs.services import attempt_lost
+from workers.messages import CANCEL_ATTEMPT_TASK, HealthEntry
+
+logger = logging.getLogger(__name__)
+
+
+def _cancel_orphans(node: Node, running: list[int]) -> None:
+    """Stop what a node runs but the database says it should not: attempts that ended (lost
+    while the node was unreachable, say) or that have no placement on this node."""
+    if not running:
+        return
+    current = set(
+        Attempt.objects.filter(
+            pk__in=running, state__in=Attempt.ACTIVE, placements__node=node
+        ).values_list("pk", flat=True)
+    )
+    for attempt_id in sorted(set(running) - current):
+        logger.warning("node %s runs attempt %s, which it should not; cancelling", node, attempt_id)
+        node_task_send_on_commit(task=CANCEL_ATTEMPT_TASK, args=[attempt_id], node_name=node.name)
+
+
+@transaction.atomic
+def node_heartbeat(*, entry: HealthEntry) -> Node:
+    """Record a heartbeat: create or refresh the node by name and mark it online.
+
+    A node that comes (back) online or whose capacity changed may let a job start, so that
+    queues a scheduling pass. Attempts a node lists but no longer owns are cancelled on it.
+    The other direction (an active attempt the node no longer lists) is not reconciled yet:
+    such an attempt ends only when its exit report arrives or the node goes offline.
+    """
+    now = timezone.now()
+    # The row lock waits for a scheduling pass that is deciding with this node's capacity.
+    node, created = Node.objects.select_for_update().get_or_create(
+        name=entry["node"], defaults={"registered_at": now}
+    )
+    came_online = created or node.state != Node.State.ONLINE
+    resized = (node.cpu_slots, node.gpu_count) != (entry["cpu_slots"], entry["gpu_count"])
+    node.hostname = entry["hostname"] or node.hostname
+    node.address = entry["address"] or node.address
+    node.cpu_slots = entry["cpu_slots"]
+    node.gpu_count = entry["gpu_count"]
+    node.health = dict(entry)
+    node.state = Node.State.ONLINE
+    node.last_heartbeat_at = now
+    node.save(
+        update_fields=[
+            "hostname",
+            "address",
+            "cpu_slots",
+            "gpu_count",
+            "health",
+            "state",
+            "last_heartbeat_at",
+        ]
+    )
+    if came_online:
+        logger.info("node %s is online", node.name)
+    if came_online or resized:
+        request_schedule()
+    node_health_changed(node)
+    _cancel_orphans(node, list(entry["running_attempts"]))
+    return node
+
+
+@transaction.atomic
+def node_register(*, name: str, address: str, cpu_slots: int, gpu_count: int) -> Node:
+    """Create or refresh a node before its agent's first heartbeat (`manage.py up` does this),
+    so jobs can be submitted at once. It counts as a fresh heartbeat: if the agent never
+    reports, the reaper takes the node offline after the usual missed heartbeats."""
+    now = timezone.now()
+    node, created = Node.objects.select_for_update().get_or_create(
+        name=name, defaults={"registered_at": now}
+    )
+    changed = (
+        created
+        or node.state != Node.State.ONLINE
+        or (node.cpu_slots, node.gpu_count) != (cpu_slots, gpu_count)
+    )
+    node.address = address
+    node.hostname = node.hostname or address
+    node.cpu_slots = cpu_slots
+    node.gpu_count = gpu_count
+    node.state = Node.State.ONLINE
+    node.last_heartbeat_at = now
+    node.save(
+        update_fields=[
+            "address",
+            "hostname",
+            "cpu_slots",
+            "gpu_count",
+            "state",
+            "last_heartbeat_at",
+        ]
+    )
+    if changed:
+        request_schedule()
+        node_health_changed(node)
+    return node
+
+
+@transaction.atomic
+def node_set_draining(*, node: Node, draining: bool) -> Node:
+    """Start or stop draining: a draining node finishes what it runs but takes no new work."""
+    if Node.objects.filter(pk=node.pk, is_draining=not draining).update(is_draining=draining):
+        node.refresh_from_db()
+        node_health_changed(node)
+        # Undraining frees capacity; draining changes why waiting jobs wait.
+        request_schedule()
+    else:
+        node.refresh_from_db()
+    return node
+
+
+def nodes_reap() -> list[Node]:
+    """Take nodes that missed `TRAINYARD_MISSED_HEARTBEATS` heartbeats offline, and lose every
+    active attempt placed on an offline node. Returns the nodes taken offline by this call.
+
+    Each step commits on its own, and the sweep covers every offline node, not only the ones
+    reaped now, so attempts left active by an interrupted run are lost on the next one."""
+    window = timedelta(
+        seconds=settings.TRAINYARD_HEARTBEAT_S * settings.TRAINYARD_MISSED_HEARTBEATS
+    )
+    cutoff = timezone.now() - window
+    silent = Q(last_heartbeat_at__lt=cutoff) | Q(
+        last_heartbeat_at__isnull=True, registered_at__lt=cutoff
+    )
+    reaped: list[Node] = []
+    for node in Node.objects.filter(silent, state=Node.State.ONLINE):
+        with transaction.atomic():
+            # Conditional: a heartbeat that landed since the read keeps the node online.
+            if Node.objects.filter(silent, pk=node.pk, state=Node.State.ONLINE).update(
+                state=Node.State.OFFLINE
+            ):
+                node.refresh_from_db()
+                logger.warning("node %s missed its heartbeats; it is offline", node.name)
+                node_health_changed(node)
+                reaped.append(node)
+    lost: dict[int, list[str]] = defaultdict(list)
+    for attempt_id, node_name in (
+        Placement.objects.filter(attempt__state__in=Attempt.ACTIVE, node__state=Node.State.OFFLINE)
+        .order_by("attempt_id", "node_rank")
+        .values_list("attempt_id", "node__name")
+    ):
+        lost[attempt_id].append(node_name)
+    for attempt_id, names in lost.items():
+        which = f"{'node' if len(names) == 1 else 'nodes'} {', '.join(names)}"
+        attempt_lost(attempt_id=attempt_id, reason=f"{which} stopped sending heartbeats")
+    if reaped:
+        # Waiting jobs' reasons name offline nodes.
+        request_schedule()
+    return reaped

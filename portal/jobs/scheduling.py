@@ -1,0 +1,368 @@
+"""The scheduler: place queued jobs on nodes, all-or-nothing, one pass at a time.
+
+A pass runs in one transaction under a PostgreSQL advisory lock, so two control workers (or a
+tick and a triggered pass) never place against the same free capacity. Free capacity is what
+schedulable nodes offer minus what the placements of active attempts hold. Jobs are taken by
+priority, then submission time; a job that does not fit is skipped (later, smaller jobs may
+start) and its `state_reason` says why it waits and where it stands. See docs/scheduling.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Max, Sum, Value, When
+
+from portal.celery import app as celery_app
+from portal.cluster.models import Node
+from portal.jobs import events
+from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.schemas import JobRequest
+from workers.messages import (
+    RUN_ATTEMPT_TASK,
+    AttemptSpec,
+    DatasetSpec,
+    ModelSpec,
+    PlacementSpec,
+    TrainingSpec,
+    node_queue,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_TICK_TASK = "portal.jobs.tasks.scheduler_tick"
+# Key of the transaction-scoped advisory lock that makes passes mutually exclusive
+# (an arbitrary constant: "trainyard" in a 64-bit signed integer's range).
+SCHEDULER_LOCK_KEY = 0x7472_6169_6E79_6172 & 0x7FFF_FFFF_FFFF_FFFF
+# torchrun's c10d rendezvous ports on an attempt's first node.
+MASTER_PORT_BASE = 29500
+MASTER_PORT_RANGE = 2000
+
+
+# ---- messages to nodes -----------------------------------------------------------------------
+
+
+def _send_node_task(task: str, args: list[Any], node_name: str) -> None:
+    celery_app.send_task(task, args=args, queue=node_queue(node_name))
+
+
+def node_task_send_on_commit(*, task: str, args: list[Any], node_name: str) -> None:
+    """Send `task` by name to the node's queue once the transaction commits.
+
+    A failed send is logged, not raised: the transaction has committed, and the database
+    (reaper, reconcile) is what repairs a lost message."""
+    transaction.on_commit(functools.partial(_send_node_task, task, args, node_name), robust=True)
+
+
+def scheduler_tick_send() -> None:
+    """Queue a scheduling pass now; `request_schedule` is what services call."""
+    celery_app.send_task(SCHEDULER_TICK_TASK)
+
+
+def request_schedule() -> None:
+    """Queue one scheduling pass after the transaction commits (at most one per transaction).
+
+    A lost tick costs only latency: beat runs a pass every few seconds anyway."""
+    conn = transaction.get_connection()
+    # Django keeps pending callbacks as (savepoint ids, callable, robust) until the commit; a
+    # rolled-back savepoint drops its own, so this never suppresses a tick that won't be sent.
+    if conn.in_atomic_block and any(
+        pending[1] is scheduler_tick_send for pending in conn.run_on_commit
+    ):
+        return
+    transaction.on_commit(scheduler_tick_send, robust=True)
+
+
+# ---- capacity --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Capacity:
+    """What one schedulable node has free during a pass."""
+
+    node: Node
+    free_slots: int
+    free_gpus: int
+
+    def free_for(self, job: Job) -> int:
+        return self.free_gpus if job.gpus_per_node else self.free_slots
+
+    def take(self, job: Job) -> None:
+        if job.gpus_per_node:
+            self.free_gpus -= job.gpus_per_node
+        else:
+            self.free_slots -= job.procs_per_node
+
+
+def node_offers(node: Node, job: Job) -> int:
+    """The whole of a node in the job's pool: GPUs for a GPU job, CPU slots otherwise."""
+    return node.gpu_count if job.gpus_per_node else node.cpu_slots
+
+
+def _amount(count: int, job: Job, *, free: bool = False) -> str:
+    unit = (
+        ("GPU" if count == 1 else "GPUs")
+        if job.gpus_per_node
+        else ("CPU slot" if count == 1 else "CPU slots")
+    )
+    return f"{count} {'free ' if free else ''}{unit}"
+
+
+def _nodes_word(count: int) -> str:
+    return "1 node" if count == 1 else f"{count} nodes"
+
+
+def _free_capacity(nodes: Sequence[Node]) -> list[_Capacity]:
+    """Each node's offer minus what active attempts hold on it, in one aggregate query."""
+    held = {
+        row["node_id"]: row
+        for row in Placement.objects.filter(
+            node__in=[node.pk for node in nodes], attempt__state__in=Attempt.ACTIVE
+        )
+        .values("node_id")
+        .annotate(slots=Sum("slots"), gpus=Sum("gpus"))
+    }
+    capacity = []
+    for node in nodes:
+        row = held.get(node.pk, {"slots": 0, "gpus": 0})
+        capacity.append(
+            _Capacity(
+                node=node,
+                free_slots=node.cpu_slots - (row["slots"] or 0),
+                free_gpus=node.gpu_count - (row["gpus"] or 0),
+            )
+        )
+    return capacity
+
+
+def _choose(job: Job, capacity: list[_Capacity]) -> list[_Capacity] | None:
+    """`job.nodes` distinct nodes with room, tightest fit first, or None (gang: all or none)."""
+    need = job.slots_per_node
+    fits = [c for c in capacity if c.free_for(job) >= need]
+    if len(fits) < job.nodes:
+        return None
+    fits.sort(key=lambda c: (c.free_for(job) - need, c.node.name))
+    return fits[: job.nodes]
+
+
+def _wait_reason(
+    job: Job, capacity: list[_Capacity], unschedulable: list[Node], position: int, queued: int
+) -> str:
+    need = job.slots_per_node
+    large = [c for c in capacity if node_offers(c.node, job) >= need]
+    ask = f"needs {_nodes_word(job.nodes)} with {_amount(need, job)} each"
+    if len(large) < job.nodes:
+        blocked = [node for node in unschedulable if node_offers(node, job) >= need]
+        why = ", ".join(
+            f"{node.name} is {'offline' if node.state == Node.State.OFFLINE else 'draining'}"
+            for node in blocked
+        )
+        reason = (
+            f"Waiting for nodes: {ask}; only {len(large)} online, non-draining "
+            f"{'node is' if len(large) == 1 else 'nodes are'} that large"
+            + (f" ({why})." if why else ".")
+        )
+    else:
+        room = sum(1 for c in capacity if c.free_for(job) >= need)
+        reason = (
+            f"Waiting for capacity: {ask}; {room} of them "
+            f"{'has' if room == 1 else 'have'} {_amount(need, job, free=True)} now."
+        )
+    return f"{reason} Position {position} of {queued} in the queue."
+
+
+# ---- the attempt spec ------------------------------------------------------------------------
+
+
+def checkpoint_dir(job_id: int) -> Path:
+    """Where every attempt of a job checkpoints, so a requeued attempt resumes."""
+    return Path(settings.TRAINYARD_STORAGE_ROOT).resolve() / "checkpoints" / f"job-{job_id}"
+
+
+def attempt_spec(*, job: Job, attempt: Attempt, node: Node, node_rank: int) -> AttemptSpec:
+    """The self-contained message a node needs to run its share of `attempt`."""
+    request = JobRequest.model_validate(job.spec)
+    dataset = job.dataset
+    params = request.hyperparameters
+    return AttemptSpec(
+        job_id=job.pk,
+        attempt_id=attempt.pk,
+        job_name=job.name,
+        node_name=node.name,
+        dataset=DatasetSpec(
+            uri=dataset.uri,
+            sha256=dataset.sha256,
+            format="csv",
+            feature_columns=tuple(dataset.feature_columns),
+            label_column=dataset.label_column,
+            classes=tuple(dataset.classes),
+        ),
+        model=ModelSpec(
+            architecture="mlp",
+            hidden_sizes=tuple(params.hidden_sizes),
+            activation=params.activation,
+            dropout=params.dropout,
+        ),
+        training=TrainingSpec(**request.training.model_dump()),
+        placement=PlacementSpec(
+            nnodes=job.nodes,
+            node_rank=node_rank,
+            nproc_per_node=job.slots_per_node,
+            device="cuda" if job.gpus_per_node else "cpu",
+            master_addr=attempt.master_addr,
+            master_port=attempt.master_port,
+        ),
+        checkpoint_dir=str(checkpoint_dir(job.pk)),
+    )
+
+
+def _master_port(job: Job, number: int, address: str, used: set[tuple[str, int]]) -> int:
+    # Deterministic per attempt, so a retry after a port clash moves to another port, and
+    # clear of the ports other active attempts already use on the same first node.
+    start = (job.pk * 7919 + number) % MASTER_PORT_RANGE
+    for offset in range(MASTER_PORT_RANGE):
+        port = MASTER_PORT_BASE + (start + offset) % MASTER_PORT_RANGE
+        if (address, port) not in used:
+            used.add((address, port))
+            return port
+    raise RuntimeError(f"no free rendezvous port left on {address}")
+
+
+def _place(
+    job: Job,
+    chosen: list[_Capacity],
+    number: int,
+    ports_in_use: set[tuple[str, int]],
+) -> Attempt | None:
+    """Claim `job` and record its attempt on `chosen`; None if it left the queue meanwhile."""
+    names = ", ".join(c.node.name for c in chosen)
+    reason = f"Scheduled on {names} (attempt {number})."
+    if not Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+        state=Job.State.SCHEDULED, state_reason=reason
+    ):
+        return None  # cancelled between our read and our claim
+    job.state, job.state_reason = Job.State.SCHEDULED, reason
+    first = chosen[0].node
+    address = first.address or first.hostname or first.name
+    attempt = Attempt.objects.create(
+        job=job,
+        number=number,
+        master_addr=address,
+        master_port=_master_port(job, number, address, ports_in_use),
+    )
+    Placement.objects.bulk_create(
+        [
+            Placement(
+                attempt=attempt,
+                node=c.node,
+                node_rank=rank,
+                # A GPU job holds GPUs; CPU slots are the pool of CPU jobs (docs/scheduling.md).
+                slots=0 if job.gpus_per_node else job.procs_per_node,
+                gpus=job.gpus_per_node,
+            )
+            for rank, c in enumerate(chosen)
+        ]
+    )
+    for rank, c in enumerate(chosen):
+        c.take(job)
+        spec = attempt_spec(job=job, attempt=attempt, node=c.node, node_rank=rank)
+        node_task_send_on_commit(
+            task=RUN_ATTEMPT_TASK, args=[spec.to_json()], node_name=c.node.name
+        )
+    return attempt
+
+
+def _try_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SCHEDULER_LOCK_KEY])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def schedule_pass() -> int:
+    """Place as many queued jobs as fit; return how many were placed (0 if another pass runs)."""
+    with transaction.atomic():
+        if not _try_lock():
+            return 0
+        # Locked so a heartbeat cannot change a node's capacity under our decisions.
+        nodes = list(
+            Node.objects.select_for_update()
+            .filter(state=Node.State.ONLINE, is_draining=False)
+            .order_by("name")
+        )
+        capacity = _free_capacity(nodes)
+        queued = list(
+            Job.objects.filter(state=Job.State.QUEUED)
+            .select_related("dataset")
+            .order_by("-priority", "created_at", "id")
+        )
+        if not queued:
+            return 0
+        # Each queued job's latest attempt: (number, id), for a requeued job's next attempt.
+        latest: dict[int, tuple[int, int]] = {
+            row["job_id"]: (row["number"], row["attempt_id"])
+            for row in Attempt.objects.filter(job__in=[job.pk for job in queued])
+            .values("job_id")
+            .annotate(number=Max("number"), attempt_id=Max("id"))
+        }
+        ports_in_use = set(
+            Attempt.objects.filter(state__in=Attempt.ACTIVE).values_list(
+                "master_addr", "master_port"
+            )
+        )
+        placed: list[tuple[Job, Attempt]] = []
+        waiting: list[Job] = []
+        for job in queued:
+            chosen = _choose(job, capacity)
+            if chosen is None:
+                waiting.append(job)
+                continue
+            number = latest.get(job.pk, (0, 0))[0] + 1
+            attempt = _place(job, chosen, number, ports_in_use)
+            if attempt is not None:
+                placed.append((job, attempt))
+        _explain_waiting(waiting, capacity, latest)
+        events.job_states_changed(
+            (events.job_state_event(job, attempt_id=attempt.pk), job.owner_id)
+            for job, attempt in placed
+        )
+    if placed:
+        logger.info("scheduler placed %d of %d queued jobs", len(placed), len(queued))
+    return len(placed)
+
+
+def _explain_waiting(
+    waiting: list[Job], capacity: list[_Capacity], latest: dict[int, tuple[int, int]]
+) -> None:
+    """Write each waiting job's reason, where it changed, in one conditional update."""
+    if not waiting:
+        return
+    schedulable = {c.node.pk for c in capacity}
+    unschedulable = list(Node.objects.exclude(pk__in=schedulable).order_by("name"))
+    changed: dict[int, str] = {}
+    for position, job in enumerate(waiting, start=1):
+        reason = _wait_reason(job, capacity, unschedulable, position, len(waiting))
+        if reason != job.state_reason:
+            changed[job.pk] = reason
+            job.state_reason = reason
+    if not changed:
+        return
+    # Conditional on QUEUED: a job cancelled meanwhile keeps its own reason.
+    Job.objects.filter(pk__in=changed, state=Job.State.QUEUED).update(
+        state_reason=Case(*(When(pk=pk, then=Value(text)) for pk, text in changed.items()))
+    )
+    events.job_states_changed(
+        (
+            events.job_state_event(job, attempt_id=latest[job.pk][1] if job.pk in latest else None),
+            job.owner_id,
+        )
+        for job in waiting
+        if job.pk in changed
+    )

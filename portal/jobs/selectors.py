@@ -1,0 +1,69 @@
+"""Reads for jobs: who sees which job, its telemetry after a cursor, its place in the queue."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from portal.accounts.models import Team
+from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
+
+
+def _is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return isinstance(user, AbstractUser) and user.is_active and user.is_staff
+
+
+def jobs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:
+    """The user's own jobs and their teams' jobs; every job for admins."""
+    jobs = Job.objects.all()
+    if _is_admin(user):
+        return jobs
+    if not user.is_authenticated:
+        return jobs.none()
+    # A subquery rather than a join through members, so a job is never listed twice.
+    teams = Team.objects.filter(members=user.pk).values("pk")
+    return jobs.filter(Q(owner=user.pk) | Q(team__in=teams))
+
+
+def job_get_visible(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -> Job:
+    """The job, if the user may see it; Http404 otherwise, so an id reveals nothing."""
+    job = jobs_visible_to(user).select_related("owner", "team", "dataset", "model")
+    found = job.filter(pk=job_id).first()
+    if found is None:
+        raise Http404("No such job.")
+    return found
+
+
+def job_latest_attempt(job: Job) -> Attempt | None:
+    return Attempt.objects.filter(job=job).order_by("-number").first()
+
+
+def job_queue_position(job: Job) -> int | None:
+    """1 for the next job the scheduler considers; None unless the job is queued.
+
+    The scheduler's order: priority (high first), then submission time, then id."""
+    if job.state != Job.State.QUEUED:
+        return None
+    ahead = Job.objects.filter(state=Job.State.QUEUED).filter(
+        Q(priority__gt=job.priority)
+        | Q(priority=job.priority, created_at__lt=job.created_at)
+        | Q(priority=job.priority, created_at=job.created_at, pk__lt=job.pk)
+    )
+    return ahead.count() + 1
+
+
+def metric_points_after(
+    *, job: Job, after_attempt: int = 0, after_seq: int = -1, limit: int = 5000
+) -> list[MetricPoint]:
+    """The job's points after the cursor `(attempt id, seq)`, in that order, at most `limit`."""
+    return list(
+        MetricPoint.objects.filter(job=job)
+        .filter(Q(attempt_id__gt=after_attempt) | Q(attempt_id=after_attempt, seq__gt=after_seq))
+        .order_by("attempt_id", "seq")[:limit]
+    )
+
+
+def log_lines_after(*, job: Job, after_id: int = 0, limit: int = 1000) -> list[LogLine]:
+    """The job's log lines with ids after `after_id`, oldest first, at most `limit`."""
+    return list(LogLine.objects.filter(job=job, id__gt=after_id).order_by("id")[:limit])

@@ -1,0 +1,359 @@
+"""Writes for jobs: submit, cancel, and the attempt reports that move a job through its life.
+
+Every state change is a conditional update along `Job.TRANSITIONS`, made while holding the
+attempt's row lock (and the job's, where the decision reads it), and every change is broadcast
+after the commit. Reports about attempts are fenced by the attempt id: a report that names an
+unknown attempt, another job's attempt or one that has already ended changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pydantic
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from portal.accounts.models import Team
+from portal.catalog.models import Dataset, ModelArchitecture
+from portal.catalog.selectors import datasets_visible_to, models_visible_to
+from portal.cluster.models import Node
+from portal.jobs import events
+from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.scheduling import node_task_send_on_commit, request_schedule
+from portal.jobs.schemas import JobRequest, MlpParams
+from portal.jobs.selectors import jobs_visible_to
+from workers.messages import CANCEL_ATTEMPT_TASK, AttemptExitedEntry, AttemptStartedEntry
+
+logger = logging.getLogger(__name__)
+
+Errors = dict[str, list[str]]
+
+
+# ---- submit ----------------------------------------------------------------------------------
+
+
+def _dotted_errors(exc: pydantic.ValidationError, prefix: str = "") -> Errors:
+    errors: Errors = {}
+    for error in exc.errors(include_url=False):
+        key = ".".join([prefix, *map(str, error["loc"])] if prefix else map(str, error["loc"]))
+        errors.setdefault(key or "__all__", []).append(error["msg"])
+    return errors
+
+
+def _revalidated(request: JobRequest) -> JobRequest:
+    # A caller may have built the request with model_construct(), which skips validation; the
+    # service is the last line before a job reaches a node. `exclude_unset` keeps which fields
+    # the user set, which decides what overrides the model's defaults.
+    try:
+        return JobRequest.model_validate(request.model_dump(exclude_unset=True))
+    except pydantic.ValidationError as exc:
+        raise ValidationError(_dotted_errors(exc)) from exc
+
+
+def _hyperparameters(model: ModelArchitecture, request: JobRequest) -> MlpParams:
+    """The model's defaults, overridden by the fields the request set."""
+    given = request.hyperparameters
+    overrides = given.model_dump(include=set(given.model_fields_set))
+    defaults: dict[str, Any] = dict(model.default_params)
+    try:
+        MlpParams.model_validate(defaults)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(
+            {"model": [f"{model.name}'s default hyperparameters are invalid: {exc}"]}
+        ) from exc
+    try:
+        return MlpParams.model_validate({**defaults, **overrides})
+    except pydantic.ValidationError as exc:
+        raise ValidationError(_dotted_errors(exc, "hyperparameters")) from exc
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _capacity_errors(request: JobRequest) -> Errors:
+    """Whether any schedulable nodes could ever run the job (ignoring what they run now)."""
+    resources = request.resources
+    nodes = list(
+        Node.objects.filter(state=Node.State.ONLINE, is_draining=False).values_list(
+            "cpu_slots", "gpu_count"
+        )
+    )
+    if resources.gpus_per_node:
+        field, need = "resources.gpus_per_node", resources.gpus_per_node
+        offers = [gpus for _, gpus in nodes]
+        what, unit = _plural(need, "GPU") + " per node", "GPU"
+    else:
+        field, need = "resources.procs_per_node", resources.procs_per_node
+        offers = [slots for slots, _ in nodes]
+        what, unit = ("1 process" if need == 1 else f"{need} processes"), "CPU slot"
+    if not offers:
+        return {field: [f"No node can run {what}: no node is online and accepting work."]}
+    fitting = sum(1 for offer in offers if offer >= need)
+    if fitting == 0:
+        largest = _plural(max(offers), unit)
+        return {field: [f"No node can run {what}: the largest node has {largest}."]}
+    if fitting < resources.nodes:
+        nodes_can = "1 node can" if fitting == 1 else f"{fitting} nodes can"
+        return {
+            "resources.nodes": [
+                f"Only {nodes_can} run {what}; the job asks for {resources.nodes} nodes."
+            ]
+        }
+    return {}
+
+
+@transaction.atomic
+def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
+    """Queue a job for `user`, or raise ValidationError keyed by dotted `JobRequest` paths.
+
+    The job belongs to the user's first team by name (if any): that team's members see it.
+    `Job.spec` holds the request as it will run: the name resolved and the hyperparameters
+    merged over the model's defaults.
+    """
+    request = _revalidated(request)
+    errors: Errors = {}
+    dataset: Dataset | None = datasets_visible_to(user).filter(pk=request.dataset).first()
+    if dataset is None:
+        errors["dataset"] = [f"There is no dataset {request.dataset} that you can use."]
+    elif dataset.state != Dataset.State.READY:
+        errors["dataset"] = [f"Dataset {dataset.name} is {dataset.state}, not ready."]
+    model: ModelArchitecture | None = models_visible_to(user).filter(pk=request.model).first()
+    if model is None:
+        errors["model"] = [f"There is no model {request.model} that you can use."]
+    errors.update(_capacity_errors(request))
+    if errors:
+        raise ValidationError(errors)
+    assert dataset is not None and model is not None
+    hyperparameters = _hyperparameters(model, request)
+    name = request.name.strip() or f"{model.name} on {dataset.name}"
+    spec = request.model_copy(update={"name": name, "hyperparameters": hyperparameters})
+    resources = request.resources
+    job = Job.objects.create(
+        owner_id=user.pk,
+        team=Team.objects.filter(members=user.pk).order_by("name").first(),
+        name=name,
+        dataset=dataset,
+        model=model,
+        spec=spec.model_dump(mode="json"),
+        nodes=resources.nodes,
+        procs_per_node=resources.procs_per_node,
+        gpus_per_node=resources.gpus_per_node,
+        priority=request.priority,
+        max_restarts=request.max_restarts,
+        state=Job.State.QUEUED,
+        state_reason="Waiting for the scheduler.",
+    )
+    events.job_state_changed(job, attempt_id=None)
+    request_schedule()
+    return job
+
+
+# ---- cancel ----------------------------------------------------------------------------------
+
+
+def _cancel_unfinished(attempt: Attempt, *, except_rank: int | None = None) -> None:
+    """Ask every node still running a share of `attempt` to stop it (after the commit)."""
+    names = (
+        Placement.objects.filter(attempt=attempt, finished_at__isnull=True)
+        .exclude(node_rank=except_rank if except_rank is not None else -1)
+        .values_list("node__name", flat=True)
+    )
+    for name in names:
+        node_task_send_on_commit(task=CANCEL_ATTEMPT_TASK, args=[attempt.pk], node_name=name)
+
+
+def _active_attempt(job_id: int) -> Attempt | None:
+    return (
+        Attempt.objects.filter(job_id=job_id, state__in=Attempt.ACTIVE).order_by("-number").first()
+    )
+
+
+@transaction.atomic
+def job_cancel(*, user: AbstractBaseUser, job: Job) -> Job:
+    """Cancel `job`: a queued job at once; a placed one moves to CANCELLING and its nodes are
+    told to stop; it is CANCELLED when they report back (or are lost). Terminal: unchanged.
+    Calling it again on a CANCELLING job repeats the message to the nodes (messages are hints).
+    """
+    if not jobs_visible_to(user).filter(pk=job.pk).exists():
+        raise PermissionDenied("You cannot cancel this job.")
+    # The row lock orders this against the scheduler's claim and against attempt reports.
+    current = Job.objects.select_for_update().get(pk=job.pk)
+    now = timezone.now()
+    who = user.get_username()
+    changed = False
+    if current.state == Job.State.QUEUED:
+        changed = bool(
+            Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+                state=Job.State.CANCELLED,
+                state_reason=f"Cancelled by {who} before it started.",
+                cancel_requested_at=now,
+                finished_at=now,
+            )
+        )
+    elif current.state in {Job.State.SCHEDULED, Job.State.RUNNING, Job.State.CANCELLING}:
+        attempt = _active_attempt(job.pk)
+        if attempt is None:
+            # Nothing holds capacity (the attempt ended while the job was cancelling).
+            changed = bool(
+                Job.objects.filter(pk=job.pk, state=Job.State.CANCELLING).update(
+                    state=Job.State.CANCELLED, finished_at=now, state_reason=f"Cancelled by {who}."
+                )
+            )
+        else:
+            if current.state != Job.State.CANCELLING:
+                changed = bool(
+                    Job.objects.filter(pk=job.pk, state=current.state).update(
+                        state=Job.State.CANCELLING,
+                        cancel_requested_at=now,
+                        state_reason=f"Cancelling at {who}'s request: stopping its nodes.",
+                    )
+                )
+            _cancel_unfinished(attempt)
+    job.refresh_from_db()
+    if changed:
+        events.job_state_changed(job)
+        request_schedule()
+    return job
+
+
+# ---- attempt reports -------------------------------------------------------------------------
+
+
+def _locked_active_attempt(attempt_id: int, job_id: int | None = None) -> Attempt | None:
+    """The attempt, row-locked, if it exists, belongs to `job_id` and has not ended."""
+    attempt = Attempt.objects.select_for_update().filter(pk=attempt_id).first()
+    if attempt is None or (job_id is not None and attempt.job_id != job_id):
+        logger.info("ignoring a report about unknown attempt %s (job %s)", attempt_id, job_id)
+        return None
+    if attempt.state not in Attempt.ACTIVE:
+        logger.info("ignoring a report about attempt %s, already %s", attempt_id, attempt.state)
+        return None
+    return attempt
+
+
+def attempt_started(entry: AttemptStartedEntry) -> bool:
+    """A node started its share of an attempt. True if it changed anything."""
+    with transaction.atomic():
+        attempt = _locked_active_attempt(entry["attempt"], entry["job"])
+        if attempt is None:
+            return False
+        now = timezone.now()
+        if not Placement.objects.filter(
+            attempt=attempt,
+            node_rank=entry["node_rank"],
+            node__name=entry["node"],
+            started_at__isnull=True,
+        ).update(started_at=now):
+            return False  # a repeated report, or one about a placement this attempt lacks
+        Attempt.objects.filter(pk=attempt.pk, state=Attempt.State.STARTING).update(
+            state=Attempt.State.RUNNING, started_at=now
+        )
+        if Job.objects.filter(pk=attempt.job_id, state=Job.State.SCHEDULED).update(
+            state=Job.State.RUNNING,
+            started_at=Coalesce(F("started_at"), now),
+            state_reason=f"Running attempt {attempt.number}.",
+        ):
+            job = Job.objects.get(pk=attempt.job_id)
+            events.job_state_changed(job, attempt_id=attempt.pk)
+        return True
+
+
+def attempt_exited(entry: AttemptExitedEntry) -> bool:
+    """A node's share of an attempt exited. The attempt succeeds when every share exited 0;
+    the first share that fails (or was cancelled) ends it and stops the others."""
+    with transaction.atomic():
+        attempt = _locked_active_attempt(entry["attempt"], entry["job"])
+        if attempt is None:
+            return False
+        rank, code = entry["node_rank"], entry["exit_code"]
+        now = timezone.now()
+        if not Placement.objects.filter(
+            attempt=attempt, node_rank=rank, node__name=entry["node"], finished_at__isnull=True
+        ).update(exit_code=code, finished_at=now, started_at=Coalesce(F("started_at"), now)):
+            return False
+        detail = entry["reason"].strip().rstrip(".")
+        where = f"on {entry['node']} (rank {rank})"
+        if entry["cancelled"]:
+            reason = f"{detail or 'cancelled'} {where}"
+            _attempt_finish(attempt, Attempt.State.CANCELLED, reason=reason, exit_code=code)
+        elif code != 0:
+            reason = f"{detail or f'exit code {code}'} {where}"
+            _attempt_finish(attempt, Attempt.State.FAILED, reason=reason, exit_code=code)
+        elif not Placement.objects.filter(attempt=attempt, finished_at__isnull=True).exists():
+            # Every share exited, and any non-zero exit would already have ended the attempt.
+            _attempt_finish(attempt, Attempt.State.SUCCEEDED, reason="", exit_code=0)
+        return True
+
+
+def attempt_lost(*, attempt_id: int, reason: str) -> bool:
+    """The control plane gave up on an attempt (its node went offline, ...)."""
+    with transaction.atomic():
+        attempt = _locked_active_attempt(attempt_id)
+        if attempt is None:
+            return False
+        _attempt_finish(attempt, Attempt.State.LOST, reason=reason, exit_code=None)
+        return True
+
+
+_OUTCOME_WORDS: dict[str, str] = {
+    Attempt.State.FAILED: "failed",
+    Attempt.State.LOST: "was lost",
+    Attempt.State.CANCELLED: "was stopped",
+}
+
+
+def _attempt_finish(attempt: Attempt, outcome: str, *, reason: str, exit_code: int | None) -> None:
+    """End `attempt` (its row lock held) and move its job on. Frees the attempt's capacity."""
+    now = timezone.now()
+    reason = reason.strip().rstrip(".")
+    Attempt.objects.filter(pk=attempt.pk, state__in=Attempt.ACTIVE).update(
+        state=outcome, reason=reason, exit_code=exit_code, finished_at=now
+    )
+    if outcome != Attempt.State.SUCCEEDED:
+        _cancel_unfinished(attempt)
+    job = Job.objects.select_for_update().get(pk=attempt.job_id)
+    number = attempt.number
+    update: dict[str, Any]
+    if job.state == Job.State.CANCELLING:
+        update = {"state": Job.State.CANCELLED, "finished_at": now, "state_reason": "Cancelled."}
+    elif job.state not in {Job.State.SCHEDULED, Job.State.RUNNING}:
+        logger.error("attempt %s ended while job %s was %s", attempt.pk, job.pk, job.state)
+        return
+    elif outcome == Attempt.State.SUCCEEDED:
+        update = {
+            "state": Job.State.SUCCEEDED,
+            "finished_at": now,
+            "state_reason": f"Attempt {number} succeeded.",
+        }
+    elif job.restarts < job.max_restarts:
+        update = {
+            "state": Job.State.QUEUED,
+            "restarts": F("restarts") + 1,
+            "state_reason": (
+                f"Attempt {number} {_OUTCOME_WORDS[outcome]}: {reason}. Requeued "
+                f"(restart {job.restarts + 1} of {job.max_restarts}); it resumes from its "
+                "latest checkpoint."
+            ),
+        }
+    else:
+        spent = f" after {_plural(job.restarts, 'restart')}" if job.max_restarts else ""
+        update = {
+            "state": Job.State.FAILED,
+            "finished_at": now,
+            "state_reason": f"Attempt {number} {_OUTCOME_WORDS[outcome]}{spent}: {reason}.",
+        }
+    if not Job.can_transition(job.state, update["state"]):
+        logger.error("job %s cannot go from %s to %s", job.pk, job.state, update["state"])
+        return
+    if Job.objects.filter(pk=job.pk, state=job.state).update(**update):
+        job.refresh_from_db()
+        events.job_state_changed(job, attempt_id=attempt.pk)
+    # The attempt's capacity is free again, and a requeued job wants placing.
+    request_schedule()

@@ -1,0 +1,277 @@
+"""The scheduler: gang placement, capacity accounting, ordering, waiting reasons, one pass."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+
+from portal.cluster.models import Node
+from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.scheduling import (
+    SCHEDULER_LOCK_KEY,
+    request_schedule,
+    schedule_pass,
+    scheduler_tick_send,
+)
+from portal.jobs.services import attempt_exited, attempt_lost
+from tests.jobs.helpers import cpu_request, exited, node, placements, submit
+from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK, AttemptSpec, node_queue
+
+
+def run_pass(capture) -> int:
+    with capture(execute=True):
+        return schedule_pass()
+
+
+def test_it_places_a_job_and_sends_each_node_its_spec(
+    owner, iris, mlp, broker, storage_root: Path, django_capture_on_commit_callbacks
+):
+    worker = node(cpu_slots=4, address="10.0.0.7")
+    job = submit(
+        owner,
+        iris,
+        mlp,
+        training={"epochs": 7},
+        hyperparameters={"hidden_sizes": [5]},
+        **cpu_request(procs=3),
+    )
+    assert run_pass(django_capture_on_commit_callbacks) == 1
+
+    job.refresh_from_db()
+    assert job.state == Job.State.SCHEDULED
+    attempt = job.attempts.get()
+    assert attempt.number == 1 and attempt.state == Attempt.State.STARTING
+    assert attempt.master_addr == "10.0.0.7"
+    assert 29500 <= attempt.master_port < 31500
+    [placement] = placements(attempt)
+    assert (placement.node, placement.node_rank, placement.slots, placement.gpus) == (
+        worker,
+        0,
+        3,
+        0,
+    )
+
+    [task] = broker.take(node_queue(worker.name))
+    assert task.name == RUN_ATTEMPT_TASK
+    spec = AttemptSpec.from_json(task.args[0])
+    assert (spec.job_id, spec.attempt_id, spec.node_name) == (job.pk, attempt.pk, worker.name)
+    assert spec.dataset.uri == iris.uri and spec.dataset.sha256 == iris.sha256
+    assert spec.dataset.classes == ("setosa", "versicolor", "virginica")
+    assert spec.model.hidden_sizes == (5,)
+    assert spec.training.epochs == 7
+    placement_spec = spec.placement
+    assert (placement_spec.nnodes, placement_spec.node_rank, placement_spec.nproc_per_node) == (
+        1,
+        0,
+        3,
+    )
+    assert placement_spec.device == "cpu"
+    assert (placement_spec.master_addr, placement_spec.master_port) == (
+        "10.0.0.7",
+        attempt.master_port,
+    )
+    assert spec.checkpoint_dir == str(storage_root.resolve() / "checkpoints" / f"job-{job.pk}")
+
+
+def test_a_two_node_job_is_placed_on_two_distinct_nodes(
+    owner, iris, mlp, broker, django_capture_on_commit_callbacks
+):
+    first, second = node(cpu_slots=2), node(cpu_slots=2)
+    job = submit(owner, iris, mlp, **cpu_request(nodes=2, procs=2))
+    assert run_pass(django_capture_on_commit_callbacks) == 1
+    attempt = job.attempts.get()
+    ranks = {p.node: p.node_rank for p in placements(attempt)}
+    assert set(ranks) == {first, second} and sorted(ranks.values()) == [0, 1]
+    for worker in (first, second):
+        [task] = broker.take(node_queue(worker.name))
+        spec = AttemptSpec.from_json(task.args[0])
+        assert spec.placement.nnodes == 2
+        assert spec.placement.node_rank == ranks[worker]
+        # Every rank meets at the first node's rendezvous.
+        rank0 = next(n for n, r in ranks.items() if r == 0)
+        assert spec.placement.master_addr == rank0.address
+
+
+def test_a_gang_is_never_half_placed(owner, iris, mlp, broker, django_capture_on_commit_callbacks):
+    big, small = node(cpu_slots=4), node(cpu_slots=4)
+    blocker = submit(owner, iris, mlp, **cpu_request(procs=3))
+    schedule_pass()
+    blocker_node = blocker.attempts.get().placements.get().node
+    gang = submit(owner, iris, mlp, **cpu_request(nodes=2, procs=2))
+
+    assert run_pass(django_capture_on_commit_callbacks) == 0
+    gang.refresh_from_db()
+    assert gang.state == Job.State.QUEUED
+    assert not gang.attempts.exists()
+    other = small if blocker_node == big else big
+    assert broker.take(node_queue(other.name)) == []
+    assert gang.state_reason == (
+        "Waiting for capacity: needs 2 nodes with 2 CPU slots each; 1 of them has "
+        "2 free CPU slots now. Position 1 of 1 in the queue."
+    )
+
+
+def test_freed_capacity_is_used_by_the_next_pass(owner, iris, mlp):
+    node(cpu_slots=4)
+    first = submit(owner, iris, mlp, **cpu_request(procs=3))
+    second = submit(owner, iris, mlp, **cpu_request(procs=2))
+    assert schedule_pass() == 1
+    second.refresh_from_db()
+    assert second.state == Job.State.QUEUED
+    # Placements of active attempts hold capacity, pass after pass.
+    assert schedule_pass() == 0
+
+    [placement] = placements(first.attempts.get())
+    attempt_exited(exited(placement, 0))
+    assert schedule_pass() == 1
+    second.refresh_from_db()
+    assert second.state == Job.State.SCHEDULED
+
+
+def test_capacity_adds_up_several_jobs_on_one_node(owner, iris, mlp):
+    worker = node(cpu_slots=5)
+    jobs = [submit(owner, iris, mlp, **cpu_request(procs=2)) for _ in range(3)]
+    assert schedule_pass() == 2
+    states = sorted(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("state", flat=True))
+    assert states == [Job.State.QUEUED, Job.State.SCHEDULED, Job.State.SCHEDULED]
+    assert sum(Placement.objects.filter(node=worker).values_list("slots", flat=True)) == 4
+
+
+def test_higher_priority_goes_first_then_the_oldest(owner, iris, mlp):
+    node(cpu_slots=1)
+    old = submit(owner, iris, mlp)
+    urgent = submit(owner, iris, mlp, priority=10)
+    newer = submit(owner, iris, mlp)
+    assert schedule_pass() == 1
+    urgent.refresh_from_db()
+    old.refresh_from_db()
+    newer.refresh_from_db()
+    assert urgent.state == Job.State.SCHEDULED
+    assert old.state_reason.endswith("Position 1 of 2 in the queue.")
+    assert newer.state_reason.endswith("Position 2 of 2 in the queue.")
+
+
+def test_a_job_that_does_not_fit_lets_a_smaller_one_start(owner, iris, mlp):
+    node(cpu_slots=2)
+    running = submit(owner, iris, mlp)
+    schedule_pass()
+    big = submit(owner, iris, mlp, priority=5, **cpu_request(procs=2))
+    small = submit(owner, iris, mlp)
+    assert schedule_pass() == 1
+    big.refresh_from_db()
+    small.refresh_from_db()
+    assert (big.state, small.state) == (Job.State.QUEUED, Job.State.SCHEDULED)
+    assert running.pk != small.pk
+
+
+def test_it_prefers_the_tightest_fit(owner, iris, mlp):
+    roomy, snug = node(cpu_slots=8), node(cpu_slots=2)
+    job = submit(owner, iris, mlp, **cpu_request(procs=2))
+    schedule_pass()
+    assert job.attempts.get().placements.get().node == snug
+    assert roomy.placements.count() == 0
+
+
+def test_a_gpu_job_holds_gpus_and_runs_on_cuda(
+    owner, iris, mlp, broker, django_capture_on_commit_callbacks
+):
+    worker = node(cpu_slots=2, gpu_count=4)
+    job = submit(owner, iris, mlp, resources={"gpus_per_node": 3})
+    cpu_job = submit(owner, iris, mlp, **cpu_request(procs=2))
+    second_gpu_job = submit(owner, iris, mlp, resources={"gpus_per_node": 2})
+    assert run_pass(django_capture_on_commit_callbacks) == 2
+    [placement] = placements(job.attempts.get())
+    assert (placement.gpus, placement.slots) == (3, 0)
+    assert cpu_job.attempts.exists() and not second_gpu_job.attempts.exists()
+    specs = [AttemptSpec.from_json(t.args[0]) for t in broker.take(node_queue(worker.name))]
+    gpu_spec = next(s for s in specs if s.job_id == job.pk)
+    assert (gpu_spec.placement.device, gpu_spec.placement.nproc_per_node) == ("cuda", 3)
+
+
+def test_a_waiting_job_says_which_nodes_are_draining_or_offline(owner, iris, mlp):
+    small = node(cpu_slots=1)
+    draining = node(cpu_slots=4)
+    job = submit(owner, iris, mlp, **cpu_request(procs=2))
+    Node.objects.filter(pk=draining.pk).update(is_draining=True)
+    offline = node(cpu_slots=8, state=Node.State.OFFLINE)
+    assert schedule_pass() == 0
+    job.refresh_from_db()
+    assert job.state_reason.startswith(
+        "Waiting for nodes: needs 1 node with 2 CPU slots each; only 0 online, non-draining "
+        "nodes are that large ("
+    )
+    assert f"{draining.name} is draining" in job.state_reason
+    assert f"{offline.name} is offline" in job.state_reason
+    assert job.state_reason.endswith(". Position 1 of 1 in the queue.")
+    assert small.placements.count() == 0
+
+
+def test_a_requeued_job_gets_the_next_attempt_and_the_same_checkpoints(
+    owner, iris, mlp, broker, django_capture_on_commit_callbacks
+):
+    worker = node(cpu_slots=2)
+    job = submit(owner, iris, mlp, max_restarts=1)
+    schedule_pass()
+    first = job.attempts.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        attempt_lost(attempt_id=first.pk, reason="test")
+    assert run_pass(django_capture_on_commit_callbacks) == 1
+    second = job.attempts.get(number=2)
+    tasks = broker.take(node_queue(worker.name))
+    runs = [AttemptSpec.from_json(t.args[0]) for t in tasks if t.name == RUN_ATTEMPT_TASK]
+    assert [s.attempt_id for s in runs] == [second.pk]
+    assert runs[0].checkpoint_dir.endswith(f"checkpoints/job-{job.pk}")
+    # The lost attempt's node was told to stop it, in case it still runs.
+    assert [t.args for t in tasks if t.name == CANCEL_ATTEMPT_TASK] == [[first.pk]]
+
+
+def test_request_schedule_sends_one_tick_per_transaction(db, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        request_schedule()
+        request_schedule()
+    assert callbacks.count(scheduler_tick_send) == 1
+
+
+def test_a_tick_dropped_with_a_rolled_back_savepoint_is_requested_again(
+    db, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        try:
+            with transaction.atomic():
+                request_schedule()
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        request_schedule()
+    assert callbacks.count(scheduler_tick_send) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_concurrent_pass_returns_0_while_one_holds_the_lock(owner, iris, mlp):
+    node(cpu_slots=2)
+    job = submit(owner, iris, mlp)
+    results: list[int] = []
+
+    def other_worker() -> None:
+        try:
+            results.append(schedule_pass())
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEDULER_LOCK_KEY])
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        thread.join(timeout=30)
+    assert results == [0]
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED
+    # With the lock released, a pass places the job.
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    thread.join(timeout=30)
+    assert results == [0, 1]

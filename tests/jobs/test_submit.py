@@ -1,0 +1,203 @@
+"""Submitting a job: what is stored, what is sent on commit, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from portal.catalog.models import Dataset
+from portal.cluster.models import Node
+from portal.jobs.models import Job
+from portal.jobs.scheduling import scheduler_tick_send
+from portal.jobs.schemas import JobRequest, TrainingParams
+from portal.jobs.services import job_submit
+from tests.factories import make_team, make_user
+from tests.jobs.helpers import cpu_request, node, submit
+
+
+def error_messages(excinfo: pytest.ExceptionInfo[ValidationError]) -> dict[str, list[str]]:
+    return excinfo.value.message_dict
+
+
+def test_it_queues_a_job_with_the_models_defaults_under_the_fields_set(
+    owner, iris, mlp, django_capture_on_commit_callbacks
+):
+    node(cpu_slots=4)
+    with django_capture_on_commit_callbacks() as callbacks:
+        job = submit(
+            owner,
+            iris,
+            mlp,
+            hyperparameters={"hidden_sizes": [8]},
+            training={"epochs": 3},
+            **cpu_request(procs=2),
+        )
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED
+    assert job.name == "MLP on Iris"
+    assert (job.nodes, job.procs_per_node, job.gpus_per_node) == (1, 2, 0)
+    assert job.spec["hyperparameters"] == {
+        "hidden_sizes": [8],
+        "activation": "relu",
+        "dropout": 0.0,
+    }
+    assert job.spec["training"]["epochs"] == 3
+    assert job.spec["name"] == "MLP on Iris"
+    # The request as stored is a valid request again.
+    assert JobRequest.model_validate(job.spec).resources.procs_per_node == 2
+    # A scheduling pass is requested after the commit.
+    assert callbacks.count(scheduler_tick_send) == 1
+
+
+def test_model_defaults_fill_what_the_request_leaves_out(owner, iris, mlp):
+    node(cpu_slots=1)
+    mlp.default_params = {"hidden_sizes": [64, 16], "activation": "tanh", "dropout": 0.25}
+    mlp.save()
+    job = submit(owner, iris, mlp, name="  mine  ", hyperparameters={"dropout": 0.5})
+    assert job.spec["hyperparameters"] == {
+        "hidden_sizes": [64, 16],
+        "activation": "tanh",
+        "dropout": 0.5,
+    }
+    assert job.name == "mine"
+
+
+def test_the_job_belongs_to_the_users_first_team(owner, teammate, iris, mlp):
+    node()
+    make_team("aardvarks", owner)
+    job = submit(owner, iris, mlp)
+    assert job.team is not None and job.team.name == "aardvarks"
+
+
+def test_a_user_without_a_team_submits_a_teamless_job(outsider, iris, mlp):
+    node()
+    assert submit(outsider, iris, mlp).team is None
+
+
+@pytest.mark.parametrize(
+    ("training", "field"),
+    [
+        ({"epochs": 0}, "training.epochs"),
+        ({"epochs": -5}, "training.epochs"),
+        ({"learning_rate": 0.0}, "training.learning_rate"),
+        ({"learning_rate": -0.1}, "training.learning_rate"),
+    ],
+)
+def test_it_rejects_invalid_training_numbers_even_from_an_unvalidated_request(
+    owner, iris, mlp, training, field
+):
+    node()
+    # model_construct skips pydantic's checks, as a careless caller might; the service checks.
+    request = JobRequest.model_construct(
+        dataset=iris.pk, model=mlp.pk, training=TrainingParams.model_construct(**training)
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        job_submit(user=owner, request=request)
+    assert list(error_messages(excinfo)) == [field]
+    assert not Job.objects.exists()
+
+
+def test_it_rejects_more_processes_than_any_node_has(owner, iris, mlp):
+    node(cpu_slots=2)
+    node(cpu_slots=1)
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, mlp, **cpu_request(procs=64))
+    assert error_messages(excinfo) == {
+        "resources.procs_per_node": [
+            "No node can run 64 processes: the largest node has 2 CPU slots."
+        ]
+    }
+
+
+def test_it_rejects_gpus_no_node_has(owner, iris, mlp):
+    node(cpu_slots=8, gpu_count=2)
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, mlp, resources={"gpus_per_node": 4})
+    assert error_messages(excinfo) == {
+        "resources.gpus_per_node": ["No node can run 4 GPUs per node: the largest node has 2 GPUs."]
+    }
+
+
+def test_it_rejects_more_nodes_than_can_run_the_job(owner, iris, mlp):
+    node(cpu_slots=4)
+    node(cpu_slots=1)
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, mlp, **cpu_request(nodes=2, procs=2))
+    assert error_messages(excinfo) == {
+        "resources.nodes": ["Only 1 node can run 2 processes; the job asks for 2 nodes."]
+    }
+
+
+def test_draining_and_offline_nodes_do_not_count_as_capacity(owner, iris, mlp):
+    node(cpu_slots=1)
+    node(cpu_slots=16, is_draining=True)
+    node(cpu_slots=16, state=Node.State.OFFLINE)
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, mlp, **cpu_request(procs=4))
+    assert (
+        "the largest node has 1 CPU slot." in error_messages(excinfo)["resources.procs_per_node"][0]
+    )
+
+
+def test_it_rejects_a_job_when_no_node_is_online(owner, iris, mlp):
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, mlp)
+    assert error_messages(excinfo) == {
+        "resources.procs_per_node": [
+            "No node can run 1 process: no node is online and accepting work."
+        ]
+    }
+
+
+def test_it_rejects_an_unknown_dataset_and_model(owner, iris, mlp):
+    node()
+    with pytest.raises(ValidationError) as excinfo:
+        job_submit(user=owner, request=JobRequest(dataset=999_999, model=999_999))
+    assert set(error_messages(excinfo)) == {"dataset", "model"}
+
+
+def test_it_rejects_another_users_private_dataset(owner, outsider, iris, mlp):
+    node()
+    private = Dataset.objects.create(
+        slug="secret", name="Secret", owner=outsider, state=Dataset.State.READY, label_column="y"
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        job_submit(user=owner, request=JobRequest(dataset=private.pk, model=mlp.pk))
+    assert error_messages(excinfo) == {
+        "dataset": [f"There is no dataset {private.pk} that you can use."]
+    }
+
+
+def test_it_accepts_a_teammates_dataset(owner, teammate, iris, mlp):
+    node()
+    team = owner.teams.get()
+    shared = Dataset.objects.create(
+        slug="shared",
+        name="Shared",
+        owner=owner,
+        team=team,
+        state=Dataset.State.READY,
+        label_column="y",
+    )
+    job = job_submit(user=teammate, request=JobRequest(dataset=shared.pk, model=mlp.pk))
+    assert job.dataset == shared
+
+
+def test_it_rejects_a_dataset_that_is_not_ready(owner, iris, mlp):
+    node()
+    pending = Dataset.objects.create(slug="pending", name="Pending", owner=owner, label_column="y")
+    with pytest.raises(ValidationError) as excinfo:
+        job_submit(user=owner, request=JobRequest(dataset=pending.pk, model=mlp.pk))
+    assert error_messages(excinfo) == {"dataset": ["Dataset Pending is validating, not ready."]}
+
+
+def test_an_inactive_admin_is_not_an_admin(iris, mlp):
+    node()
+    admin = make_user("former-admin", is_staff=True)
+    admin.is_active = False
+    admin.save()
+    private = Dataset.objects.create(
+        slug="p2", name="P2", owner_id=make_user().pk, state=Dataset.State.READY, label_column="y"
+    )
+    with pytest.raises(ValidationError):
+        job_submit(user=admin, request=JobRequest(dataset=private.pk, model=mlp.pk))
