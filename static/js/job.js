@@ -1,0 +1,205 @@
+// One job's page: loss and accuracy charts, live state, and the log panel.
+//
+// Metric points arrive over /ws/jobs/<id>/ — first a backfill from PostgreSQL of everything
+// after our cursor, then live events from the (lossy) channel layer. Every point carries
+// (attempt, seq), contiguous from 0 within an attempt, so the page can tell when it missed
+// some: it reconnects with the last contiguous cursor and the server fills the hole.
+
+import uPlot from "../vendor/uplot/uPlot.esm.js";
+import { LiveSocket, readJson, statusIndicator, tickDurations } from "./live.js";
+import { MetricStore } from "./metrics.js";
+
+const config = readJson("job-config");
+const TERMINAL = new Set(config.terminal);
+const MAX_LOG_LINES = 5000;
+
+// ---- Metrics ---------------------------------------------------------------------------
+
+const metrics = new MetricStore();
+
+function onMetrics(points, socket) {
+  const { added, reconnect } = metrics.add(points);
+  if (reconnect) socket.reconnect();
+  if (added) scheduleRender();
+}
+
+// ---- Charts ----------------------------------------------------------------------------
+
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+const charts = { loss: null, accuracy: null };
+const chartEls = {
+  loss: document.getElementById("chart-loss"),
+  accuracy: document.getElementById("chart-accuracy"),
+};
+
+function chartOptions(kind, width) {
+  const grid = { stroke: css("--chart-grid"), width: 1 };
+  const axis = { stroke: css("--chart-axis"), grid, ticks: { stroke: css("--chart-grid") } };
+  const isAcc = kind === "accuracy";
+  const fmt = (v) => (v == null ? "—" : isAcc ? `${(v * 100).toFixed(1)}%` : v.toPrecision(4));
+  const line = (label, color, dash) => ({
+    label,
+    stroke: color,
+    width: 2,
+    dash,
+    spanGaps: true,
+    points: { show: false },
+    value: (_, v) => fmt(v),
+  });
+  return {
+    width,
+    height: 260,
+    cursor: { drag: { x: true, y: false } },
+    scales: { x: { time: false }, y: isAcc ? { range: [0, 1] } : { auto: true } },
+    axes: [
+      { ...axis, label: "step", labelSize: 18, size: 36 },
+      isAcc
+        ? { ...axis, size: 52, values: (_, ticks) => ticks.map((v) => `${Math.round(v * 100)}%`) }
+        : { ...axis, size: 52 },
+    ],
+    series: [
+      { label: "step" },
+      line("train", css("--chart-train"), undefined),
+      line("val", css("--chart-val"), [6, 3]),
+    ],
+  };
+}
+
+function renderChart(kind) {
+  const element = chartEls[kind];
+  const data = metrics.series(kind);
+  const hasValues = data[1].some((v) => v !== null) || data[2].some((v) => v !== null);
+  const empty = element.querySelector(".chart-empty");
+  if (!hasValues) {
+    if (empty && metrics.count) {
+      empty.textContent = kind === "accuracy" ? "No accuracy reported for this loss." : "No points yet.";
+    }
+    return;
+  }
+  if (empty) empty.remove();
+  if (!charts[kind]) {
+    charts[kind] = new uPlot(chartOptions(kind, element.clientWidth || 600), data, element);
+  } else {
+    charts[kind].setData(data);
+  }
+}
+
+const percent = (v) => (v == null ? "—" : `${(v * 100).toFixed(1)}%`);
+let renderTimer = null;
+function scheduleRender() {
+  // Coalesce bursts of points into one redraw (timers, not rAF: they also run in hidden tabs).
+  if (renderTimer) return;
+  renderTimer = setTimeout(() => {
+    renderTimer = null;
+    renderChart("loss");
+    renderChart("accuracy");
+    document.getElementById("point-count").textContent = String(metrics.count);
+    document.getElementById("final-val-acc").textContent = percent(metrics.finalVal?.accuracy);
+    document.getElementById("best-val-acc").textContent = percent(metrics.bestVal);
+    document.getElementById("last-train-loss").textContent =
+      metrics.lastTrain ? metrics.lastTrain.loss.toPrecision(4) : "—";
+    document.getElementById("last-epoch").textContent = metrics.lastEpoch ?? "—";
+  }, 60);
+}
+
+new ResizeObserver(() => {
+  for (const kind of Object.keys(charts)) {
+    if (charts[kind]) charts[kind].setSize({ width: chartEls[kind].clientWidth, height: 260 });
+  }
+}).observe(chartEls.loss);
+
+// ---- State -----------------------------------------------------------------------------
+
+const badge = document.querySelector('[data-testid="job-state"]');
+const reasonEl = document.getElementById("job-reason");
+
+function onState(message) {
+  const state = message.state;
+  badge.className = `badge lg state-${state}`;
+  badge.dataset.state = state;
+  badge.textContent = state.charAt(0).toUpperCase() + state.slice(1);
+  if (message.reason !== undefined) {
+    reasonEl.textContent = message.reason || "";
+    badge.title = message.reason || "";
+  }
+  const cancelForm = document.getElementById("cancel-form");
+  if (cancelForm) {
+    if (TERMINAL.has(state)) cancelForm.remove();
+    else cancelForm.querySelector("button").disabled = state === "cancelling";
+  }
+  if (TERMINAL.has(state)) {
+    const duration = document.getElementById("job-duration");
+    if (duration) delete duration.dataset.started;
+  }
+  if (message.attempt && !document.querySelector(`[data-attempt-id="${message.attempt}"]`)) {
+    document.getElementById("attempts-stale").hidden = false;
+  }
+}
+
+// ---- Logs ------------------------------------------------------------------------------
+
+const logEl = document.getElementById("log");
+const follow = document.getElementById("log-follow");
+const seenLogs = new Set();
+let lastLogId = null; // the log cursor: a reconnect asks for the lines after it
+let lastLogAttempt = null;
+
+logEl.addEventListener("scroll", () => {
+  follow.checked = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 24;
+});
+follow.addEventListener("change", () => {
+  if (follow.checked) logEl.scrollTop = logEl.scrollHeight;
+});
+
+function logRow(className, rankText, text, title) {
+  const row = document.createElement("div");
+  row.className = className;
+  const rank = document.createElement("span");
+  rank.className = "rank";
+  rank.textContent = rankText;
+  if (title) rank.title = title;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  row.append(rank, body);
+  return row;
+}
+
+function onLogs(lines) {
+  const fragment = document.createDocumentFragment();
+  for (const line of lines) {
+    if (seenLogs.has(line.id)) continue;
+    seenLogs.add(line.id);
+    if (lastLogId === null || line.id > lastLogId) lastLogId = line.id;
+    if (line.attempt !== lastLogAttempt) {
+      if (lastLogAttempt !== null) {
+        fragment.append(logRow("log-line divider", "──", `attempt ${line.attempt}`, ""));
+      }
+      lastLogAttempt = line.attempt;
+    }
+    const stream = line.stream === "stderr" ? "stderr" : "stdout";
+    fragment.append(
+      logRow(`log-line ${stream}`, `r${line.node_rank}`, line.line, `attempt ${line.attempt}, ${stream}`),
+    );
+  }
+  if (!fragment.childNodes.length) return;
+  document.getElementById("log-empty")?.remove();
+  logEl.append(fragment);
+  while (logEl.childElementCount > MAX_LOG_LINES) logEl.firstElementChild.remove();
+  if (follow.checked) logEl.scrollTop = logEl.scrollHeight;
+}
+
+// ---- Wiring ----------------------------------------------------------------------------
+
+new LiveSocket(config.wsPath, {
+  // Without a log cursor the server sends the tail of the log: what a fresh page wants.
+  query: () => ({ ...metrics.cursor(), log: lastLogId }),
+  onStatus: statusIndicator(document.getElementById("live-status")),
+  onMessage: (message, socket) => {
+    if (message.type === "metrics") onMetrics(message.points || [], socket);
+    else if (message.type === "logs") onLogs(message.lines || []);
+    else if (message.type === "state") onState(message);
+  },
+}).start();
+
+tickDurations();
