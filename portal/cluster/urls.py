@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import path
+
+from portal.cluster import views
 
 app_name = "cluster"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("nodes/", views.node_list, name="nodes"),
+    path("nodes/<int:node_id>/drain/", views.node_drain, name="drain"),
+]

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import path
+
+from portal.jobs import views
 
 app_name = "jobs"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("jobs/new/", views.job_new, name="new"),
+    path("jobs/<int:job_id>/", views.job_detail, name="detail"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="cancel"),
+]

@@ -1,0 +1,134 @@
+"""Job pages: the list, the submit form, one job's page, and cancelling."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.jobs.forms import CHOICE_LABELS, JobForm
+from portal.jobs.models import Job, Placement
+from portal.jobs.selectors import job_get_visible, jobs_visible_to
+from portal.jobs.services import job_cancel, job_submit
+
+JOBS_PER_PAGE = 50
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    # LoginRequiredMiddleware admits no anonymous request to these views.
+    user: User
+
+
+def format_duration(start: datetime | None, end: datetime | None) -> str:
+    """ "1h 02m", "3m 07s", "12s"; empty before the job starts."""
+    if start is None:
+        return ""
+    seconds = max(0, int(((end or timezone.now()) - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
+
+
+def resources_label(job: Job) -> str:
+    nodes = f"{job.nodes} node{'s' if job.nodes != 1 else ''}"
+    if job.gpus_per_node:
+        return f"{nodes} {TIMES} {job.gpus_per_node} GPU{'s' if job.gpus_per_node != 1 else ''}"
+    procs = job.procs_per_node
+    return f"{nodes} {TIMES} {procs} CPU proc{'s' if procs != 1 else ''}"
+
+
+def _labelled(section: dict[str, Any]) -> dict[str, Any]:
+    """A spec section with the form's display names for its choices ("adam" -> "Adam")."""
+    shown = dict(section)
+    for name, labels in CHOICE_LABELS.items():
+        if name in shown:
+            shown[name] = labels.get(shown[name], shown[name])
+    return shown
+
+
+@require_http_methods(["GET"])
+def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    jobs = jobs_visible_to(request.user).select_related("owner", "dataset", "model")
+    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    rows = [
+        {
+            "job": job,
+            "resources": resources_label(job),
+            "duration": format_duration(job.started_at, job.finished_at),
+        }
+        for job in page
+    ]
+    return render(request, "jobs/list.html", {"page": page, "rows": rows})
+
+
+@require_http_methods(["GET", "POST"])
+def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
+    form = JobForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        assert form.job_request is not None
+        try:
+            job = job_submit(user=request.user, request=form.job_request)
+        except ValidationError as exc:
+            form.add_submit_errors(exc)
+        else:
+            messages.success(request, f"Submitted {job.name or f'job #{job.pk}'}.")
+            return redirect("jobs:detail", job_id=job.pk)
+    return render(
+        request,
+        "jobs/new.html",
+        {"form": form, "model_defaults": form.model_defaults()},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_http_methods(["GET"])
+def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
+    job = job_get_visible(user=request.user, job_id=job_id)
+    attempts = job.attempts.prefetch_related(
+        Prefetch("placements", queryset=Placement.objects.select_related("node"))
+    ).order_by("-number")
+    spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
+    config = {
+        "id": job.pk,
+        "state": job.state,
+        "terminal": sorted(Job.TERMINAL),
+        "wsPath": f"/ws/jobs/{job.pk}/",
+    }
+    return render(
+        request,
+        "jobs/detail.html",
+        {
+            "job": job,
+            "attempts": attempts,
+            "hyperparameters": _labelled(spec.get("hyperparameters", {})),
+            "training": _labelled(spec.get("training", {})),
+            "resources": resources_label(job),
+            "duration": format_duration(job.started_at, job.finished_at),
+            "config": config,
+        },
+    )
+
+
+@require_POST
+def job_cancel_view(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponseRedirect:
+    job = job_get_visible(user=request.user, job_id=job_id)
+    if job.is_terminal:
+        messages.info(request, f"Job #{job.pk} had already finished.")
+    else:
+        job = job_cancel(user=request.user, job=job)
+        messages.success(request, f"Cancelling job #{job.pk}.")
+    return redirect("jobs:detail", job_id=job.pk)
