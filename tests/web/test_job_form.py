@@ -1,0 +1,159 @@
+"""The new-job form: each mistake is reported on the field it is about, and a valid form
+queues the job and opens its page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from portal.catalog.models import Dataset
+from portal.jobs.models import Job
+
+URL = reverse("jobs:new")
+
+
+def post(client: Client, user: User, data: dict[str, Any], **changes: str) -> Any:
+    client.force_login(user)
+    return client.post(URL, {**data, **changes})
+
+
+def test_it_reports_negative_epochs_on_the_epochs_field(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    response = post(client, owner, job_form_data, epochs="-3")
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == ["epochs"]
+    assert "greater than or equal to 1" in errors["epochs"][0]
+    assert b"greater than or equal to 1" in response.content
+    assert not Job.objects.exists()
+
+
+def test_it_reports_a_non_numeric_learning_rate_with_djangos_own_message(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    response = post(client, owner, job_form_data, learning_rate="fast")
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {"learning_rate": ["Enter a number."]}
+    assert not Job.objects.exists()
+
+
+def test_it_reports_more_processes_than_any_node_has_on_the_processes_field(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    # The only node (the cpu_node fixture) has 2 CPU slots; the schema alone would allow 3.
+    response = post(client, owner, job_form_data, procs_per_node="3")
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == ["procs_per_node"]
+    assert "largest node has 2 CPU slots" in errors["procs_per_node"][0]
+    assert not Job.objects.exists()
+
+
+def test_it_reports_a_hidden_size_that_is_not_a_number(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    response = post(client, owner, job_form_data, hidden_sizes="32,wide")
+
+    assert response.status_code == 400
+    assert list(response.context["form"].errors) == ["hidden_sizes"]
+
+
+def test_it_reports_a_zero_width_layer_from_the_schema_on_hidden_sizes(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    response = post(client, owner, job_form_data, hidden_sizes="32,0", dropout="1.5")
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) == {"hidden_sizes", "dropout"}
+    assert "greater than or equal to 1" in errors["hidden_sizes"][0]
+    assert "less than 1" in errors["dropout"][0]
+
+
+def test_a_valid_form_queues_the_job_and_opens_its_page(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    response = post(client, owner, job_form_data)
+
+    job = Job.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("jobs:detail", kwargs={"job_id": job.pk})
+    assert job.owner == owner
+    assert job.state == Job.State.QUEUED
+    assert job.name == "iris-from-the-form"
+    assert job.procs_per_node == 2
+    assert job.spec["training"]["epochs"] == 5
+    assert job.spec["training"]["optimizer"] == "sgd"
+    assert job.spec["hyperparameters"] == {
+        "hidden_sizes": [16, 8],
+        "activation": "tanh",
+        "dropout": 0.1,
+    }
+
+
+def test_the_form_offers_only_ready_datasets_the_user_may_see(
+    client: Client, owner: User, outsider: User, iris: Dataset
+) -> None:
+    Dataset.objects.create(
+        slug="fresh",
+        name="Still validating",
+        owner=owner,
+        uri="file:///x",
+        sha256="0" * 64,
+        label_column="y",
+        state=Dataset.State.VALIDATING,
+    )
+    Dataset.objects.create(
+        slug="theirs",
+        name="Someone else's",
+        owner=outsider,
+        uri="file:///y",
+        sha256="0" * 64,
+        label_column="y",
+        state=Dataset.State.READY,
+    )
+    client.force_login(owner)
+    response = client.get(URL)
+
+    assert response.status_code == 200
+    offered = list(response.context["form"].fields["dataset"].queryset)
+    assert offered == [iris]
+    assert b'data-testid="submit-job"' in response.content
+
+
+def test_it_rejects_a_dataset_the_user_cannot_see(
+    client: Client, owner: User, outsider: User, job_form_data: dict[str, Any]
+) -> None:
+    hidden = Dataset.objects.create(
+        slug="theirs",
+        name="Someone else's",
+        owner=outsider,
+        uri="file:///y",
+        sha256="0" * 64,
+        label_column="y",
+        state=Dataset.State.READY,
+    )
+    response = post(client, owner, job_form_data, dataset=str(hidden.pk))
+
+    assert response.status_code == 400
+    assert list(response.context["form"].errors) == ["dataset"]
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["epochs", "nodes"])
+def test_it_keeps_what_the_user_typed_when_it_reports_an_error(
+    client: Client, owner: User, job_form_data: dict[str, Any], field: str
+) -> None:
+    response = post(client, owner, job_form_data, **{field: "0"}, name="keep-me")
+
+    assert response.status_code == 400
+    assert b'value="keep-me"' in response.content
+    assert field in response.context["form"].errors
