@@ -6,11 +6,15 @@ import itertools
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser
 from django.utils import timezone
 
 from portal.accounts.models import Team
+from portal.catalog.models import Dataset, ModelArchitecture
+from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
 from portal.cluster.models import Node
+from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.schemas import JobRequest
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
@@ -46,3 +50,49 @@ def make_node(name: str | None = None, **fields: Any) -> Node:
     }
     defaults.update(fields)
     return Node.objects.create(name=name or f"node{next(_counter)}", **defaults)
+
+
+def make_job(
+    owner: AbstractBaseUser,
+    *,
+    state: str = Job.State.QUEUED,
+    team: Team | None = None,
+    name: str | None = None,
+    **fields: Any,
+) -> Job:
+    """A job on the built-in Iris dataset and MLP, stored directly in `state` (no scheduling)."""
+    catalog_ensure_builtins()
+    dataset = Dataset.objects.get(slug=IRIS_SLUG)
+    model = ModelArchitecture.objects.get(slug=MLP_SLUG)
+    name = name or f"job{next(_counter)}"
+    request = JobRequest(name=name, dataset=dataset.pk, model=model.pk)
+    return Job.objects.create(
+        owner_id=owner.pk,
+        team=team,
+        name=name,
+        dataset=dataset,
+        model=model,
+        spec=request.model_dump(mode="json"),
+        state=state,
+        **fields,
+    )
+
+
+def make_attempt(
+    job: Job,
+    *,
+    nodes: list[Node] | tuple[Node, ...] = (),
+    state: str = Attempt.State.RUNNING,
+    number: int | None = None,
+) -> Attempt:
+    """The job's next attempt, placed on `nodes` (rank = position), as the scheduler records it."""
+    if number is None:
+        number = Attempt.objects.filter(job=job).count() + 1
+    attempt = Attempt.objects.create(
+        job=job, number=number, state=state, master_addr="127.0.0.1", master_port=29500
+    )
+    Placement.objects.bulk_create(
+        Placement(attempt=attempt, node=node, node_rank=rank, slots=job.slots_per_node)
+        for rank, node in enumerate(nodes)
+    )
+    return attempt

@@ -1,0 +1,10 @@
+"""Telemetry ingest: Redis Streams from the nodes into PostgreSQL, then out to browsers.
+
+`Ingestor` is the loop (`python manage.py ingest` runs one); `batch_apply` is the write of one
+batch; `entries` checks what nodes send. See docs/telemetry.md.
+"""
+
+from portal.core.ingest.apply import Applied, Batch, batch_apply
+from portal.core.ingest.loop import GROUP, BatchFailed, IngestConfig, Ingestor
+
+__all__ = ["GROUP", "Applied", "Batch", "BatchFailed", "IngestConfig", "Ingestor", "batch_apply"]
