@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from tests.consumers.support import isolated_channel_layer  # noqa: F401 - a fixture

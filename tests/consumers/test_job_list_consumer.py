@@ -1,0 +1,53 @@
+"""`/ws/jobs/`: state changes for the jobs on a user's list, and nobody else's."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth.models import AbstractUser
+
+from portal.jobs.events import job_state_changed
+from portal.jobs.models import Job
+from tests.consumers.support import close_code, open_socket, session_headers
+from tests.factories import make_job
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("isolated_channel_layer"),
+]
+
+
+def test_it_closes_an_anonymous_socket_with_4401() -> None:
+    assert async_to_sync(close_code)("/ws/jobs/", session_headers(None)) == 4401
+
+
+def test_the_owner_and_admins_hear_a_state_change_and_outsiders_do_not(
+    owner: AbstractUser, outsider: AbstractUser, admin_user: AbstractUser
+) -> None:
+    job = make_job(owner, name="iris-mlp")
+    headers = {user: session_headers(user) for user in (owner, outsider, admin_user)}
+
+    def finish() -> None:
+        Job.objects.filter(pk=job.pk).update(state=Job.State.FAILED, state_reason="exit code 1")
+        job.refresh_from_db()
+        job_state_changed(job)
+
+    async def scenario() -> None:
+        sockets = {user: await open_socket("/ws/jobs/", h) for user, h in headers.items()}
+        try:
+            await sync_to_async(finish)()
+            expected = {
+                "type": "state",
+                "job": job.pk,
+                "name": "iris-mlp",
+                "state": "failed",
+                "reason": "exit code 1",
+            }
+            assert await sockets[owner].receive_json_from(timeout=5) == expected
+            assert await sockets[admin_user].receive_json_from(timeout=5) == expected
+            assert await sockets[outsider].receive_nothing(timeout=0.5)
+        finally:
+            for socket in sockets.values():
+                await socket.disconnect()
+
+    async_to_sync(scenario)()
