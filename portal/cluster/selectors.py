@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-def nodes_with_usage() -> QuerySet[Node]:
+
+class NodeUsage(TypedDict):
+    slots_in_use: int
+    gpus_in_use: int
+
+
+if TYPE_CHECKING:
+    NodeWithUsage = WithAnnotations[Node, NodeUsage]
+
+
+def nodes_with_usage() -> QuerySet[NodeWithUsage]:
     """Every node, annotated with `slots_in_use` and `gpus_in_use`: what the placements of its
     active attempts hold (the scheduler's view of the node), in one query."""
     active = Q(placements__attempt__state__in=Attempt.ACTIVE)

@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AbstractUser
 
 from portal.catalog.models import Dataset, ModelArchitecture
@@ -62,3 +63,22 @@ def exited(
         "reason": reason,
         "ts": time.time(),
     }
+
+
+def listen(layer: Any, *groups: str) -> str:
+    """A new channel on `layer` that has joined `groups`."""
+    channel: str = async_to_sync(layer.new_channel)()
+    for group in groups:
+        async_to_sync(layer.group_add)(group, channel)
+    return channel
+
+
+def layer_receive(layer: Any, channel: str, count: int) -> list[Any]:
+    """The next `count` messages on `channel`, read in one event loop (channels_redis keeps a
+    receive buffer per loop: reading from several loops can hand a message out twice)."""
+
+    async def read() -> list[Any]:
+        return [await layer.receive(channel) for _ in range(count)]
+
+    messages: list[Any] = async_to_sync(read)()
+    return messages

@@ -7,7 +7,16 @@ from django.db import connection
 from portal.jobs.models import Attempt, Job
 from portal.jobs.scheduling import schedule_pass, scheduler_tick_send
 from portal.jobs.services import attempt_exited, attempt_lost, attempt_started
-from tests.jobs.helpers import cpu_request, exited, node, placements, started, submit
+from tests.jobs.helpers import (
+    cpu_request,
+    exited,
+    layer_receive,
+    listen,
+    node,
+    placements,
+    started,
+    submit,
+)
 from workers.messages import CANCEL_ATTEMPT_TASK, node_queue
 
 
@@ -170,26 +179,17 @@ def test_a_lost_attempt_fails_the_job_without_restarts(owner, iris, mlp):
 def test_state_changes_reach_the_jobs_groups(
     owner, iris, mlp, channel_layer, django_capture_on_commit_callbacks
 ):
-    from asgiref.sync import async_to_sync
-
     job, attempt = placed_job(owner, iris, mlp)
-    channel = async_to_sync(channel_layer.new_channel)()
-    for group in (f"job-{job.pk}", f"jobs-user-{owner.pk}", "jobs-all"):
-        async_to_sync(channel_layer.group_add)(group, channel)
+    channel = listen(channel_layer, f"job-{job.pk}", f"jobs-user-{owner.pk}", "jobs-all")
     with django_capture_on_commit_callbacks(execute=True):
         attempt_started(started(placements(attempt)[0]))
-    received = [async_to_sync(channel_layer.receive)(channel) for _ in range(3)]
-    assert (
-        received
-        == [
-            {
-                "type": "job.state",
-                "job": job.pk,
-                "name": job.name,
-                "state": "running",
-                "reason": "Running attempt 1.",
-                "attempt": attempt.pk,
-            }
-        ]
-        * 3
-    )
+    event = {
+        "type": "job.state",
+        "job": job.pk,
+        "name": job.name,
+        "state": "running",
+        "reason": "Running attempt 1.",
+        "attempt": attempt.pk,
+    }
+    # Once for each group the channel joined.
+    assert layer_receive(channel_layer, channel, 3) == [event] * 3

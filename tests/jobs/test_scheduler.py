@@ -275,3 +275,20 @@ def test_a_second_concurrent_pass_returns_0_while_one_holds_the_lock(owner, iris
     thread.start()
     thread.join(timeout=30)
     assert results == [0, 1]
+
+
+def test_a_pass_reads_in_a_fixed_number_of_queries_however_long_the_queue(
+    owner, iris, mlp, django_assert_max_num_queries
+):
+    node(cpu_slots=1)
+    node(cpu_slots=1, is_draining=True)
+    submit(owner, iris, mlp)
+    schedule_pass()  # fills the node
+    for _ in range(3):
+        submit(owner, iris, mlp)
+    with django_assert_max_num_queries(12) as short_queue:
+        assert schedule_pass() == 0
+    for _ in range(20):
+        submit(owner, iris, mlp)
+    with django_assert_max_num_queries(len(short_queue.captured_queries)):
+        assert schedule_pass() == 0
