@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import path
+
+from portal.catalog import api
 
 app_name = "catalog-api"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("datasets/", api.DatasetListApi.as_view(), name="datasets"),
+    path("models/", api.ModelListApi.as_view(), name="models"),
+]

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import path
+
+from portal.cluster import api
 
 app_name = "cluster-api"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("nodes/", api.NodeListApi.as_view(), name="nodes"),
+    path("nodes/<str:name>/drain/", api.NodeDrainApi.as_view(), name="drain"),
+    path("nodes/<str:name>/undrain/", api.NodeUndrainApi.as_view(), name="undrain"),
+]

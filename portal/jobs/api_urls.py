@@ -1,6 +1,14 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import path
+
+from portal.jobs import api
 
 app_name = "jobs-api"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("jobs/", api.JobListCreateApi.as_view(), name="list"),
+    path("jobs/<int:job_id>/", api.JobDetailApi.as_view(), name="detail"),
+    path("jobs/<int:job_id>/cancel/", api.JobCancelApi.as_view(), name="cancel"),
+    path("jobs/<int:job_id>/metrics/", api.JobMetricsApi.as_view(), name="metrics"),
+    path("jobs/<int:job_id>/logs/", api.JobLogsApi.as_view(), name="logs"),
+]

@@ -1,0 +1,231 @@
+"""The jobs REST API: submit, list, read, cancel, and page through metrics and logs.
+
+Each view parses its input, calls one service or selector, and answers. Another user's job
+answers 404 (from `job_get_visible`), never 403, so ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.accounts.authentication import TokenScopePermission
+from portal.jobs import selectors, services
+from portal.jobs.models import Job
+from portal.jobs.schemas import JobRequest
+from portal.jobs.serializers import (
+    ErrorsSerializer,
+    JobListQuerySerializer,
+    JobSerializer,
+    LogLineSerializer,
+    LogsPageSerializer,
+    LogsQuerySerializer,
+    MetricPointSerializer,
+    MetricsPageSerializer,
+    MetricsQuerySerializer,
+)
+
+API_PERMISSIONS = [IsAuthenticated, TokenScopePermission]
+NOT_FOUND = OpenApiResponse(description="No such job, or not one you can see.")
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Describes `ApiTokenAuthentication` in the schema. It lives here, with the first API
+    module the URLconf imports, because drf-spectacular needs it registered before it walks
+    the views."""
+
+    target_class = "portal.accounts.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "ty_<prefix>_<secret>",
+            "description": "A personal access token: `python manage.py token_create`.",
+        }
+
+
+def request_invalid(errors: dict[str, list[str]]) -> exceptions.ValidationError:
+    """The 400 every API view answers with: `{"errors": {"dotted.path": ["message", ...]}}`."""
+    return exceptions.ValidationError({"errors": errors})
+
+
+def pydantic_errors(exc: pydantic.ValidationError) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or "__all__"
+        errors.setdefault(key, []).append(error["msg"])
+    return errors
+
+
+def django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {key: list(messages) for key, messages in exc.message_dict.items()}
+    return {"__all__": list(exc.messages)}
+
+
+def authenticated_user(request: Request) -> AbstractBaseUser:
+    # IsAuthenticated has already refused anonymous callers; this tells the type checker.
+    user = request.user
+    assert isinstance(user, AbstractBaseUser)
+    return user
+
+
+def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> Any:
+    query = serializer_class(data=request.query_params)
+    if not query.is_valid():
+        raise request_invalid(query.errors)
+    return query.validated_data
+
+
+class JobListCreateApi(generics.ListAPIView[Job]):
+    permission_classes = API_PERMISSIONS
+    parser_classes = [JSONParser]
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> QuerySet[Job]:
+        query = parse_query(JobListQuerySerializer, self.request)
+        jobs = selectors.jobs_visible_to(self.request.user)
+        if "state" in query:
+            jobs = jobs.filter(state=query["state"])
+        return JobSerializer.eager(jobs)
+
+    @extend_schema(
+        summary="List the jobs you can see",
+        parameters=[JobListQuerySerializer],
+        responses={200: JobSerializer(many=True), 400: ErrorsSerializer},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Submit a job",
+        description="The body is a job request; it is queued, and placed when capacity allows. "
+        "Numbers must be JSON numbers: strings are not converted.",
+        request=JobRequest,
+        responses={201: JobSerializer, 400: ErrorsSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            data = request.data  # parses here, so malformed JSON gets the usual 400 shape
+        except exceptions.ParseError as exc:
+            raise request_invalid({"__all__": [str(exc.detail)]}) from exc
+        try:
+            # Strict: a script that sends "0.01" for a float has a bug worth hearing about.
+            job_request = JobRequest.model_validate(data, strict=True)
+        except pydantic.ValidationError as exc:
+            raise request_invalid(pydantic_errors(exc)) from exc
+        try:
+            job = services.job_submit(user=authenticated_user(request), request=job_request)
+        except DjangoValidationError as exc:
+            raise request_invalid(django_errors(exc)) from exc
+        JobSerializer.eager_one(job)
+        body = JobSerializer(job, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(APIView):
+    permission_classes = API_PERMISSIONS
+
+    @extend_schema(summary="Read a job", responses={200: JobSerializer, 404: NOT_FOUND})
+    def get(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        JobSerializer.eager_one(job)
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+
+class JobCancelApi(APIView):
+    permission_classes = API_PERMISSIONS
+
+    @extend_schema(
+        summary="Cancel a job",
+        description="Accepted: a queued job is cancelled at once; a running one moves to "
+        "`cancelling` until its nodes confirm. Cancelling a finished job changes nothing.",
+        request=None,
+        responses={202: JobSerializer, 400: ErrorsSerializer, 404: NOT_FOUND},
+    )
+    def post(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        try:
+            job = services.job_cancel(user=authenticated_user(request), job=job)
+        except DjangoValidationError as exc:
+            raise request_invalid(django_errors(exc)) from exc
+        JobSerializer.eager_one(job)
+        body = JobSerializer(job, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class JobMetricsApi(APIView):
+    permission_classes = API_PERMISSIONS
+
+    @extend_schema(
+        summary="Page through a job's metric points",
+        description="Points in (attempt, seq) order after the cursor. Start with no cursor "
+        "and pass `next` back until `has_more` is false; poll with the last `next` to follow "
+        "a running job.",
+        parameters=[MetricsQuerySerializer],
+        responses={200: MetricsPageSerializer, 400: ErrorsSerializer, 404: NOT_FOUND},
+    )
+    def get(self, request: Request, job_id: int) -> Response:
+        query = parse_query(MetricsQuerySerializer, request)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        limit = query["limit"]
+        # One extra row says whether another page exists without a second query.
+        points = list(
+            selectors.metric_points_after(
+                job=job,
+                after_attempt=query["after_attempt"],
+                after_seq=query["after_seq"],
+                limit=limit + 1,
+            )
+        )
+        has_more = len(points) > limit
+        points = points[:limit]
+        cursor = {"after_attempt": query["after_attempt"], "after_seq": query["after_seq"]}
+        if points:
+            cursor = {"after_attempt": points[-1].attempt_id, "after_seq": points[-1].seq}
+        body = {
+            "points": MetricPointSerializer(points, many=True).data,
+            "next": cursor,
+            "has_more": has_more,
+        }
+        return Response(body)
+
+
+class JobLogsApi(APIView):
+    permission_classes = API_PERMISSIONS
+
+    @extend_schema(
+        summary="Page through a job's log lines",
+        description="Lines of every rank, in the order they were stored, after `after_id`.",
+        parameters=[LogsQuerySerializer],
+        responses={200: LogsPageSerializer, 400: ErrorsSerializer, 404: NOT_FOUND},
+    )
+    def get(self, request: Request, job_id: int) -> Response:
+        query = parse_query(LogsQuerySerializer, request)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        limit = query["limit"]
+        lines = list(
+            selectors.log_lines_after(job=job, after_id=query["after_id"], limit=limit + 1)
+        )
+        has_more = len(lines) > limit
+        lines = lines[:limit]
+        body = {
+            "lines": LogLineSerializer(lines, many=True).data,
+            "next": {"after_id": lines[-1].id if lines else query["after_id"]},
+            "has_more": has_more,
+        }
+        return Response(body)

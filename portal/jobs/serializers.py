@@ -1,0 +1,207 @@
+"""How jobs, attempts, metric points and log lines look in the REST API (`/api/v1/`).
+
+Input for a new job is `portal.jobs.schemas.JobRequest` (pydantic), not a serializer here; the
+serializers below only answer, plus the small ones that parse query strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet, prefetch_related_objects
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field, inline_serializer
+from rest_framework import serializers
+
+from portal.catalog.models import Dataset, ModelArchitecture
+from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
+from portal.jobs.schemas import JobRequest
+
+METRICS_PAGE_MAX = 5000
+LOGS_PAGE_MAX = 1000
+
+
+# The body of every 400 answer.
+ErrorsSerializer = inline_serializer(
+    name="Errors",
+    fields={
+        # A field named `errors` would shadow `Serializer.errors`, so this one is built inline.
+        "errors": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="Messages keyed by the dotted path of the field at fault, for example "
+            '{"training.epochs": ["Input should be greater than or equal to 1"]}; '
+            '"__all__" holds errors about the request as a whole.',
+        )
+    },
+)
+
+
+class DatasetRefSerializer(serializers.ModelSerializer[Dataset]):
+    class Meta:
+        model = Dataset
+        fields = ["id", "name"]
+        read_only_fields = fields
+
+
+class ModelRefSerializer(serializers.ModelSerializer[ModelArchitecture]):
+    class Meta:
+        model = ModelArchitecture
+        fields = ["id", "name"]
+        read_only_fields = fields
+
+
+class JobResourcesSerializer(serializers.ModelSerializer[Job]):
+    class Meta:
+        model = Job
+        fields = ["nodes", "procs_per_node", "gpus_per_node"]
+        read_only_fields = fields
+
+
+class AttemptSerializer(serializers.ModelSerializer[Attempt]):
+    nodes = serializers.SerializerMethodField(help_text="Node names, in node-rank order.")
+
+    class Meta:
+        model = Attempt
+        fields = ["id", "number", "state", "exit_code", "nodes"]
+        read_only_fields = fields
+
+    def get_nodes(self, attempt: Attempt) -> list[str]:
+        # Iterating `.all()` keeps the prefetch from `JobSerializer.eager` in play.
+        return [placement.node.name for placement in attempt.placements.all()]
+
+
+class JobUrlsSerializer(serializers.Serializer[Any]):
+    self = serializers.URLField(help_text="This job in the API.")
+    web = serializers.CharField(help_text="The job's page in the portal.")
+    websocket = serializers.CharField(help_text="Path of the job's live WebSocket.")
+
+
+_JOB_RELATIONS = ("owner", "dataset", "model", "attempts__placements__node")
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    dataset = DatasetRefSerializer(read_only=True)
+    model = ModelRefSerializer(read_only=True)
+    spec = serializers.SerializerMethodField(help_text="The request as it was accepted.")
+    resources = JobResourcesSerializer(source="*", read_only=True)
+    attempts = AttemptSerializer(many=True, read_only=True)
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "owner",
+            "dataset",
+            "model",
+            "spec",
+            "resources",
+            "priority",
+            "max_restarts",
+            "restarts",
+            "state",
+            "state_reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "urls",
+        ]
+        read_only_fields = fields
+
+    @staticmethod
+    def eager(queryset: QuerySet[Job]) -> QuerySet[Job]:
+        """`queryset` with everything this serializer touches loaded in a fixed number of
+        queries, however many jobs, attempts and placements there are."""
+        return queryset.select_related(*_JOB_RELATIONS[:3]).prefetch_related(*_JOB_RELATIONS[3:])
+
+    @staticmethod
+    def eager_one(job: Job) -> None:
+        """Load what this serializer touches onto one job already fetched."""
+        prefetch_related_objects([job], *_JOB_RELATIONS)
+
+    # drf-spectacular's pydantic extension renders the model; its stubs only know serializers.
+    @extend_schema_field(JobRequest)  # type: ignore[arg-type]
+    def get_spec(self, job: Job) -> dict[str, Any]:
+        return dict(job.spec)
+
+    @extend_schema_field(JobUrlsSerializer)
+    def get_urls(self, job: Job) -> dict[str, str]:
+        path = reverse("jobs-api:detail", kwargs={"job_id": job.pk})
+        request = self.context.get("request")
+        return {
+            "self": request.build_absolute_uri(path) if request is not None else path,
+            "web": reverse("jobs:detail", kwargs={"job_id": job.pk}),
+            # Channels routes are not reversible; this mirrors portal/routing.py.
+            "websocket": f"/ws/jobs/{job.pk}/",
+        }
+
+
+class JobListQuerySerializer(serializers.Serializer[Any]):
+    state = serializers.ChoiceField(
+        choices=Job.State.choices, required=False, help_text="Only jobs in this state."
+    )
+
+
+class MetricPointSerializer(serializers.ModelSerializer[MetricPoint]):
+    # The attempt's id, as on the job's WebSocket, so one cursor serves both.
+    attempt = serializers.IntegerField(
+        source="attempt_id", read_only=True, help_text="Id of the attempt (`attempts[].id`)."
+    )
+    ts = serializers.DateTimeField(source="reported_at", read_only=True)
+
+    class Meta:
+        model = MetricPoint
+        fields = ["attempt", "seq", "split", "step", "epoch", "loss", "accuracy", "ts"]
+        read_only_fields = fields
+
+
+class MetricsCursorSerializer(serializers.Serializer[Any]):
+    after_attempt = serializers.IntegerField(
+        min_value=0, default=0, help_text="Attempt id of the last point you have."
+    )
+    after_seq = serializers.IntegerField(min_value=-1, default=-1)
+
+
+class MetricsQuerySerializer(MetricsCursorSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=METRICS_PAGE_MAX, default=1000)
+
+
+class MetricsPageSerializer(serializers.Serializer[Any]):
+    points = MetricPointSerializer(many=True)
+    next = MetricsCursorSerializer(
+        help_text="Pass these as query parameters to get the points after this page."
+    )
+    has_more = serializers.BooleanField(
+        help_text="True when more points are stored already; false means you are caught up."
+    )
+
+
+class LogLineSerializer(serializers.ModelSerializer[LogLine]):
+    attempt = serializers.IntegerField(
+        source="attempt_id", read_only=True, help_text="Id of the attempt (`attempts[].id`)."
+    )
+    ts = serializers.DateTimeField(source="reported_at", read_only=True)
+
+    class Meta:
+        model = LogLine
+        fields = ["id", "attempt", "node_rank", "stream", "line", "ts"]
+        read_only_fields = fields
+
+
+class LogsCursorSerializer(serializers.Serializer[Any]):
+    after_id = serializers.IntegerField(min_value=0, default=0)
+
+
+class LogsQuerySerializer(LogsCursorSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=LOGS_PAGE_MAX, default=LOGS_PAGE_MAX)
+
+
+class LogsPageSerializer(serializers.Serializer[Any]):
+    lines = LogLineSerializer(many=True)
+    next = LogsCursorSerializer(
+        help_text="Pass this as a query parameter to get the lines after this page."
+    )
+    has_more = serializers.BooleanField()
