@@ -31,7 +31,7 @@ COPY . .
 COPY --from=static /src/node_modules ./node_modules
 # Editable, so the code, templates/ and static/ are all read from /app (settings' BASE_DIR).
 RUN pip install --no-deps -c constraints.txt -e . \
- && mkdir -p /srv/trainyard/state /srv/trainyard/storage \
+ && mkdir -p /srv/trainyard/state /srv/trainyard/storage /srv/trainyard/node \
  && chown -R trainyard:trainyard /srv/trainyard
 
 USER trainyard

@@ -85,8 +85,9 @@ def report(stdout: str) -> dict[str, object]:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def test_run_starts_postgres_and_redis_keeps_their_data_and_stops_them(tmp_path: Path):
-    state_dir = tmp_path / "state"
+def test_run_starts_postgres_and_redis_keeps_their_data_and_stops_them(
+    tmp_path: Path, state_dir: Path
+):
     env = devservers_env(state_dir)
     started, release = tmp_path / "started", tmp_path / "release"
     run = [PY, "-m", "portal.devservers", "run", "--", PY, "-c", CHILD]
