@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Max, Sum, Value, When
@@ -157,7 +158,9 @@ def _wait_reason(
 ) -> str:
     need = job.slots_per_node
     large = [c for c in capacity if node_offers(c.node, job) >= need]
-    ask = f"needs {_nodes_word(job.nodes)} with {_amount(need, job)} each"
+    ask = f"needs {_nodes_word(job.nodes)} with {_amount(need, job)}" + (
+        " each" if job.nodes > 1 else ""
+    )
     if len(large) < job.nodes:
         blocked = [node for node in unschedulable if node_offers(node, job) >= need]
         why = ", ".join(
@@ -319,7 +322,15 @@ def schedule_pass() -> int:
         )
         placed: list[tuple[Job, Attempt]] = []
         waiting: list[Job] = []
+        unrunnable: dict[int, str] = {}
         for job in queued:
+            problem = _spec_problem(job)
+            if problem:
+                # One bad row must not stop the whole queue: skip it and say why.
+                logger.error("job %s cannot be placed: %s", job.pk, problem)
+                unrunnable[job.pk] = problem
+                waiting.append(job)
+                continue
             chosen = _choose(job, capacity)
             if chosen is None:
                 waiting.append(job)
@@ -328,7 +339,7 @@ def schedule_pass() -> int:
             attempt = _place(job, chosen, number, ports_in_use)
             if attempt is not None:
                 placed.append((job, attempt))
-        _explain_waiting(waiting, capacity, latest)
+        _explain_waiting(waiting, capacity, latest, unrunnable)
         events.job_states_changed(
             (events.job_state_event(job, attempt_id=attempt.pk), job.owner_id)
             for job, attempt in placed
@@ -338,8 +349,23 @@ def schedule_pass() -> int:
     return len(placed)
 
 
+def _spec_problem(job: Job) -> str:
+    """Why the job's stored request cannot become an attempt spec ("" if it can)."""
+    try:
+        JobRequest.model_validate(job.spec)
+    except pydantic.ValidationError as exc:
+        return (
+            f"Cannot start: its stored request is no longer valid ({exc.error_count()} "
+            "errors). Cancel it and submit it again."
+        )
+    return ""
+
+
 def _explain_waiting(
-    waiting: list[Job], capacity: list[_Capacity], latest: dict[int, tuple[int, int]]
+    waiting: list[Job],
+    capacity: list[_Capacity],
+    latest: dict[int, tuple[int, int]],
+    unrunnable: dict[int, str],
 ) -> None:
     """Write each waiting job's reason, where it changed, in one conditional update."""
     if not waiting:
@@ -348,7 +374,9 @@ def _explain_waiting(
     unschedulable = list(Node.objects.exclude(pk__in=schedulable).order_by("name"))
     changed: dict[int, str] = {}
     for position, job in enumerate(waiting, start=1):
-        reason = _wait_reason(job, capacity, unschedulable, position, len(waiting))
+        reason = unrunnable.get(job.pk) or _wait_reason(
+            job, capacity, unschedulable, position, len(waiting)
+        )
         if reason != job.state_reason:
             changed[job.pk] = reason
             job.state_reason = reason

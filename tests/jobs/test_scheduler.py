@@ -200,7 +200,7 @@ def test_a_waiting_job_says_which_nodes_are_draining_or_offline(owner, iris, mlp
     assert schedule_pass() == 0
     job.refresh_from_db()
     assert job.state_reason.startswith(
-        "Waiting for nodes: needs 1 node with 2 CPU slots each; only 0 online, non-draining "
+        "Waiting for nodes: needs 1 node with 2 CPU slots; only 0 online, non-draining "
         "nodes are that large ("
     )
     assert f"{draining.name} is draining" in job.state_reason
@@ -292,3 +292,15 @@ def test_a_pass_reads_in_a_fixed_number_of_queries_however_long_the_queue(
         submit(owner, iris, mlp)
     with django_assert_max_num_queries(len(short_queue.captured_queries)):
         assert schedule_pass() == 0
+
+
+def test_a_job_with_a_broken_stored_request_does_not_block_the_queue(owner, iris, mlp):
+    node(cpu_slots=1)
+    broken = submit(owner, iris, mlp, priority=9)
+    Job.objects.filter(pk=broken.pk).update(spec={"dataset": "nonsense"})
+    fine = submit(owner, iris, mlp)
+    assert schedule_pass() == 1
+    broken.refresh_from_db()
+    fine.refresh_from_db()
+    assert (broken.state, fine.state) == (Job.State.QUEUED, Job.State.SCHEDULED)
+    assert broken.state_reason.startswith("Cannot start: its stored request is no longer valid")
