@@ -14,7 +14,7 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
@@ -22,24 +22,24 @@ from tests.factories import make_team, make_user
 
 
 @pytest.fixture
-def owner(db: None) -> AbstractUser:
+def owner(db: None) -> User:
     return make_user("owner")
 
 
 @pytest.fixture
-def teammate(db: None, owner: AbstractUser) -> AbstractUser:
+def teammate(db: None, owner: User) -> User:
     user = make_user("teammate")
     make_team("vision", owner, user)
     return user
 
 
 @pytest.fixture
-def outsider(db: None) -> AbstractUser:
+def outsider(db: None) -> User:
     return make_user("outsider")
 
 
 @pytest.fixture
-def admin_user(db: None) -> AbstractUser:
+def admin_user(db: None) -> User:
     return make_user("admin", is_staff=True)
 
 

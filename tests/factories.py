@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.utils import timezone
 
 from portal.accounts.models import Team
@@ -20,10 +19,9 @@ _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
 
 
-def make_user(username: str | None = None, *, is_staff: bool = False) -> AbstractUser:
-    User = get_user_model()
+def make_user(username: str | None = None, *, is_staff: bool = False) -> User:
     username = username or f"user{next(_counter)}"
-    user: AbstractUser = User.objects.create_user(
+    user = User.objects.create_user(
         username=username, password=PASSWORD, email=f"{username}@example.test"
     )
     if is_staff:
@@ -33,7 +31,7 @@ def make_user(username: str | None = None, *, is_staff: bool = False) -> Abstrac
     return user
 
 
-def make_team(name: str, *members: AbstractUser) -> Team:
+def make_team(name: str, *members: User) -> Team:
     team = Team.objects.create(name=name)
     team.members.add(*members)
     return team
