@@ -44,9 +44,7 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(
-    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("stack")
     port = free_port()
     node_name = f"e2e-{uuid.uuid4().hex[:6]}"

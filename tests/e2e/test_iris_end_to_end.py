@@ -154,8 +154,12 @@ def test_iris_trains_with_torchrun_and_streams_live(stack: Stack) -> None:
         elif message["type"] == "metrics" and seen_running:
             live_points.extend(message["points"])
     assert live_points, "no metric events arrived over the WebSocket while the job ran"
-    received = {(p["attempt"], p["seq"]) for m in socket.messages if m["type"] == "metrics"
-                for p in m["points"]}
+    received = {
+        (p["attempt"], p["seq"])
+        for m in socket.messages
+        if m["type"] == "metrics"
+        for p in m["points"]
+    }
     assert received >= {(attempt.pk, p.seq) for p in points[: len(points) // 2]}
 
 
