@@ -102,9 +102,11 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         Prefetch("placements", queryset=Placement.objects.select_related("node"))
     ).order_by("-number")
     spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
+    latest = next(iter(attempts), None)
     config = {
         "id": job.pk,
         "state": job.state,
+        "attempt": latest.pk if latest else None,
         "terminal": sorted(Job.TERMINAL),
         "wsPath": f"/ws/jobs/{job.pk}/",
     }

@@ -113,14 +113,13 @@ new ResizeObserver(() => {
 const badge = document.querySelector('[data-testid="job-state"]');
 const reasonEl = document.getElementById("job-reason");
 
-function onState(message) {
-  const state = message.state;
+function applyState(state, reason) {
   badge.className = `badge lg state-${state}`;
   badge.dataset.state = state;
   badge.textContent = state.charAt(0).toUpperCase() + state.slice(1);
-  if (message.reason !== undefined) {
-    reasonEl.textContent = message.reason || "";
-    badge.title = message.reason || "";
+  if (reason !== undefined) {
+    reasonEl.textContent = reason || "";
+    badge.title = reason || "";
   }
   const cancelForm = document.getElementById("cancel-form");
   if (cancelForm) {
@@ -131,9 +130,46 @@ function onState(message) {
     const duration = document.getElementById("job-duration");
     if (duration) delete duration.dataset.started;
   }
-  if (message.attempt && !document.querySelector(`[data-attempt-id="${message.attempt}"]`)) {
-    document.getElementById("attempts-stale").hidden = false;
+}
+
+function onState(message) {
+  const state = message.state;
+  // Events come from several processes and may arrive out of order; a finished job never
+  // starts again, so a non-final state after a final one is stale.
+  if (TERMINAL.has(badge.dataset.state) && !TERMINAL.has(state)) return;
+  applyState(state, message.reason);
+  // The summary, the attempts and their placements are rendered by the server: when the job
+  // moves on, fetch the page again and swap those parts in, rather than rebuild them here.
+  // The fetched page also corrects the badge if events arrived out of order.
+  if (state !== rendered.state || (message.attempt ?? null) !== rendered.attempt) {
+    rendered.state = state;
+    rendered.attempt = message.attempt ?? null;
+    refreshSoon();
   }
+}
+
+const rendered = { state: config.state, attempt: config.attempt ?? null };
+let refreshTimer = null;
+
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(async () => {
+    try {
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      for (const part of fresh.querySelectorAll("[data-refresh][id]")) {
+        document.getElementById(part.id)?.replaceWith(document.adoptNode(part));
+      }
+      const freshState = fresh.querySelector('[data-testid="job-state"]')?.dataset.state;
+      if (freshState && !(TERMINAL.has(badge.dataset.state) && !TERMINAL.has(freshState))) {
+        applyState(freshState, fresh.getElementById("job-reason")?.textContent ?? "");
+        rendered.state = freshState;
+      }
+    } catch {
+      // The next state change tries again; the live parts of the page do not depend on it.
+    }
+  }, 400);
 }
 
 // ---- Logs ------------------------------------------------------------------------------
@@ -179,7 +215,12 @@ function onLogs(lines) {
     }
     const stream = line.stream === "stderr" ? "stderr" : "stdout";
     fragment.append(
-      logRow(`log-line ${stream}`, `r${line.node_rank}`, line.line, `attempt ${line.attempt}, ${stream}`),
+      logRow(
+        `log-line ${stream}`,
+        `n${line.node_rank}`,
+        line.line,
+        `node rank ${line.node_rank}, attempt ${line.attempt}, ${stream}`,
+      ),
     );
   }
   if (!fragment.childNodes.length) return;

@@ -19,6 +19,9 @@ function onState(message) {
     return;
   }
   const badge = row.querySelector('[data-testid="job-state"]');
+  // Events come from several processes and may arrive out of order: a finished job stays
+  // finished.
+  if (TERMINAL.has(badge.dataset.state) && !TERMINAL.has(message.state)) return;
   badge.className = `badge state-${message.state}`;
   badge.dataset.state = message.state;
   badge.textContent = message.state.charAt(0).toUpperCase() + message.state.slice(1);
