@@ -170,7 +170,6 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _state(self, job: Job) -> JobStateEvent:
-        job.refresh_from_db()
         return job_state_event(job)
 
     @database_sync_to_async

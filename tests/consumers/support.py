@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -33,6 +35,10 @@ def isolated_channel_layer(settings: Settings) -> Iterator[str]:
     # Changing the setting makes Channels drop its cached layer.
     settings.CHANNEL_LAYERS = {**layers, "default": default}
     yield prefix
+    layer = get_channel_layer()
+    if layer is not None:
+        # Group memberships outlive the test by a day otherwise.
+        async_to_sync(layer.flush)()
 
 
 def session_headers(user: AbstractBaseUser | None) -> list[tuple[bytes, bytes]]:

@@ -247,6 +247,15 @@ class Ingestor:
         self._failures = 0
         acked += self._ack(_ids_by_stream(read))
         self._fan_out(applied)
+        batch = read.batch
+        logger.debug(
+            "stored a batch: %d points, %d lines, %d events, %d heartbeats (%d fenced)",
+            len(batch.metrics),
+            len(batch.logs),
+            len(batch.events),
+            len(batch.health),
+            applied.fenced,
+        )
         return acked
 
     # ---- reading -----------------------------------------------------------------------------
