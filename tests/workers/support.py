@@ -1,0 +1,115 @@
+"""Shared helpers for the node-plane tests: specs, stream reads and waiting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import psutil
+import redis
+
+from workers.messages import (
+    AttemptSpec,
+    DatasetSpec,
+    ModelSpec,
+    PlacementSpec,
+    TrainingSpec,
+)
+
+IRIS = Path(__file__).resolve().parents[2] / "portal" / "catalog" / "data" / "iris.csv"
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+IRIS_CLASSES = ("setosa", "versicolor", "virginica")
+
+T = TypeVar("T")
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def iris_spec(
+    *,
+    node_name: str,
+    attempt_id: int,
+    checkpoint_dir: Path,
+    epochs: int = 30,
+    job_id: int = 1,
+    data: Path = IRIS,
+    sha256: str | None = None,
+    nproc_per_node: int = 2,
+) -> AttemptSpec:
+    return AttemptSpec(
+        job_id=job_id,
+        attempt_id=attempt_id,
+        job_name="iris",
+        node_name=node_name,
+        dataset=DatasetSpec(
+            uri=data.as_uri(),
+            sha256=sha256 or sha256_of(data),
+            format="csv",
+            feature_columns=IRIS_FEATURES,
+            label_column="species",
+            classes=IRIS_CLASSES,
+        ),
+        model=ModelSpec(architecture="mlp", hidden_sizes=(16, 16), activation="relu", dropout=0.0),
+        training=TrainingSpec(
+            epochs=epochs,
+            batch_size=16,
+            learning_rate=0.01,
+            optimizer="adam",
+            loss="cross_entropy",
+            seed=0,
+            val_fraction=0.2,
+        ),
+        placement=PlacementSpec(
+            nnodes=1,
+            node_rank=0,
+            nproc_per_node=nproc_per_node,
+            device="cpu",
+            master_addr="127.0.0.1",
+            master_port=29500,
+        ),
+        checkpoint_dir=str(checkpoint_dir),
+    )
+
+
+def entries(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
+    """Every entry of a stream, decoded from its `data` field."""
+    raw = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream))
+    return [json.loads(fields[b"data"]) for _, fields in raw]
+
+
+def processes_running(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line mentions `marker` (a spec path unique to a test)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["status"] != psutil.STATUS_ZOMBIE and any(marker in a for a in cmdline):
+            found.append(process)
+    return found
+
+
+def wait_for(
+    probe: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "condition"
+) -> T:
+    """Poll until `probe()` returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers import config
+
+
+def test_it_reads_defaults_when_nothing_is_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    for name in (
+        "TRAINYARD_STREAM_PREFIX",
+        "TRAINYARD_NODE_ADDRESS",
+        "TRAINYARD_NODE_CPU_SLOTS",
+        "TRAINYARD_NODE_STATE_DIR",
+        "TRAINYARD_HEARTBEAT_S",
+        "TRAINYARD_CANCEL_GRACE_S",
+        "TRAINYARD_NODE_IFNAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert config.stream_prefix() == "trainyard"
+    assert config.node_address() == "127.0.0.1"
+    assert config.node_cpu_slots() >= 1
+    assert config.node_state_dir("gpu-01") == tmp_path.resolve() / ".trainyard" / "node-gpu-01"
+    assert config.heartbeat_s() == 2.0
+    assert config.cancel_grace_s() == 5.0
+    assert config.node_ifname() is None
+
+
+def test_it_reads_values_lazily_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAINYARD_NODE_CPU_SLOTS", "12")
+    monkeypatch.setenv("TRAINYARD_HEARTBEAT_S", "0.5")
+    monkeypatch.setenv("TRAINYARD_NODE_IFNAME", "eth0")
+    assert config.node_cpu_slots() == 12
+    assert config.heartbeat_s() == 0.5
+    assert config.node_ifname() == "eth0"
+
+
+def test_it_reads_the_broker_url_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    secret = tmp_path / "redis-url"
+    secret.write_text("redis://:s3cret@redis.internal:6379/0\n")
+    monkeypatch.setenv("REDIS_URL_FILE", str(secret))
+    assert config.redis_url() == "redis://:s3cret@redis.internal:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRAINYARD_NODE_CPU_SLOTS", "four"),
+        ("TRAINYARD_NODE_CPU_SLOTS", "0"),
+        ("TRAINYARD_HEARTBEAT_S", "0"),
+        ("TRAINYARD_HEARTBEAT_S", "nan"),
+        ("TRAINYARD_CANCEL_GRACE_S", "-1"),
+        ("TRAINYARD_NODE_IFNAME", "eth0; rm -rf /"),
+        ("TRAINYARD_NODE_NAME", "../etc"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+    ],
+)
+def test_it_fails_loudly_on_a_malformed_value(monkeypatch: pytest.MonkeyPatch, name, value):
+    monkeypatch.setenv(name, value)
+    reader = {
+        "TRAINYARD_NODE_CPU_SLOTS": config.node_cpu_slots,
+        "TRAINYARD_HEARTBEAT_S": config.heartbeat_s,
+        "TRAINYARD_CANCEL_GRACE_S": config.cancel_grace_s,
+        "TRAINYARD_NODE_IFNAME": config.node_ifname,
+        "TRAINYARD_NODE_NAME": config.node_name,
+        "REDIS_URL": config.redis_url,
+    }[name]
+    with pytest.raises(config.ConfigError, match=name):
+        reader()

@@ -1,0 +1,78 @@
+"""Fetch a dataset by storage URI into the node's cache, verified against its SHA-256.
+
+The cache is keyed by checksum, so two jobs on the same data share one copy and a changed file
+at the same URI is a cache miss. A copy lands under a temporary name and is renamed only after
+its checksum matched: a crash never leaves a file in the cache that looks verified but is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+class StorageError(Exception):
+    """A dataset cannot be fetched: unsupported URI, missing file or unreadable source."""
+
+
+class ChecksumMismatch(StorageError):
+    """The fetched bytes are not the bytes the portal validated."""
+
+
+def local_path_for(uri: str) -> Path:
+    """The local file a `file://` URI (or a plain absolute path) names."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StorageError(f"file URI {uri!r} names host {parts.netloc!r}; only local paths")
+        path = Path(unquote(parts.path))
+    elif parts.scheme == "" and uri.startswith("/"):
+        path = Path(uri)
+    else:
+        raise StorageError(f"unsupported storage URI {uri!r} (use file:///absolute/path)")
+    if not path.is_absolute():
+        raise StorageError(f"storage URI {uri!r} must name an absolute path")
+    return path
+
+
+def dataset_fetch(*, uri: str, sha256: str, cache_dir: Path) -> Path:
+    """Return a local, verified copy of the dataset at `uri`; raise `StorageError` if impossible."""
+    expected = sha256.strip().lower()
+    if not _SHA256.match(expected):
+        raise StorageError(f"dataset checksum {sha256!r} is not a SHA-256 hex digest")
+    source = local_path_for(uri)
+    cached = cache_dir / f"{expected}{source.suffix}"
+    if cached.is_file():
+        return cached
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{expected[:12]}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with source.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except OSError as exc:
+                raise StorageError(f"cannot read dataset {uri!r}: {exc.strerror or exc}") from exc
+            out.flush()
+            os.fsync(out.fileno())
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise ChecksumMismatch(
+                f"dataset {uri!r} has SHA-256 {actual}, expected {expected}: "
+                "the file changed after it was validated"
+            )
+        tmp.replace(cached)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return cached
