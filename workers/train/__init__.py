@@ -1,0 +1,10 @@
+"""The trainer: `torchrun ... -m workers.train --spec spec.json` runs one rank of DDP training.
+
+Only this package's modules import torch, and only in the processes torchrun starts, so the
+agent and the launcher stay light. (This file must not import torch: the launcher reads
+`ERROR_MARK` from it.)
+"""
+
+# The prefix of the one line a rank prints to stderr when it gives up on bad input; the launcher
+# turns it into the attempt's exit reason instead of torchrun's generic failure summary.
+ERROR_MARK = "trainyard: error:"
