@@ -1,0 +1,143 @@
+"""The launcher supervising a real torchrun gang: logs, exit reports and cancellation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import redis
+
+from tests.workers.conftest import Node
+from tests.workers.support import IRIS, entries, iris_spec, processes_running, wait_for
+from workers import attempts
+from workers.messages import AttemptSpec
+
+
+def start_launcher(spec: AttemptSpec, node: Node) -> tuple[subprocess.Popen[bytes], Path]:
+    directory = attempts.attempt_dir(node.state_dir, spec.attempt_id)
+    directory.mkdir(parents=True)
+    spec_path = directory / "spec.json"
+    spec_path.write_text(spec.dumps())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.launcher", "--spec", str(spec_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return process, directory
+
+
+def events_of(client: redis.Redis, node: Node, kind: str) -> list[dict]:
+    return [e for e in entries(client, node.stream("events")) if e["type"] == kind]
+
+
+def test_it_reports_start_every_ranks_lines_and_a_clean_exit(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    spec = iris_spec(node_name=node.name, attempt_id=21, checkpoint_dir=tmp_path / "ck", epochs=2)
+    launcher, directory = start_launcher(spec, node)
+    launcher.wait(timeout=120)
+    logs = entries(redis_client, node.stream("logs"))
+    assert launcher.returncode == 0, "\n".join(line["line"] for line in logs[-40:])
+    assert attempts.read_pid(directory) == launcher.pid
+
+    [started] = events_of(redis_client, node, "attempt.started")
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert (started["job"], started["attempt"], started["node"]) == (1, 21, node.name)
+    assert exited["exit_code"] == 0
+    assert exited["cancelled"] is False
+    assert started["ts"] <= exited["ts"]
+
+    assert [line["seq"] for line in logs] == list(range(len(logs)))
+    assert {(line["attempt"], line["node_rank"]) for line in logs} == {(21, 0)}
+    stdout = [line["line"] for line in logs if line["stream"] == "stdout"]
+    for rank in (0, 1):
+        assert f"[rank {rank}] epoch 2/2 local train loss" in "\n".join(stdout)
+    assert attempts.running_attempts(node.state_dir) == []
+
+
+def test_it_reports_the_trainers_error_on_bad_data(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    bad = tmp_path / "iris-typo.csv"
+    bad.write_text(IRIS.read_text().replace("virginica", "virginca", 1))
+    spec = iris_spec(node_name=node.name, attempt_id=22, checkpoint_dir=tmp_path / "ck", data=bad)
+    launcher, _ = start_launcher(spec, node)
+    launcher.wait(timeout=120)
+
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert exited["exit_code"] != 0
+    assert exited["cancelled"] is False
+    assert "trainyard: error:" in exited["reason"]
+    assert "label 'virginca' is not one of setosa, versicolor, virginica" in exited["reason"]
+
+
+def test_sigterm_takes_every_rank_down_within_ten_seconds(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    spec = iris_spec(
+        node_name=node.name, attempt_id=23, checkpoint_dir=tmp_path / "ck", epochs=100_000
+    )
+    launcher, directory = start_launcher(spec, node)
+    spec_path = str(directory / "spec.json")
+    try:
+
+        def both_ranks_training() -> bool:
+            lines = [e["line"] for e in entries(redis_client, node.stream("logs"))]
+            return all(any(f"[rank {r}] epoch" in line for line in lines) for r in (0, 1))
+
+        wait_for(both_ranks_training, timeout=60, interval=0.2, what="both ranks to train")
+        assert attempts.running_attempts(node.state_dir) == [23]
+        gang = psutil.Process(launcher.pid).children(recursive=True)
+        ranks = [p for p in gang if "-u" in p.cmdline()]
+        assert len(ranks) == 2, [p.cmdline() for p in gang]
+
+        os.kill(launcher.pid, signal.SIGTERM)
+        cancelled_at = time.monotonic()
+        _, alive = psutil.wait_procs(gang, timeout=10)
+        assert alive == [], f"still alive after 10 s: {alive}"
+        assert time.monotonic() - cancelled_at < 10
+        launcher.wait(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert processes_running(spec_path) == []
+
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert exited["cancelled"] is True
+    assert exited["reason"] == "cancelled"
+
+
+def test_a_cancel_while_torchrun_starts_leaves_no_rank_behind(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    # The hard case: torchrun may die before its ranks are up, and they live in sessions of
+    # their own, so only the launcher (their subreaper) can still find them.
+    spec = iris_spec(
+        node_name=node.name, attempt_id=24, checkpoint_dir=tmp_path / "ck", epochs=100_000
+    )
+    launcher, directory = start_launcher(spec, node)
+    spec_path = str(directory / "spec.json")
+    try:
+        wait_for(lambda: events_of(redis_client, node, "attempt.started"), timeout=30, what="start")
+        wait_for(lambda: len(processes_running(spec_path)) >= 3, timeout=30, what="the ranks")
+        os.kill(launcher.pid, signal.SIGTERM)
+        wait_for(
+            lambda: processes_running(spec_path) == [],
+            timeout=10,
+            interval=0.1,
+            what="every rank to exit",
+        )
+        launcher.wait(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert exited["cancelled"] is True

@@ -1,0 +1,407 @@
+"""Supervise one attempt's torchrun on this node: `python -m workers.launcher --spec spec.json`.
+
+The agent starts the launcher in its own session and returns, so training never runs inside a
+Celery task. The launcher in turn starts torchrun in a session of its own, streams every line
+torchrun and the ranks write as `LogEntry`s, reports `attempt.started` and `attempt.exited`, and
+on SIGTERM (a cancel) takes the whole gang down: SIGTERM to torchrun's group and to every
+process below it (torchrun puts each rank in a session of its own), then SIGKILL to whatever is
+still there after the grace period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Literal
+
+import psutil
+
+import workers
+from workers import attempts, config
+from workers.messages import (
+    AttemptExitedEntry,
+    AttemptSpec,
+    AttemptStartedEntry,
+    LogEntry,
+    stream_name,
+)
+from workers.reporter import StreamReporter
+from workers.train import ERROR_MARK
+
+logger = logging.getLogger("workers.launcher")
+
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+MAX_LINE = 4096
+MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """The node settings a launcher needs, read once from the environment."""
+
+    redis_url: str
+    stream_prefix: str
+    state_dir: Path
+    cancel_grace_s: float
+    ifname: str | None
+    stream_maxlen: int
+
+    @classmethod
+    def from_env(cls, spec: AttemptSpec) -> LaunchSettings:
+        return cls(
+            redis_url=config.redis_url(),
+            stream_prefix=config.stream_prefix(),
+            state_dir=config.node_state_dir(spec.node_name),
+            cancel_grace_s=config.cancel_grace_s(),
+            ifname=config.node_ifname(),
+            stream_maxlen=config.stream_maxlen(),
+        )
+
+
+def torchrun_command(spec: AttemptSpec, spec_path: Path) -> list[str]:
+    placement = spec.placement
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        str(placement.nnodes),
+        "--node-rank",
+        str(placement.node_rank),
+        "--nproc-per-node",
+        str(placement.nproc_per_node),
+        "--max-restarts",
+        "0",
+    ]
+    if placement.nnodes == 1:
+        # A free port on localhost: two single-node attempts on one node never collide.
+        command.append("--standalone")
+    else:
+        command += ["--master-addr", placement.master_addr]
+        command += ["--master-port", str(placement.master_port)]
+    return [*command, "-m", "workers.train", "--spec", str(spec_path)]
+
+
+def torchrun_env(
+    spec: AttemptSpec, settings: LaunchSettings, base: Mapping[str, str]
+) -> dict[str, str]:
+    env = dict(base)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    # The ranks must import this very `workers` package, whatever the launcher's cwd.
+    root = str(Path(workers.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["REDIS_URL"] = settings.redis_url
+    env["TRAINYARD_STREAM_PREFIX"] = settings.stream_prefix
+    env["TRAINYARD_NODE_NAME"] = spec.node_name
+    env["TRAINYARD_NODE_STATE_DIR"] = str(settings.state_dir)
+    if settings.ifname:
+        env["GLOO_SOCKET_IFNAME"] = settings.ifname
+        env["NCCL_SOCKET_IFNAME"] = settings.ifname
+    elif spec.placement.nnodes == 1 and spec.placement.device == "cpu":
+        # Gloo otherwise resolves the hostname, which on many hosts is not a usable address.
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    return env
+
+
+class LogPump:
+    """Turns every line torchrun writes into a `LogEntry`, with one seq across both pipes."""
+
+    def __init__(self, *, spec: AttemptSpec, reporter: StreamReporter) -> None:
+        self._spec = spec
+        self._reporter = reporter
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.error_lines: deque[str] = deque(maxlen=5)
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def lines(self) -> int:
+        return self._seq
+
+    def emit(self, stream: Literal["stdout", "stderr"], line: str) -> None:
+        line = line[:MAX_LINE]
+        with self._lock:
+            entry: LogEntry = {
+                "job": self._spec.job_id,
+                "attempt": self._spec.attempt_id,
+                "node_rank": self._spec.placement.node_rank,
+                "seq": self._seq,
+                "stream": stream,
+                "line": line,
+                "ts": time.time(),
+            }
+            # Reported under the lock so the buffer holds entries in seq order.
+            self._reporter.report(entry)
+            self._seq += 1
+            if stream == "stderr":
+                self.stderr_tail.append(line)
+                if ERROR_MARK in line:
+                    self.error_lines.append(line)
+
+    def start(self, pipe: IO[bytes], stream: Literal["stdout", "stderr"]) -> None:
+        def pump() -> None:
+            with pipe:
+                for raw in iter(pipe.readline, b""):
+                    self.emit(stream, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+        thread = threading.Thread(target=pump, name=f"pump:{stream}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def failure_reason(self) -> str:
+        lines = self.error_lines or self.stderr_tail
+        return "\n".join(lines)[-MAX_REASON:]
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux), so a rank whose torchrun died is still ours to kill.
+
+    torchrun starts every rank in a session of its own; if torchrun dies first (a cancel during
+    its start-up, say), the ranks would be re-parented to init and escape every process-tree
+    walk. As a child subreaper the launcher inherits them instead.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def _live_descendants() -> list[psutil.Process]:
+    """Every process below this one that has not exited."""
+    live = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                live.append(process)
+    return live
+
+
+def _signal_each(processes: Sequence[psutil.Process], sig: signal.Signals) -> None:
+    for process in processes:
+        # psutil refuses to signal a pid that was recycled since we listed it.
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            process.send_signal(sig)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # Until we reap torchrun its pid (and so its process group id) cannot be reused.
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+def _reap_adopted(torchrun_pid: int) -> None:
+    for child in psutil.Process().children():
+        if child.pid != torchrun_pid:
+            with contextlib.suppress(psutil.Error):
+                child.wait(timeout=0)
+
+
+def terminate_gang(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    """SIGTERM torchrun's group and every process below the launcher; SIGKILL what outlives
+    `grace_s`. Returns torchrun's exit status.
+
+    The family is listed again every round, so a rank forked during the cancel, or adopted by
+    the launcher when its torchrun died, is signalled too.
+    """
+    deadline = time.monotonic() + grace_s
+    signalled: set[int] = set()
+    _signal_group(proc, signal.SIGTERM)
+    while True:
+        family = _live_descendants()
+        fresh = [p for p in family if p.pid not in signalled]
+        _signal_each(fresh, signal.SIGTERM)
+        signalled.update(p.pid for p in fresh)
+        if (proc.poll() is not None and not family) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    survivors = _live_descendants()
+    if survivors:
+        logger.warning("%d process(es) outlived %.1fs grace; killing", len(survivors), grace_s)
+        _signal_group(proc, signal.SIGKILL)
+        _signal_each(survivors, signal.SIGKILL)
+        # torchrun is reaped by Popen below; psutil must not steal its exit status.
+        psutil.wait_procs([p for p in survivors if p.pid != proc.pid], timeout=2.0)
+    exit_code = proc.wait()
+    _reap_adopted(proc.pid)
+    return exit_code
+
+
+class Supervisor:
+    """Runs torchrun for one attempt and reports how it went."""
+
+    def __init__(
+        self,
+        *,
+        spec: AttemptSpec,
+        spec_path: Path,
+        settings: LaunchSettings,
+        events: StreamReporter,
+        logs: StreamReporter,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.spec_path = spec_path
+        self.settings = settings
+        self.directory = attempts.attempt_dir(settings.state_dir, spec.attempt_id)
+        self._events = events
+        self._pump = LogPump(spec=spec, reporter=logs)
+        self._cancel = cancel or threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the run to stop. Safe to call from a signal handler."""
+        self._cancel.set()
+
+    def _cancelled(self) -> bool:
+        return self._cancel.is_set() or attempts.cancel_requested(self.directory)
+
+    def _report_started(self) -> None:
+        entry: AttemptStartedEntry = {
+            "type": "attempt.started",
+            "job": self.spec.job_id,
+            "attempt": self.spec.attempt_id,
+            "node": self.spec.node_name,
+            "node_rank": self.spec.placement.node_rank,
+            "ts": time.time(),
+        }
+        self._events.report(entry)
+
+    def _report_exited(self, *, exit_code: int, cancelled: bool, reason: str) -> None:
+        entry: AttemptExitedEntry = {
+            "type": "attempt.exited",
+            "job": self.spec.job_id,
+            "attempt": self.spec.attempt_id,
+            "node": self.spec.node_name,
+            "node_rank": self.spec.placement.node_rank,
+            "exit_code": exit_code,
+            "cancelled": cancelled,
+            "reason": reason,
+            "ts": time.time(),
+        }
+        self._events.report(entry)
+        with contextlib.suppress(OSError):
+            attempts.write_json(self.directory / "exit.json", dict(entry))
+        logger.info("attempt %d exited %d (cancelled=%s)", entry["attempt"], exit_code, cancelled)
+
+    def run(self) -> int:
+        """Supervise torchrun to the end; returns its exit status (-1 if it never started)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Only now, with the SIGTERM handler installed (see main), may the agent signal us.
+        attempts.write_pid(self.directory, os.getpid())
+        if self._cancelled():
+            self._report_exited(exit_code=-1, cancelled=True, reason="cancelled before start")
+            return -1
+        command = torchrun_command(self.spec, self.spec_path)
+        try:
+            proc = subprocess.Popen(
+                command,
+                env=torchrun_env(self.spec, self.settings, os.environ),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._report_exited(
+                exit_code=-1, cancelled=False, reason=f"cannot start torchrun: {exc}"
+            )
+            return -1
+        logger.info("torchrun pid %d: %s", proc.pid, " ".join(command))
+        self._report_started()
+        assert proc.stdout is not None and proc.stderr is not None
+        self._pump.start(proc.stdout, "stdout")
+        self._pump.start(proc.stderr, "stderr")
+        cancelled = False
+        while True:
+            try:
+                exit_code = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self._cancelled():
+                cancelled = True
+                logger.info("cancel requested; stopping torchrun pid %d", proc.pid)
+                exit_code = terminate_gang(proc, self.settings.cancel_grace_s)
+                break
+        if not cancelled and _live_descendants():
+            # torchrun is gone but something it started is not: no rank outlives its attempt.
+            logger.warning("processes outlived torchrun; terminating them")
+            terminate_gang(proc, self.settings.cancel_grace_s)
+        # A rank's orphaned grandchild could hold a pipe open; never wait on it for long.
+        self._pump.join(timeout=5.0)
+        if cancelled:
+            reason = "cancelled"
+        elif exit_code != 0:
+            reason = self._pump.failure_reason() or f"torchrun exited with status {exit_code}"
+        else:
+            reason = ""
+        self._report_exited(exit_code=exit_code, cancelled=cancelled, reason=reason)
+        return exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.launcher")
+    parser.add_argument("--spec", required=True, type=Path, help="path to the attempt's spec.json")
+    args = parser.parse_args(argv)
+    # Before anything slow: a cancel that arrives while we start up must not kill us silently.
+    cancel = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    become_subreaper()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    spec_path: Path = args.spec.resolve()
+    spec = AttemptSpec.from_json(json.loads(spec_path.read_text()))
+    settings = LaunchSettings.from_env(spec)
+    events = StreamReporter(
+        redis_url=settings.redis_url,
+        stream=stream_name(settings.stream_prefix, "events"),
+        stream_maxlen=settings.stream_maxlen,
+    )
+    logs = StreamReporter(
+        redis_url=settings.redis_url,
+        stream=stream_name(settings.stream_prefix, "logs"),
+        stream_maxlen=settings.stream_maxlen,
+    )
+    supervisor = Supervisor(
+        spec=spec, spec_path=spec_path, settings=settings, events=events, logs=logs, cancel=cancel
+    )
+    try:
+        exit_code = supervisor.run()
+    finally:
+        logs.close(timeout=10.0)
+        # The exit report is what the portal waits for: give it longer than the log lines.
+        if not events.close(timeout=30.0):
+            logger.error("the attempt.exited event for %s may not have reached Redis", spec_path)
+    return 0 if exit_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
