@@ -304,8 +304,9 @@ def _warn_about_dev_secret(out: TextIO) -> None:
 
 
 def _say(out: TextIO, message: str) -> None:
-    out.write(f"trainyard: {message}\n")
-    out.flush()
+    from portal.core.supervisor import write_line
+
+    write_line(out, f"trainyard: {message}")
 
 
 def admin_credentials(state_dir: Path) -> tuple[str, str, Path | None]:

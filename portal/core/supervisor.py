@@ -41,6 +41,25 @@ class ProcessExited(RuntimeError):
         self.returncode = returncode
 
 
+def write_line(out: TextIO, line: str) -> None:
+    """Write and flush one line, and survive a reader that has gone away.
+
+    When our output is a pipe whose reader exited (`| head`, a terminal's Ctrl-C reaching
+    `| tee`), supervising and stopping cleanly matter more than the lines: the stream is
+    pointed at /dev/null so that later writes, and the interpreter's last flush, succeed.
+    """
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+    except ValueError:  # closed stream
+        pass
+
+
 def _exit_status(returncode: int) -> int:
     """A shell-style exit status: a signal N becomes 128 + N, and 0 is still a failure here."""
     if returncode < 0:
@@ -169,8 +188,7 @@ class Supervisor:
 
     def _write(self, name: str, line: str) -> None:
         with self._lock:
-            self.out.write(f"{self._prefix(name)}{line}\n")
-            self.out.flush()
+            write_line(self.out, f"{self._prefix(name)}{line}")
 
     def say(self, message: str) -> None:
         """Print one of the supervisor's own lines among the processes' output."""

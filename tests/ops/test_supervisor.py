@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -190,3 +191,36 @@ def test_json_is_not_mangled_by_the_prefix():
     ).run()
     line = next(x for x in out.getvalue().splitlines() if x.startswith("j "))
     assert json.loads(line.split(" | ", 1)[1]) == payload
+
+
+def test_a_reader_that_goes_away_does_not_spoil_a_clean_shutdown():
+    # A terminal's Ctrl-C also kills `| tee`: the supervisor must still stop everything.
+    script = textwrap.dedent(
+        """
+        import sys
+        from portal.core.processes import ProcessSpec
+        from portal.core.supervisor import Supervisor
+        specs = [ProcessSpec("chatty", (sys.executable, "-u", "-c",
+            "import time\\nwhile True:\\n    print('tick', flush=True)\\n    time.sleep(0.01)"))]
+        sys.exit(Supervisor(specs, stop_timeout=5).run())
+        """
+    )
+    with subprocess.Popen(
+        [PY, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as supervisor:
+        assert supervisor.stdout is not None and supervisor.stderr is not None
+        try:
+            lines = wait_for_line(supervisor.stdout, "chatty     | tick")
+            supervisor.stdout.close()
+            time.sleep(0.3)
+        finally:
+            supervisor.send_signal(signal.SIGTERM)
+        returncode = supervisor.wait(timeout=30)
+        errors = supervisor.stderr.read()
+    started = re.search(r"started chatty \(pid (\d+)\)", "\n".join(lines))
+    assert started is not None
+    chatty = int(started[1])
+    assert returncode == 0, errors
+    assert "Traceback" not in errors
+    assert "BrokenPipeError" not in errors
+    assert gone(chatty)
