@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.jobs.api_urls")),
     path("", include("portal.catalog.api_urls")),
     path("", include("portal.cluster.api_urls")),

@@ -7,12 +7,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from portal.accounts.models import ApiToken
 
-TOKEN_PREFIX = "ty_"
+TOKEN_PREFIX = "ty_"  # noqa: S105 - a public marker, not a secret
 
 
 def token_digest(secret: str) -> str:
@@ -28,7 +28,7 @@ class IssuedToken:
 
 def api_token_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str,
     scope: str = ApiToken.Scope.WRITE,
     expires_in: timedelta | None = timedelta(days=90),

@@ -31,6 +31,6 @@ class _TokenHeaderMiddleware:
         return await self.inner(scope, receive, send)
 
 
-def WebSocketAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the Channels stacks
+def WebSocketAuthMiddleware(inner: Any) -> Any:
     # The session stack runs first and sets an anonymous user; a valid token then replaces it.
     return AuthMiddlewareStack(_TokenHeaderMiddleware(inner))

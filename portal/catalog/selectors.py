@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Q, QuerySet
 
 from portal.accounts.models import Team
@@ -10,7 +10,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 
 
 def _is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return isinstance(user, AbstractUser) and user.is_active and user.is_staff
+    return isinstance(user, User) and user.is_active and user.is_staff
 
 
 def _visible(user: AbstractBaseUser | AnonymousUser) -> Q | None:

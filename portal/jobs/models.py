@@ -134,7 +134,9 @@ class Placement(models.Model):
             models.UniqueConstraint(
                 fields=["attempt", "node_rank"], name="placement_attempt_rank_unique"
             ),
-            models.UniqueConstraint(fields=["attempt", "node"], name="placement_attempt_node_unique"),
+            models.UniqueConstraint(
+                fields=["attempt", "node"], name="placement_attempt_node_unique"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -19,7 +19,9 @@ class _Strict(BaseModel):
 
 class MlpParams(_Strict):
     hidden_sizes: list[HiddenSize] = Field(
-        default_factory=lambda: [32, 32], min_length=1, max_length=8,
+        default_factory=lambda: [32, 32],
+        min_length=1,
+        max_length=8,
         description="Width of each hidden layer.",
     )
     activation: Literal["relu", "tanh", "gelu"] = "relu"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -11,7 +11,7 @@ from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 
 
 def _is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return isinstance(user, AbstractUser) and user.is_active and user.is_staff
+    return isinstance(user, User) and user.is_active and user.is_staff
 
 
 def jobs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.accounts.models import Team
 from portal.accounts.services import api_token_create
@@ -69,14 +69,12 @@ def cursors(message: dict[str, Any]) -> list[tuple[int, int]]:
     return [(point["attempt"], point["seq"]) for point in message["points"]]
 
 
-def test_it_closes_an_anonymous_socket_with_4401(owner: AbstractUser) -> None:
+def test_it_closes_an_anonymous_socket_with_4401(owner: User) -> None:
     job = make_job(owner)
     assert async_to_sync(close_code)(f"/ws/jobs/{job.pk}/", session_headers(None)) == 4401
 
 
-def test_it_answers_another_users_job_as_not_found(
-    owner: AbstractUser, outsider: AbstractUser
-) -> None:
+def test_it_answers_another_users_job_as_not_found(owner: User, outsider: User) -> None:
     job = make_job(owner)
     add_points(make_attempt(job), range(3))
     headers = session_headers(outsider)
@@ -86,7 +84,7 @@ def test_it_answers_another_users_job_as_not_found(
     assert async_to_sync(close_code)(f"/ws/jobs/{job.pk + 1000}/", headers) == 4404
 
 
-def test_a_teammate_may_watch_a_team_job(owner: AbstractUser, teammate: AbstractUser) -> None:
+def test_a_teammate_may_watch_a_team_job(owner: User, teammate: User) -> None:
     job = make_job(owner, team=Team.objects.get(members=teammate.pk), state=Job.State.RUNNING)
     headers = session_headers(teammate)
 
@@ -102,7 +100,7 @@ def test_a_teammate_may_watch_a_team_job(owner: AbstractUser, teammate: Abstract
     async_to_sync(scenario)()
 
 
-def test_it_backfills_points_after_the_cursor_then_the_state(owner: AbstractUser) -> None:
+def test_it_backfills_points_after_the_cursor_then_the_state(owner: User) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
     lost = make_attempt(job, state=Attempt.State.LOST)
     current = make_attempt(job)
@@ -146,7 +144,7 @@ def test_it_backfills_points_after_the_cursor_then_the_state(owner: AbstractUser
     async_to_sync(scenario)()
 
 
-def test_a_long_backfill_arrives_in_chunks(owner: AbstractUser) -> None:
+def test_a_long_backfill_arrives_in_chunks(owner: User) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
     attempt = make_attempt(job)
     total = BACKFILL_CHUNK + 10
@@ -166,7 +164,7 @@ def test_a_long_backfill_arrives_in_chunks(owner: AbstractUser) -> None:
     async_to_sync(scenario)()
 
 
-def test_live_events_never_repeat_what_the_backfill_sent(owner: AbstractUser) -> None:
+def test_live_events_never_repeat_what_the_backfill_sent(owner: User) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
     attempt = make_attempt(job)
     add_points(attempt, range(3))
@@ -217,7 +215,7 @@ def test_live_events_never_repeat_what_the_backfill_sent(owner: AbstractUser) ->
 
 
 def test_it_sends_the_log_tail_without_a_cursor_and_the_rest_after_one(
-    owner: AbstractUser,
+    owner: User,
 ) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
     ids = add_lines(make_attempt(job), LOG_TAIL + 5)
@@ -242,7 +240,7 @@ def test_it_sends_the_log_tail_without_a_cursor_and_the_rest_after_one(
     async_to_sync(scenario)()
 
 
-def test_a_diverged_loss_reaches_the_page_as_null(owner: AbstractUser) -> None:
+def test_a_diverged_loss_reaches_the_page_as_null(owner: User) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
     add_points(make_attempt(job), range(1), loss=float("nan"))
     headers = session_headers(owner)
@@ -261,7 +259,7 @@ def test_a_diverged_loss_reaches_the_page_as_null(owner: AbstractUser) -> None:
     async_to_sync(scenario)()
 
 
-def test_an_idle_page_stays_connected(owner: AbstractUser) -> None:
+def test_an_idle_page_stays_connected(owner: User) -> None:
     # channels_redis blocks 5 s per receive; the layer's socket timeout must outlast that.
     job = make_job(owner, state=Job.State.RUNNING)
     headers = session_headers(owner)
@@ -290,7 +288,7 @@ def test_an_idle_page_stays_connected(owner: AbstractUser) -> None:
     async_to_sync(scenario)()
 
 
-def test_a_token_authenticates_a_script(owner: AbstractUser) -> None:
+def test_a_token_authenticates_a_script(owner: User) -> None:
     job = make_job(owner)
     token = api_token_create(user=owner, name="cli").plaintext
     headers = [(b"origin", ORIGIN), (b"authorization", f"Bearer {token}".encode())]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.jobs.events import job_state_changed
 from portal.jobs.models import Job
@@ -22,7 +22,7 @@ def test_it_closes_an_anonymous_socket_with_4401() -> None:
 
 
 def test_the_owner_and_admins_hear_a_state_change_and_outsiders_do_not(
-    owner: AbstractUser, outsider: AbstractUser, admin_user: AbstractUser
+    owner: User, outsider: User, admin_user: User
 ) -> None:
     job = make_job(owner, name="iris-mlp")
     headers = {user: session_headers(user) for user in (owner, outsider, admin_user)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.cluster.models import Node
 from portal.jobs.events import node_health_changed
@@ -17,7 +17,7 @@ pytestmark = [
 ]
 
 
-def test_it_closes_a_non_admin_socket_with_4403(owner: AbstractUser) -> None:
+def test_it_closes_a_non_admin_socket_with_4403(owner: User) -> None:
     make_node("gpu-a")
     assert async_to_sync(close_code)("/ws/nodes/", session_headers(owner)) == 4403
 
@@ -26,7 +26,7 @@ def test_it_closes_an_anonymous_socket_with_4401() -> None:
     assert async_to_sync(close_code)("/ws/nodes/", session_headers(None)) == 4401
 
 
-def test_an_admin_gets_every_node_then_live_health(admin_user: AbstractUser) -> None:
+def test_an_admin_gets_every_node_then_live_health(admin_user: User) -> None:
     make_node("gpu-a", health={"cpu_percent": 10.0})
     make_node("gpu-b", is_draining=True, state=Node.State.OFFLINE)
     headers = session_headers(admin_user)

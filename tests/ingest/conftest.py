@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 import redis
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from redis.typing import EncodableT, FieldT
 
 from portal.core.ingest import GROUP, IngestConfig, Ingestor
@@ -79,7 +79,7 @@ def streams(isolated_channel_layer: str) -> Iterator[Streams]:  # noqa: F811
 
 
 @pytest.fixture
-def running_attempt(transactional_db: None, owner: AbstractUser) -> Attempt:
+def running_attempt(transactional_db: None, owner: User) -> Attempt:
     """Attempt 1 of a running job, placed on one node."""
     job = make_job(owner, state=Job.State.RUNNING)
     return make_attempt(job, nodes=[make_node("gpu-a")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, MetricPoint
@@ -54,7 +54,7 @@ def heartbeat(node: str, **fields: Any) -> dict[str, Any]:
 
 
 def test_events_move_a_job_to_running_then_succeeded(
-    streams: Streams, transactional_db: None, owner: AbstractUser
+    streams: Streams, transactional_db: None, owner: User
 ) -> None:
     job = make_job(owner, state=Job.State.SCHEDULED)
     attempt = make_attempt(job, nodes=[make_node("gpu-a")], state=Attempt.State.STARTING)
@@ -78,7 +78,7 @@ def test_events_move_a_job_to_running_then_succeeded(
 
 
 def test_an_exit_reported_twice_changes_nothing_the_second_time(
-    streams: Streams, transactional_db: None, owner: AbstractUser
+    streams: Streams, transactional_db: None, owner: User
 ) -> None:
     job = make_job(owner, state=Job.State.RUNNING, max_restarts=0)
     attempt = make_attempt(job, nodes=[make_node("gpu-a")])

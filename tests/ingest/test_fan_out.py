@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.jobs.models import Attempt, LogLine
 from tests.consumers.support import open_socket, receive_until, session_headers
@@ -11,7 +11,7 @@ from tests.ingest.conftest import Streams, log, metric
 
 
 def test_new_points_and_lines_reach_a_connected_page(
-    streams: Streams, running_attempt: Attempt, owner: AbstractUser
+    streams: Streams, running_attempt: Attempt, owner: User
 ) -> None:
     headers = session_headers(owner)
     job_id = running_attempt.job_id

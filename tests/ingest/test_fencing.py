@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from tests.factories import make_attempt, make_job, make_node
@@ -10,7 +10,7 @@ from tests.ingest.conftest import Streams, log, metric
 
 
 def test_it_drops_points_and_lines_from_a_superseded_attempt(
-    streams: Streams, transactional_db: None, owner: AbstractUser
+    streams: Streams, transactional_db: None, owner: User
 ) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
     node = make_node()
@@ -32,7 +32,7 @@ def test_it_drops_points_and_lines_from_a_superseded_attempt(
 
 
 def test_it_drops_points_naming_a_missing_attempt_or_another_jobs_attempt(
-    streams: Streams, running_attempt: Attempt, owner: AbstractUser
+    streams: Streams, running_attempt: Attempt, owner: User
 ) -> None:
     other_job = make_job(owner, state=Job.State.RUNNING)
     streams.add("metrics", metric(running_attempt, 0) | {"attempt": running_attempt.pk + 1000})

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node
@@ -23,7 +23,7 @@ def node(**fields: Any) -> Node:
     return make_node(f"ctl-{uuid.uuid4().hex[:10]}", **fields)
 
 
-def submit(user: AbstractUser, dataset: Dataset, model: ModelArchitecture, **request: Any) -> Job:
+def submit(user: User, dataset: Dataset, model: ModelArchitecture, **request: Any) -> Job:
     return job_submit(
         user=user,
         request=JobRequest.model_validate({"dataset": dataset.pk, "model": model.pk, **request}),

@@ -7,57 +7,112 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=100, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('is_public', models.BooleanField(default=False)),
-                ('state', models.CharField(choices=[('validating', 'Validating'), ('ready', 'Ready'), ('invalid', 'Invalid')], default='validating', max_length=16)),
-                ('state_reason', models.TextField(blank=True)),
-                ('uri', models.CharField(max_length=1000)),
-                ('sha256', models.CharField(max_length=64)),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('format', models.CharField(choices=[('csv', 'CSV')], default='csv', max_length=8)),
-                ('feature_columns', models.JSONField(default=list)),
-                ('label_column', models.CharField(max_length=200)),
-                ('classes', models.JSONField(default=list)),
-                ('num_rows', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=100, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("is_public", models.BooleanField(default=False)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("validating", "Validating"),
+                            ("ready", "Ready"),
+                            ("invalid", "Invalid"),
+                        ],
+                        default="validating",
+                        max_length=16,
+                    ),
+                ),
+                ("state_reason", models.TextField(blank=True)),
+                ("uri", models.CharField(max_length=1000)),
+                ("sha256", models.CharField(max_length=64)),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                ("format", models.CharField(choices=[("csv", "CSV")], default="csv", max_length=8)),
+                ("feature_columns", models.JSONField(default=list)),
+                ("label_column", models.CharField(max_length=200)),
+                ("classes", models.JSONField(default=list)),
+                ("num_rows", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ModelArchitecture',
+            name="ModelArchitecture",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=100, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('family', models.CharField(choices=[('mlp', 'Multi-layer perceptron')], max_length=16)),
-                ('default_params', models.JSONField(default=dict)),
-                ('is_public', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=100, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "family",
+                    models.CharField(choices=[("mlp", "Multi-layer perceptron")], max_length=16),
+                ),
+                ("default_params", models.JSONField(default=dict)),
+                ("is_public", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

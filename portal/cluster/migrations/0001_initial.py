@@ -5,30 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Node',
+            name="Node",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('hostname', models.CharField(blank=True, max_length=255)),
-                ('address', models.CharField(blank=True, max_length=255)),
-                ('state', models.CharField(choices=[('online', 'Online'), ('offline', 'Offline')], default='online', max_length=16)),
-                ('is_draining', models.BooleanField(default=False)),
-                ('cpu_slots', models.PositiveIntegerField(default=0)),
-                ('gpu_count', models.PositiveIntegerField(default=0)),
-                ('health', models.JSONField(blank=True, default=dict)),
-                ('registered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_heartbeat_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("hostname", models.CharField(blank=True, max_length=255)),
+                ("address", models.CharField(blank=True, max_length=255)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("online", "Online"), ("offline", "Offline")],
+                        default="online",
+                        max_length=16,
+                    ),
+                ),
+                ("is_draining", models.BooleanField(default=False)),
+                ("cpu_slots", models.PositiveIntegerField(default=0)),
+                ("gpu_count", models.PositiveIntegerField(default=0)),
+                ("health", models.JSONField(blank=True, default=dict)),
+                ("registered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_heartbeat_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

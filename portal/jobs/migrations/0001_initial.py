@@ -7,144 +7,295 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('catalog', '0001_initial'),
-        ('cluster', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("catalog", "0001_initial"),
+        ("cluster", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('spec', models.JSONField()),
-                ('nodes', models.PositiveIntegerField(default=1)),
-                ('procs_per_node', models.PositiveIntegerField(default=1)),
-                ('gpus_per_node', models.PositiveIntegerField(default=0)),
-                ('priority', models.IntegerField(default=0)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('scheduled', 'Scheduled'), ('running', 'Running'), ('cancelling', 'Cancelling'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
-                ('state_reason', models.TextField(blank=True)),
-                ('max_restarts', models.PositiveIntegerField(default=0)),
-                ('restarts', models.PositiveIntegerField(default=0)),
-                ('cancel_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='catalog.dataset')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='catalog.modelarchitecture')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("spec", models.JSONField()),
+                ("nodes", models.PositiveIntegerField(default=1)),
+                ("procs_per_node", models.PositiveIntegerField(default=1)),
+                ("gpus_per_node", models.PositiveIntegerField(default=0)),
+                ("priority", models.IntegerField(default=0)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("scheduled", "Scheduled"),
+                            ("running", "Running"),
+                            ("cancelling", "Cancelling"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("state_reason", models.TextField(blank=True)),
+                ("max_restarts", models.PositiveIntegerField(default=0)),
+                ("restarts", models.PositiveIntegerField(default=0)),
+                ("cancel_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="catalog.dataset"
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="catalog.modelarchitecture"
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Attempt',
+            name="Attempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('state', models.CharField(choices=[('starting', 'Starting'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('lost', 'Lost')], default='starting', max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('exit_code', models.IntegerField(blank=True, null=True)),
-                ('master_addr', models.CharField(max_length=255)),
-                ('master_port', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("starting", "Starting"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("lost", "Lost"),
+                        ],
+                        default="starting",
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("exit_code", models.IntegerField(blank=True, null=True)),
+                ("master_addr", models.CharField(max_length=255)),
+                ("master_port", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="jobs.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['job', 'number'],
+                "ordering": ["job", "number"],
             },
         ),
         migrations.CreateModel(
-            name='LogLine',
+            name="LogLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('node_rank', models.PositiveIntegerField()),
-                ('seq', models.PositiveIntegerField()),
-                ('stream', models.CharField(choices=[('stdout', 'stdout'), ('stderr', 'stderr')], max_length=8)),
-                ('line', models.TextField()),
-                ('reported_at', models.DateTimeField()),
-                ('attempt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='jobs.attempt')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("node_rank", models.PositiveIntegerField()),
+                ("seq", models.PositiveIntegerField()),
+                (
+                    "stream",
+                    models.CharField(
+                        choices=[("stdout", "stdout"), ("stderr", "stderr")], max_length=8
+                    ),
+                ),
+                ("line", models.TextField()),
+                ("reported_at", models.DateTimeField()),
+                (
+                    "attempt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="log_lines",
+                        to="jobs.attempt",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="log_lines",
+                        to="jobs.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['attempt', 'node_rank', 'seq'],
+                "ordering": ["attempt", "node_rank", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='MetricPoint',
+            name="MetricPoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('split', models.CharField(choices=[('train', 'Train'), ('val', 'Validation')], max_length=8)),
-                ('step', models.PositiveIntegerField()),
-                ('epoch', models.PositiveIntegerField()),
-                ('loss', models.FloatField()),
-                ('accuracy', models.FloatField(blank=True, null=True)),
-                ('reported_at', models.DateTimeField()),
-                ('attempt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_points', to='jobs.attempt')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_points', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                (
+                    "split",
+                    models.CharField(
+                        choices=[("train", "Train"), ("val", "Validation")], max_length=8
+                    ),
+                ),
+                ("step", models.PositiveIntegerField()),
+                ("epoch", models.PositiveIntegerField()),
+                ("loss", models.FloatField()),
+                ("accuracy", models.FloatField(blank=True, null=True)),
+                ("reported_at", models.DateTimeField()),
+                (
+                    "attempt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="metric_points",
+                        to="jobs.attempt",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="metric_points",
+                        to="jobs.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['attempt', 'seq'],
+                "ordering": ["attempt", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='Placement',
+            name="Placement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('node_rank', models.PositiveIntegerField()),
-                ('slots', models.PositiveIntegerField()),
-                ('gpus', models.PositiveIntegerField(default=0)),
-                ('exit_code', models.IntegerField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('attempt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='placements', to='jobs.attempt')),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='placements', to='cluster.node')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("node_rank", models.PositiveIntegerField()),
+                ("slots", models.PositiveIntegerField()),
+                ("gpus", models.PositiveIntegerField(default=0)),
+                ("exit_code", models.IntegerField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "attempt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="placements",
+                        to="jobs.attempt",
+                    ),
+                ),
+                (
+                    "node",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="placements",
+                        to="cluster.node",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['attempt', 'node_rank'],
+                "ordering": ["attempt", "node_rank"],
             },
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['state', 'priority', 'created_at'], name='jobs_job_state_88184d_idx'),
+            model_name="job",
+            index=models.Index(
+                fields=["state", "priority", "created_at"], name="jobs_job_state_88184d_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='attempt',
-            constraint=models.UniqueConstraint(fields=('job', 'number'), name='attempt_job_number_unique'),
+            model_name="attempt",
+            constraint=models.UniqueConstraint(
+                fields=("job", "number"), name="attempt_job_number_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='logline',
-            index=models.Index(fields=['job', 'id'], name='jobs_loglin_job_id_b23b3a_idx'),
+            model_name="logline",
+            index=models.Index(fields=["job", "id"], name="jobs_loglin_job_id_b23b3a_idx"),
         ),
         migrations.AddConstraint(
-            model_name='logline',
-            constraint=models.UniqueConstraint(fields=('attempt', 'node_rank', 'seq'), name='logline_attempt_rank_seq_unique'),
+            model_name="logline",
+            constraint=models.UniqueConstraint(
+                fields=("attempt", "node_rank", "seq"), name="logline_attempt_rank_seq_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='metricpoint',
-            index=models.Index(fields=['job', 'attempt', 'seq'], name='jobs_metric_job_id_bfc1b9_idx'),
+            model_name="metricpoint",
+            index=models.Index(
+                fields=["job", "attempt", "seq"], name="jobs_metric_job_id_bfc1b9_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='metricpoint',
-            constraint=models.UniqueConstraint(fields=('attempt', 'seq'), name='metric_attempt_seq_unique'),
+            model_name="metricpoint",
+            constraint=models.UniqueConstraint(
+                fields=("attempt", "seq"), name="metric_attempt_seq_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='placement',
-            constraint=models.UniqueConstraint(fields=('attempt', 'node_rank'), name='placement_attempt_rank_unique'),
+            model_name="placement",
+            constraint=models.UniqueConstraint(
+                fields=("attempt", "node_rank"), name="placement_attempt_rank_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='placement',
-            constraint=models.UniqueConstraint(fields=('attempt', 'node'), name='placement_attempt_node_unique'),
+            model_name="placement",
+            constraint=models.UniqueConstraint(
+                fields=("attempt", "node"), name="placement_attempt_node_unique"
+            ),
         ),
     ]
