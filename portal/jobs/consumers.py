@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
+from portal.accounts.models import Team
 from portal.jobs import selectors
 from portal.jobs.events import (
     JOBS_ALL_GROUP,
@@ -33,6 +34,7 @@ from portal.jobs.events import (
     job_state_event,
     log_line_payload,
     metric_point_payload,
+    team_jobs_group,
     user_jobs_group,
 )
 from portal.jobs.models import Job, LogLine
@@ -192,15 +194,19 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         return [log_line_payload(line) for line in list(newest)[::-1]]
 
 
+@database_sync_to_async
+def _team_ids(user: AbstractBaseUser) -> list[int]:
+    return list(Team.objects.filter(members=user).values_list("pk", flat=True))
+
+
 class JobListConsumer(AsyncJsonWebsocketConsumer):
     """`/ws/jobs/`: `state` messages for the jobs on the user's list.
 
-    Admins join `jobs-all`; everyone else joins their own `jobs-user-<id>`, which carries the
-    jobs they own. Teammates' jobs are on the list page but are not pushed here (the events
-    go to the owner's group only); the page refreshes them when it reloads.
+    Admins join `jobs-all`; everyone else joins their own `jobs-user-<id>` and a
+    `jobs-team-<id>` for each of their teams, which together carry every job on their list.
     """
 
-    group: str | None = None
+    groups: tuple[str, ...] = ()
 
     async def connect(self) -> None:
         user = authenticated_user(self.scope)
@@ -208,15 +214,18 @@ class JobListConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = (
-            JOBS_ALL_GROUP if getattr(user, "is_staff", False) else user_jobs_group(user.pk)
-        )
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        if getattr(user, "is_staff", False):
+            self.groups = (JOBS_ALL_GROUP,)
+        else:
+            teams = await _team_ids(user)
+            self.groups = (user_jobs_group(user.pk), *map(team_jobs_group, teams))
+        for group in self.groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         return None

@@ -39,6 +39,11 @@ def user_jobs_group(user_id: int) -> str:
     return f"jobs-user-{user_id}"
 
 
+def team_jobs_group(team_id: int) -> str:
+    """The job lists of one team's members."""
+    return f"jobs-team-{team_id}"
+
+
 class JobStateEvent(TypedDict):
     type: Literal["job.state"]
     job: int
@@ -46,6 +51,7 @@ class JobStateEvent(TypedDict):
     state: str
     reason: str
     attempt: int | None  # id of the job's latest attempt, the `attempt` of its metric points
+    team: int | None
 
 
 class MetricPointPayload(TypedDict):
@@ -156,12 +162,13 @@ def job_state_event(job: Job, *, attempt_id: int | _Attempt | None = LATEST) -> 
         "state": str(job.state),
         "reason": job.state_reason,
         "attempt": attempt_id,
+        "team": job.team_id,
     }
 
 
 def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
-    """Send `(event, owner id)` pairs to each job's page, owner's list and the admins' list,
-    once the transaction commits, in one fan-out."""
+    """Send `(event, owner id)` pairs to each job's page, its owner's and team's lists and the
+    admins' list, once the transaction commits, in one fan-out."""
     messages: list[tuple[str, Any]] = []
     for event, owner_id in events:
         messages += [
@@ -169,6 +176,8 @@ def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
             (user_jobs_group(owner_id), event),
             (JOBS_ALL_GROUP, event),
         ]
+        if event["team"] is not None:
+            messages.append((team_jobs_group(event["team"]), event))
     if messages:
         _send_on_commit(messages)
 

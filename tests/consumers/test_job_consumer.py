@@ -120,6 +120,7 @@ def test_it_backfills_points_after_the_cursor_then_the_state(owner: User) -> Non
                 "state": "running",
                 "reason": "",
                 "attempt": current.pk,
+                "team": None,
             }
             metrics = await socket.receive_json_from(timeout=5)
             assert metrics["type"] == "metrics"
@@ -204,6 +205,7 @@ def test_live_events_never_repeat_what_the_backfill_sent(owner: User) -> None:
                     "state": "succeeded",
                     "reason": "",
                     "attempt": attempt.pk,
+                    "team": None,
                 },
             )
             state = await socket.receive_json_from(timeout=5)
@@ -278,6 +280,7 @@ def test_an_idle_page_stays_connected(owner: User) -> None:
                     "state": "failed",
                     "reason": "boom",
                     "attempt": None,
+                    "team": None,
                 },
             )
             state = await socket.receive_json_from(timeout=5)

@@ -6,6 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
 
+from portal.accounts.models import Team
 from portal.jobs.events import job_state_changed
 from portal.jobs.models import Job
 from tests.consumers.support import close_code, open_socket, session_headers
@@ -45,6 +46,32 @@ def test_the_owner_and_admins_hear_a_state_change_and_outsiders_do_not(
             }
             assert await sockets[owner].receive_json_from(timeout=5) == expected
             assert await sockets[admin_user].receive_json_from(timeout=5) == expected
+            assert await sockets[outsider].receive_nothing(timeout=0.5)
+        finally:
+            for socket in sockets.values():
+                await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_teammate_hears_a_team_jobs_state_change(
+    owner: User, teammate: User, outsider: User
+) -> None:
+    team = Team.objects.get(members=teammate)
+    job = make_job(owner, team=team, name="team-run")
+    headers = {user: session_headers(user) for user in (teammate, outsider)}
+
+    def start() -> None:
+        Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING)
+        job.refresh_from_db()
+        job_state_changed(job)
+
+    async def scenario() -> None:
+        sockets = {user: await open_socket("/ws/jobs/", h) for user, h in headers.items()}
+        try:
+            await sync_to_async(start)()
+            message = await sockets[teammate].receive_json_from(timeout=5)
+            assert (message["job"], message["state"]) == (job.pk, "running")
             assert await sockets[outsider].receive_nothing(timeout=0.5)
         finally:
             for socket in sockets.values():

@@ -190,6 +190,7 @@ def test_state_changes_reach_the_jobs_groups(
         "state": "running",
         "reason": "Running attempt 1.",
         "attempt": attempt.pk,
+        "team": None,
     }
     # Once for each group the channel joined.
     assert layer_receive(channel_layer, channel, 3) == [event] * 3
