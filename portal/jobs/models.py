@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -36,6 +38,9 @@ class Job(models.Model):
         State.CANCELLED: frozenset(),
     }
 
+    # Names the job's files in storage (checkpoints), which outlive any one database: an id
+    # would be reused after a database reset and resume another job's checkpoint.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
     )

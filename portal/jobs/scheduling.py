@@ -184,9 +184,9 @@ def _wait_reason(
 # ---- the attempt spec ------------------------------------------------------------------------
 
 
-def checkpoint_dir(job_id: int) -> Path:
+def checkpoint_dir(job: Job) -> Path:
     """Where every attempt of a job checkpoints, so a requeued attempt resumes."""
-    return Path(settings.TRAINYARD_STORAGE_ROOT).resolve() / "checkpoints" / f"job-{job_id}"
+    return Path(settings.TRAINYARD_STORAGE_ROOT).resolve() / "checkpoints" / f"job-{job.uid}"
 
 
 def attempt_spec(*, job: Job, attempt: Attempt, node: Node, node_rank: int) -> AttemptSpec:
@@ -222,7 +222,7 @@ def attempt_spec(*, job: Job, attempt: Attempt, node: Node, node_rank: int) -> A
             master_addr=attempt.master_addr,
             master_port=attempt.master_port,
         ),
-        checkpoint_dir=str(checkpoint_dir(job.pk)),
+        checkpoint_dir=str(checkpoint_dir(job)),
     )
 
 

@@ -12,11 +12,13 @@ from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.scheduling import (
     SCHEDULER_LOCK_KEY,
+    checkpoint_dir,
     request_schedule,
     schedule_pass,
     scheduler_tick_send,
 )
 from portal.jobs.services import attempt_exited, attempt_lost
+from tests.factories import make_job
 from tests.jobs.helpers import cpu_request, exited, node, placements, submit
 from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK, AttemptSpec, node_queue
 
@@ -73,7 +75,7 @@ def test_it_places_a_job_and_sends_each_node_its_spec(
         "10.0.0.7",
         attempt.master_port,
     )
-    assert spec.checkpoint_dir == str(storage_root.resolve() / "checkpoints" / f"job-{job.pk}")
+    assert spec.checkpoint_dir == str(storage_root.resolve() / "checkpoints" / f"job-{job.uid}")
 
 
 def test_a_two_node_job_is_placed_on_two_distinct_nodes(
@@ -223,7 +225,7 @@ def test_a_requeued_job_gets_the_next_attempt_and_the_same_checkpoints(
     tasks = broker.take(node_queue(worker.name))
     runs = [AttemptSpec.from_json(t.args[0]) for t in tasks if t.name == RUN_ATTEMPT_TASK]
     assert [s.attempt_id for s in runs] == [second.pk]
-    assert runs[0].checkpoint_dir.endswith(f"checkpoints/job-{job.pk}")
+    assert runs[0].checkpoint_dir.endswith(f"checkpoints/job-{job.uid}")
     # The lost attempt's node was told to stop it, in case it still runs.
     assert [t.args for t in tasks if t.name == CANCEL_ATTEMPT_TASK] == [[first.pk]]
 
@@ -304,3 +306,15 @@ def test_a_job_with_a_broken_stored_request_does_not_block_the_queue(owner, iris
     fine.refresh_from_db()
     assert (broken.state, fine.state) == (Job.State.QUEUED, Job.State.SCHEDULED)
     assert broken.state_reason.startswith("Cannot start: its stored request is no longer valid")
+
+
+def test_jobs_with_the_same_id_in_different_databases_never_share_checkpoints(
+    owner, iris, mlp, storage_root
+):
+    # A reset database reuses ids; the storage root (a shared filesystem) outlives it.
+    first = make_job(owner)
+    first_dir = checkpoint_dir(first)
+    Job.objects.filter(pk=first.pk).delete()
+    second = make_job(owner, id=first.pk)
+    assert second.pk == first.pk
+    assert checkpoint_dir(second) != first_dir
