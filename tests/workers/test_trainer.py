@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.workers.conftest import Node
@@ -78,3 +80,15 @@ def test_it_trains_iris_to_90_percent_and_resumes_from_its_checkpoint(
         (33, 132),
         (33, 132),
     ]
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_reason() -> None:
+    import torch
+
+    from workers.train.main import TrainingDiverged, check_finite
+
+    check_finite(torch.tensor([12.5, 3.0, 16.0], dtype=torch.float64), step=4, epoch=1)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(TrainingDiverged, match="lower the learning rate") as caught:
+            check_finite(torch.tensor([bad, 3.0, 16.0], dtype=torch.float64), step=7, epoch=2)
+        assert "step 7 (epoch 2)" in str(caught.value)

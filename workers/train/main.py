@@ -46,6 +46,20 @@ class SpecError(Exception):
     """The spec file is missing or malformed."""
 
 
+class TrainingDiverged(Exception):
+    """The gang's loss stopped being a finite number: more steps cannot bring it back."""
+
+
+def check_finite(totals: torch.Tensor, *, step: int, epoch: int) -> None:
+    """Stop every rank alike: the totals are all-reduced, so all ranks see the same value."""
+    loss_sum = float(totals[0])
+    if not math.isfinite(loss_sum):
+        raise TrainingDiverged(
+            f"the training loss became {loss_sum} at step {step} (epoch {epoch}); "
+            "lower the learning rate or check the data for extreme values"
+        )
+
+
 @dataclass(frozen=True)
 class Gang:
     rank: int
@@ -77,7 +91,8 @@ class Metrics:
             "accuracy": correct / count if count else None,
             "ts": time.time(),
         }
-        # JSON has no NaN; a diverged step is visible in the logs, and seq stays contiguous.
+        # JSON has no NaN; training stops on a non-finite loss (check_finite), and an empty
+        # shard reports nothing, so seq stays contiguous.
         if count and math.isfinite(entry["loss"]):
             self._reporter.report(entry)
             self.seq += 1
@@ -226,6 +241,7 @@ def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporte
             totals = batch_totals(outputs, y, loss)
             local += totals
             dist.all_reduce(totals)
+            check_finite(totals, step=step, epoch=epoch)
             if metrics:
                 metrics.report(split="train", step=step, epoch=epoch, totals=totals)
         val = evaluate(model, splits, gang, loss_fn)
@@ -277,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank == 0:
             say(rank, "training finished")
         return 0
-    except (SpecError, DatasetError, StorageError, config.ConfigError) as exc:
+    except (SpecError, DatasetError, StorageError, config.ConfigError, TrainingDiverged) as exc:
         say(rank, f"{ERROR_MARK} {exc}", error=True)
         return 2
     finally:
