@@ -111,13 +111,14 @@ def test_up_serves_the_login_page_and_ctrl_c_stops_every_process(state_dir: Path
 
 def test_manage_py_up_hands_over_to_the_devservers_command(tmp_path: Path):
     # With the port taken, `up` stops before starting anything; the message proves that
-    # `manage.py up` re-executed `python -m portal.devservers up` with the same options.
+    # `manage.py up` handed over to `python -m portal.devservers up` with the same options,
+    # before Django could refuse to load without a secret key.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         env = clean_env(tmp_path / "state")
-        env["TRAINYARD_DEV"] = "1"
+        env.pop("TRAINYARD_DEV", None)
         result = subprocess.run(
             [PY, "manage.py", "up", "--port", str(port), "--no-node"],
             cwd=ROOT,
