@@ -12,7 +12,6 @@ import pydantic
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.parsers import JSONParser
@@ -39,23 +38,6 @@ from portal.jobs.serializers import (
 
 API_PERMISSIONS = [IsAuthenticated, TokenScopePermission]
 NOT_FOUND = OpenApiResponse(description="No such job, or not one you can see.")
-
-
-class ApiTokenScheme(OpenApiAuthenticationExtension):
-    """Describes `ApiTokenAuthentication` in the schema. It lives here, with the first API
-    module the URLconf imports, because drf-spectacular needs it registered before it walks
-    the views."""
-
-    target_class = "portal.accounts.authentication.ApiTokenAuthentication"
-    name = "apiToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "ty_<prefix>_<secret>",
-            "description": "A personal access token: `python manage.py token_create`.",
-        }
 
 
 def request_invalid(errors: dict[str, list[str]]) -> exceptions.ValidationError:

@@ -196,7 +196,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
 @database_sync_to_async
 def _team_ids(user: AbstractBaseUser) -> list[int]:
-    return list(Team.objects.filter(members=user).values_list("pk", flat=True))
+    return list(Team.objects.filter(members__pk=user.pk).values_list("pk", flat=True))
 
 
 class JobListConsumer(AsyncJsonWebsocketConsumer):
