@@ -71,6 +71,8 @@ def test_researcher_submits_iris_in_the_browser_and_watches_it_train(stack: Stac
             count = page.get_by_test_id("point-count")
             expect(count).not_to_have_text("0", timeout=180_000)
             expect(state).to_have_text("Succeeded", ignore_case=True, timeout=180_000)
+            # The server-rendered attempts panel is fetched again when the state changes.
+            expect(page.locator("#job-attempts")).to_contain_text("Succeeded", timeout=10_000)
             points = int(count.inner_text())
             assert points >= 30, f"the chart shows only {points} points"
             chart = page.get_by_test_id("chart-loss")
