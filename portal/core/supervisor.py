@@ -78,6 +78,22 @@ def _live_process_groups() -> set[int]:
     return groups
 
 
+def _escaped_descendants(pgids: set[int]) -> list[psutil.Process]:
+    """Descendants of the supervised processes that left their process groups.
+
+    The node agent starts each training launcher in a session of its own, so that restarting
+    an agent in production leaves training running; here, stopping everything means them too.
+    """
+    escaped: list[psutil.Process] = []
+    for pgid in pgids:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pgid).children(recursive=True):
+                with contextlib.suppress(psutil.Error, OSError):
+                    if os.getpgid(child.pid) not in pgids:
+                        escaped.append(child)
+    return escaped
+
+
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
@@ -296,8 +312,13 @@ class Supervisor:
             return
         self._stopped = True
         groups = {name: proc.pid for name, proc in self.procs.items()}
+        # Taken before anything is signalled, while the parents still know their children.
+        escaped = _escaped_descendants(set(groups.values()))
         for pgid in groups.values():
             _signal_group(pgid, signal.SIGTERM)
+        for child in escaped:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
         deadline = time.monotonic() + self.stop_timeout
         remaining = set(groups)
         while remaining and not self._hurry.is_set() and time.monotonic() < deadline:
@@ -309,6 +330,13 @@ class Supervisor:
                 time.sleep(0.1)
         for name in sorted(remaining):
             self.say(f"{name} did not stop within {self.stop_timeout:.0f}s; killing it")
+        if escaped and not self._hurry.is_set():
+            _, stragglers = psutil.wait_procs(
+                escaped, timeout=max(0.0, deadline - time.monotonic())
+            )
+            for child in stragglers:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         # Always: a leader that exited may have left children behind in its group.
         for pgid in groups.values():
             _signal_group(pgid, signal.SIGKILL)

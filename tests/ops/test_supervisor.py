@@ -90,6 +90,27 @@ def test_sigterm_stops_every_process_and_its_children_and_leaves_no_orphans():
         assert gone(pid), f"pid {pid} outlived the supervisor"
 
 
+# Like the node agent, which starts each training launcher in a session of its own.
+ESCAPER = """
+import subprocess, sys, time
+launcher = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+)
+print("launcher", launcher.pid)
+time.sleep(600)
+"""
+
+
+def test_stopping_also_stops_descendants_that_left_for_a_session_of_their_own(tmp_path: Path):
+    with Supervisor([py("agent", ESCAPER)], log_dir=tmp_path, stop_timeout=5) as supervisor:
+        deadline = time.monotonic() + 30
+        while "launcher" not in supervisor.tail("agent") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        launcher = int(supervisor.tail("agent").split()[-1])
+        assert psutil.Process(launcher).status() != psutil.STATUS_ZOMBIE
+    assert gone(launcher), "a descendant in its own session outlived the supervisor"
+
+
 def test_a_crash_stops_the_others_restarts_nothing_and_exits_non_zero():
     out = io.StringIO()
     sup = Supervisor(
