@@ -22,6 +22,14 @@ from portal.core.supervisor import Supervisor
 from portal.devservers import free_port
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the end-to-end tests last. Their stack (a control worker and beat that schedule
+    jobs, a node that registers itself) shares the test database for the rest of the session,
+    and would otherwise act on the rows of every transactional test that runs after it."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @dataclass(frozen=True)
 class Stack:
     base_url: str
