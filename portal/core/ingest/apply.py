@@ -54,18 +54,22 @@ class Applied:
 
 
 def _current_attempts(attempt_ids: set[int]) -> dict[int, int]:
-    """Attempt id -> job id, for those of `attempt_ids` that are their job's latest attempt.
+    """Attempt id -> job id, for those of `attempt_ids` that may still add to their job's history:
+    the job's latest attempt, unless the control plane declared it lost.
 
-    The attempt id is the fencing token: a report from an attempt that has been superseded
-    (its node was declared lost, the job was requeued) must not be mixed into the job's
-    history. Terminal attempts are deliberately *not* fenced here: the exit event and the last
-    metrics travel on different streams, so the exit may be ingested first.
+    The attempt id is the fencing token. A lost attempt is one the control plane decided has
+    ended (its node went silent) without hearing from it; if the node was only partitioned, its
+    late reports must not be mixed into the job's history, whether or not the job has a next
+    attempt yet. Attempts that ended on their own report (succeeded, failed, cancelled) are
+    deliberately *not* fenced: the exit event and the last metrics travel on different streams,
+    so the exit may be ingested first.
     """
     if not attempt_ids:
         return {}
     newer = Attempt.objects.filter(job=OuterRef("job"), number__gt=OuterRef("number"))
     rows = (
         Attempt.objects.filter(id__in=attempt_ids)
+        .exclude(state=Attempt.State.LOST)
         .filter(~Exists(newer))
         .values_list("id", "job_id")
     )
@@ -195,5 +199,7 @@ def batch_apply(batch: Batch) -> Applied:
         cluster_services.node_heartbeat(entry=entry)
     fenced = fenced_points + fenced_lines
     if fenced:
-        logger.info("dropped %d metric points and log lines from superseded attempts", fenced)
+        logger.info(
+            "dropped %d metric points and log lines from lost or superseded attempts", fenced
+        )
     return Applied(points=points, lines=lines, fenced=fenced)
