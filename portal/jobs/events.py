@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any, Literal, TypedDict
 
@@ -91,6 +92,23 @@ class NodeHealthEvent(TypedDict):
     state: str
     is_draining: bool
     health: dict[str, Any]  # the node's latest workers.messages.HealthEntry
+
+
+def json_finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float, however deeply nested in dicts and lists,
+    replaced by None.
+
+    Ingest keeps a diverged loss as NaN or infinity (a fact worth recording), but JSON has no
+    such numbers and browsers' JSON.parse rejects them: whatever sends stored numbers out (the
+    WebSocket, the REST API) passes them through here, so both say null.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_finite(item) for item in value]
+    return value
 
 
 def metric_point_payload(point: MetricPoint) -> MetricPointPayload:

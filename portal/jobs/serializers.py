@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from portal.catalog.models import Dataset, ModelArchitecture
+from portal.jobs.events import json_finite
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
 
@@ -145,11 +146,26 @@ class JobListQuerySerializer(serializers.Serializer[Any]):
     )
 
 
+class FiniteFloatField(serializers.FloatField):
+    """A stored float as JSON: NaN and infinities (a diverged loss) become null, as on the
+    job's WebSocket, rather than making the whole answer fail to render."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+    # The stubs type FloatField's representation as str; DRF answers a float.
+    def to_representation(self, value: Any) -> float | None:  # type: ignore[override]
+        number: float | None = json_finite(super().to_representation(value))
+        return number
+
+
 class MetricPointSerializer(serializers.ModelSerializer[MetricPoint]):
     # The attempt's id, as on the job's WebSocket, so one cursor serves both.
     attempt = serializers.IntegerField(
         source="attempt_id", read_only=True, help_text="Id of the attempt (`attempts[].id`)."
     )
+    loss = FiniteFloatField(help_text="Null when the loss was NaN or infinite (diverged).")
+    accuracy = FiniteFloatField(help_text="Null when not measured, or not finite.")
     ts = serializers.DateTimeField(source="reported_at", read_only=True)
 
     class Meta:

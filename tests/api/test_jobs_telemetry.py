@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -84,6 +86,46 @@ def test_a_metric_point_carries_what_a_chart_needs(
     assert set(point) == {"attempt", "seq", "split", "step", "epoch", "loss", "accuracy", "ts"}
     assert point["loss"] == 1.0
     assert point["split"] == "train"
+
+
+def test_a_diverged_loss_reads_as_null_not_as_a_server_error(
+    client_for: TokenClient, submit: Submit, owner: User, cpu_node: Node
+) -> None:
+    job = Job.objects.get(pk=submit(owner))
+    attempt = make_attempt(job, nodes=[cpu_node])
+    # Ingest keeps a NaN or infinite loss (a diverging run is a fact); JSON has no NaN.
+    MetricPoint.objects.bulk_create(
+        MetricPoint(
+            job=job,
+            attempt=attempt,
+            seq=seq,
+            split=MetricPoint.Split.TRAIN,
+            step=seq,
+            epoch=0,
+            loss=loss,
+            accuracy=accuracy,
+            reported_at=timezone.now(),
+        )
+        for seq, (loss, accuracy) in enumerate(
+            [(0.5, 0.75), (math.nan, None), (math.inf, math.nan), (-math.inf, 0.25)]
+        )
+    )
+
+    response = client_for(owner).get(f"/api/v1/jobs/{job.pk}/metrics/")
+
+    assert response.status_code == 200
+    # Strict parsing, as a browser's JSON.parse would: no NaN or Infinity tokens in the body.
+    body = json.loads(response.content, parse_constant=_refuse)
+    assert [(p["loss"], p["accuracy"]) for p in body["points"]] == [
+        (0.5, 0.75),
+        (None, None),
+        (None, None),
+        (None, 0.25),
+    ]
+
+
+def _refuse(token: str) -> None:
+    raise AssertionError(f"{token} is not JSON")
 
 
 def test_it_rejects_a_metrics_limit_above_the_maximum(
