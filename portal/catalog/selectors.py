@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 
 from portal.accounts.models import Team
+from portal.accounts.selectors import user_is_admin
 from portal.catalog.models import Dataset, ModelArchitecture
-
-
-def _is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return isinstance(user, User) and user.is_active and user.is_staff
 
 
 def _visible(user: AbstractBaseUser | AnonymousUser) -> Q | None:
     """Public, the user's own, and their teams'. None means everything (admins)."""
-    if _is_admin(user):
+    if user_is_admin(user):
         return None
     if not user.is_authenticated:
         return Q(pk__in=[])

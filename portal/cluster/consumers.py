@@ -12,6 +12,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from portal.accounts.selectors import user_is_admin
 from portal.cluster.selectors import nodes_with_usage
 from portal.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, authenticated_user
 from portal.jobs.events import NODES_GROUP, NodeHealthEvent
@@ -34,7 +35,7 @@ class NodesConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         user = authenticated_user(self.scope)
-        if user is None or not getattr(user, "is_staff", False):
+        if user is None or not user_is_admin(user):
             # Accept first so the close code reaches the page instead of a bare 1006.
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED if user is None else CLOSE_FORBIDDEN)

@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.accounts.selectors import user_is_admin
 from portal.cluster.models import Node
 from portal.cluster.selectors import nodes_with_usage
 from portal.cluster.services import node_set_draining
@@ -16,7 +17,7 @@ from portal.cluster.services import node_set_draining
 
 def _require_staff(request: HttpRequest) -> None:
     # Like another user's job: a page you may not see does not exist for you.
-    if not request.user.is_staff:
+    if not user_is_admin(request.user):
         raise Http404
 
 
