@@ -6,18 +6,14 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.accounts.http import AuthenticatedHttpRequest
 from portal.accounts.models import ApiToken
+from portal.accounts.selectors import api_tokens_of
 from portal.accounts.services import IssuedToken, api_token_create, api_token_revoke
-
-
-class AuthenticatedHttpRequest(HttpRequest):
-    # LoginRequiredMiddleware admits no anonymous request to these views.
-    user: User
 
 
 class TokenForm(forms.Form):
@@ -39,7 +35,7 @@ def _tokens_page(
     issued: IssuedToken | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    tokens = ApiToken.objects.filter(user=request.user)
+    tokens = api_tokens_of(request.user)
     response = render(
         request,
         "accounts/tokens.html",
@@ -71,7 +67,7 @@ def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @require_POST
 def token_revoke(request: AuthenticatedHttpRequest, token_id: int) -> HttpResponseRedirect:
-    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    token = get_object_or_404(api_tokens_of(request.user), pk=token_id)
     api_token_revoke(token=token)
     messages.success(request, f"Revoked “{token.name}”.")
     return redirect("accounts:tokens")

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
-from portal.accounts.models import Team
+from portal.accounts.selectors import team_ids_of, user_is_admin
 from portal.jobs import selectors
 from portal.jobs.events import (
     JOBS_ALL_GROUP,
@@ -37,7 +37,7 @@ from portal.jobs.events import (
     team_jobs_group,
     user_jobs_group,
 )
-from portal.jobs.models import Job, LogLine
+from portal.jobs.models import Job
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -188,15 +188,8 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _log_tail(self, job: Job) -> list[LogLinePayload]:
-        # The newest lines, oldest first. (A read the selectors do not offer: they page forward
-        # from a cursor, and a page opened on a long job wants the end, not the beginning.)
-        newest = LogLine.objects.filter(job=job).order_by("-id")[:LOG_TAIL]
-        return [log_line_payload(line) for line in list(newest)[::-1]]
-
-
-@database_sync_to_async
-def _team_ids(user: AbstractBaseUser) -> list[int]:
-    return list(Team.objects.filter(members__pk=user.pk).values_list("pk", flat=True))
+        lines = selectors.log_lines_tail(job=job, limit=LOG_TAIL)
+        return [log_line_payload(line) for line in lines]
 
 
 class JobListConsumer(AsyncJsonWebsocketConsumer):
@@ -214,10 +207,10 @@ class JobListConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if getattr(user, "is_staff", False):
+        if user_is_admin(user):
             self.groups = (JOBS_ALL_GROUP,)
         else:
-            teams = await _team_ids(user)
+            teams = await database_sync_to_async(team_ids_of)(user)
             self.groups = (user_jobs_group(user.pk), *map(team_jobs_group, teams))
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Q, QuerySet
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
 from portal.accounts.models import Team
-from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
-
-
-def _is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return isinstance(user, User) and user.is_active and user.is_staff
+from portal.accounts.selectors import user_is_admin
+from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
 
 
 def jobs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:
     """The user's own jobs and their teams' jobs; every job for admins."""
     jobs = Job.objects.all()
-    if _is_admin(user):
+    if user_is_admin(user):
         return jobs
     if not user.is_authenticated:
         return jobs.none()
@@ -35,8 +32,12 @@ def job_get_visible(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -> J
     return found
 
 
-def job_latest_attempt(job: Job) -> Attempt | None:
-    return Attempt.objects.filter(job=job).order_by("-number").first()
+def job_attempts(job: Job) -> QuerySet[Attempt]:
+    """The job's attempts, newest first, with their placements and nodes (three queries)."""
+    placements = Placement.objects.select_related("node")
+    return job.attempts.prefetch_related(Prefetch("placements", queryset=placements)).order_by(
+        "-number"
+    )
 
 
 def job_queue_position(job: Job) -> int | None:
@@ -67,3 +68,10 @@ def metric_points_after(
 def log_lines_after(*, job: Job, after_id: int = 0, limit: int = 1000) -> list[LogLine]:
     """The job's log lines with ids after `after_id`, oldest first, at most `limit`."""
     return list(LogLine.objects.filter(job=job, id__gt=after_id).order_by("id")[:limit])
+
+
+def log_lines_tail(*, job: Job, limit: int = 500) -> list[LogLine]:
+    """The job's newest `limit` log lines, oldest first: where a page opened on a long job
+    starts, since `log_lines_after` pages forward from the beginning."""
+    newest = LogLine.objects.filter(job=job).order_by("-id")[:limit]
+    return list(newest)[::-1]

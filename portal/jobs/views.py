@@ -6,27 +6,26 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.accounts.http import AuthenticatedHttpRequest
 from portal.jobs.forms import CHOICE_LABELS, JobForm
-from portal.jobs.models import Job, Placement
-from portal.jobs.selectors import job_get_visible, jobs_visible_to
+from portal.jobs.models import Job
+from portal.jobs.selectors import (
+    job_attempts,
+    job_get_visible,
+    job_queue_position,
+    jobs_visible_to,
+)
 from portal.jobs.services import job_cancel, job_submit
 
 JOBS_PER_PAGE = 50
 TIMES = "\N{MULTIPLICATION SIGN}"
-
-
-class AuthenticatedHttpRequest(HttpRequest):
-    # LoginRequiredMiddleware admits no anonymous request to these views.
-    user: User
 
 
 def format_duration(start: datetime | None, end: datetime | None) -> str:
@@ -98,9 +97,7 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     job = job_get_visible(user=request.user, job_id=job_id)
-    attempts = job.attempts.prefetch_related(
-        Prefetch("placements", queryset=Placement.objects.select_related("node"))
-    ).order_by("-number")
+    attempts = job_attempts(job)
     spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
     latest = next(iter(attempts), None)
     config = {
@@ -120,6 +117,8 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "training": _labelled(spec.get("training", {})),
             "resources": resources_label(job),
             "duration": format_duration(job.started_at, job.finished_at),
+            # The reason's position is as of the last scheduler pass; this one is current.
+            "queue_position": job_queue_position(job),
             "config": config,
         },
     )
