@@ -18,7 +18,8 @@ from django.contrib.auth.models import User
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
-from tests.factories import make_team, make_user
+from portal.cluster.models import Node
+from tests.factories import make_node, make_team, make_user
 
 
 @pytest.fixture
@@ -65,6 +66,12 @@ def iris(db: None, storage_root: Path) -> Dataset:
 def mlp(db: None, iris: Dataset) -> ModelArchitecture:
     """The built-in MLP architecture."""
     return ModelArchitecture.objects.get(slug=MLP_SLUG)
+
+
+@pytest.fixture
+def cpu_node(db: None) -> Node:
+    """An online node with 2 CPU slots and no GPU: the cluster small jobs are queued on."""
+    return make_node(cpu_slots=2)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_create
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node
-from tests.factories import make_node
 
 TokenClient = Callable[..., APIClient]
 
@@ -30,11 +29,6 @@ def client_for(db: None) -> TokenClient:
         return client
 
     return make
-
-
-@pytest.fixture
-def cpu_node(db: None) -> Node:
-    return make_node(cpu_slots=2)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Helpers for the page tests: a CPU node jobs fit on, a valid job form, a job to look at."""
+"""Helpers for the page tests: a valid job form, and jobs submitted through the service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,12 +13,6 @@ from portal.cluster.models import Node
 from portal.jobs.models import Job
 from portal.jobs.schemas import JobRequest, Resources
 from portal.jobs.services import job_submit
-from tests.factories import make_node
-
-
-@pytest.fixture
-def cpu_node(db: None) -> Node:
-    return make_node(cpu_slots=2)
 
 
 @pytest.fixture
@@ -46,8 +41,9 @@ def job_form_data(iris: Dataset, mlp: ModelArchitecture, cpu_node: Node) -> dict
 
 
 @pytest.fixture
-def make_job(iris: Dataset, mlp: ModelArchitecture, cpu_node: Node) -> Any:
-    """`make_job(user)` queues a job for `user` through the real service."""
+def submit_job(iris: Dataset, mlp: ModelArchitecture, cpu_node: Node) -> Callable[..., Job]:
+    """`submit_job(user, name="iris")` queues a job for `user` through the real service (unlike
+    `tests.factories.make_job`, which stores a row in any state without scheduling)."""
 
     def make(user: User, name: str = "iris") -> Job:
         request = JobRequest(

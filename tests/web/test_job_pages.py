@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from portal.jobs.models import Job
+from tests.factories import make_job
 
 
 def test_the_list_shows_own_and_teammates_jobs_but_not_outsiders(
@@ -16,11 +17,11 @@ def test_the_list_shows_own_and_teammates_jobs_but_not_outsiders(
     owner: User,
     teammate: User,
     outsider: User,
-    make_job: Any,
+    submit_job: Any,
 ) -> None:
-    mine = make_job(owner, "mine")
-    ours = make_job(teammate, "teammates")
-    theirs = make_job(outsider, "outsiders")
+    mine = submit_job(owner, "mine")
+    ours = submit_job(teammate, "teammates")
+    theirs = submit_job(outsider, "outsiders")
     client.force_login(owner)
 
     response = client.get(reverse("jobs:list"))
@@ -34,10 +35,10 @@ def test_the_list_shows_own_and_teammates_jobs_but_not_outsiders(
 
 
 def test_the_list_costs_the_same_queries_for_many_jobs(
-    client: Client, owner: User, make_job: Any, django_assert_max_num_queries: Any
+    client: Client, owner: User, submit_job: Any, django_assert_max_num_queries: Any
 ) -> None:
     for index in range(12):
-        make_job(owner, f"job-{index}")
+        submit_job(owner, f"job-{index}")
     client.force_login(owner)
 
     # Session, user, count and one page of jobs with their owner, dataset and model joined.
@@ -47,9 +48,9 @@ def test_the_list_costs_the_same_queries_for_many_jobs(
 
 
 def test_a_job_page_shows_the_job_with_its_live_hooks(
-    client: Client, owner: User, make_job: Any
+    client: Client, owner: User, submit_job: Any
 ) -> None:
-    job = make_job(owner, "iris-page")
+    job = submit_job(owner, "iris-page")
     client.force_login(owner)
 
     response = client.get(reverse("jobs:detail", kwargs={"job_id": job.pk}))
@@ -68,28 +69,51 @@ def test_a_job_page_shows_the_job_with_its_live_hooks(
     assert "/static/vendor/uplot/uPlot.min.css" in content
 
 
-def test_another_users_job_page_is_not_found(
-    client: Client, owner: User, outsider: User, make_job: Any
+def test_a_queued_job_page_shows_where_it_stands_in_the_queue(
+    client: Client, owner: User, submit_job: Any
 ) -> None:
-    job = make_job(owner)
+    submit_job(owner, "first")
+    second = submit_job(owner, "second")
+    client.force_login(owner)
+
+    response = client.get(reverse("jobs:detail", kwargs={"job_id": second.pk}))
+
+    assert response.context["queue_position"] == 2
+    assert b'data-testid="queue-position">2</dd>' in response.content
+
+
+def test_a_running_job_page_shows_no_queue_position(client: Client, owner: User) -> None:
+    job = make_job(owner, state=Job.State.RUNNING)
+    client.force_login(owner)
+
+    response = client.get(reverse("jobs:detail", kwargs={"job_id": job.pk}))
+
+    assert response.context["queue_position"] is None
+    assert b'data-testid="queue-position"' not in response.content
+
+
+def test_another_users_job_page_is_not_found(
+    client: Client, owner: User, outsider: User, submit_job: Any
+) -> None:
+    job = submit_job(owner)
     client.force_login(outsider)
 
     assert client.get(reverse("jobs:detail", kwargs={"job_id": job.pk})).status_code == 404
 
 
 def test_a_teammate_may_open_the_job_page(
-    client: Client, owner: User, teammate: User, make_job: Any
+    client: Client, owner: User, teammate: User, submit_job: Any
 ) -> None:
-    job = make_job(owner)
+    job = submit_job(owner)
     client.force_login(teammate)
 
     assert client.get(reverse("jobs:detail", kwargs={"job_id": job.pk})).status_code == 200
 
 
 def test_cancelling_a_queued_job_cancels_it_and_returns_to_its_page(
-    client: Client, owner: User, make_job: Any
+    client: Client, owner: User, submit_job: Any
 ) -> None:
-    job = make_job(owner)
+    job = submit_job(owner)
     client.force_login(owner)
 
     response = client.post(reverse("jobs:cancel", kwargs={"job_id": job.pk}))
@@ -104,8 +128,8 @@ def test_cancelling_a_queued_job_cancels_it_and_returns_to_its_page(
     assert reverse("jobs:cancel", kwargs={"job_id": job.pk}).encode() not in page.content
 
 
-def test_cancel_needs_a_post(client: Client, owner: User, make_job: Any) -> None:
-    job = make_job(owner)
+def test_cancel_needs_a_post(client: Client, owner: User, submit_job: Any) -> None:
+    job = submit_job(owner)
     client.force_login(owner)
 
     response = client.get(reverse("jobs:cancel", kwargs={"job_id": job.pk}))
@@ -115,8 +139,8 @@ def test_cancel_needs_a_post(client: Client, owner: User, make_job: Any) -> None
     assert job.state == Job.State.QUEUED
 
 
-def test_cancel_needs_the_csrf_token(client: Client, owner: User, make_job: Any) -> None:
-    job = make_job(owner)
+def test_cancel_needs_the_csrf_token(client: Client, owner: User, submit_job: Any) -> None:
+    job = submit_job(owner)
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(owner)
 
@@ -128,9 +152,9 @@ def test_cancel_needs_the_csrf_token(client: Client, owner: User, make_job: Any)
 
 
 def test_another_user_cannot_cancel_a_job(
-    client: Client, owner: User, outsider: User, make_job: Any
+    client: Client, owner: User, outsider: User, submit_job: Any
 ) -> None:
-    job = make_job(owner)
+    job = submit_job(owner)
     client.force_login(outsider)
 
     response = client.post(reverse("jobs:cancel", kwargs={"job_id": job.pk}))
