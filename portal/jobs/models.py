@@ -24,8 +24,6 @@ class Job(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
-    # States in which an attempt may hold capacity on nodes.
-    PLACED = frozenset({State.SCHEDULED, State.RUNNING, State.CANCELLING})
     TRANSITIONS: dict[str, frozenset[str]] = {
         State.QUEUED: frozenset({State.SCHEDULED, State.CANCELLED}),
         State.SCHEDULED: frozenset(
