@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from portal.accounts.authentication import TokenScopePermission
 from portal.jobs import selectors, services
 from portal.jobs.models import Job
-from portal.jobs.schemas import JobRequest
+from portal.jobs.schemas import JobRequest, dotted_errors
 from portal.jobs.serializers import (
     ErrorsSerializer,
     JobListQuerySerializer,
@@ -43,14 +43,6 @@ NOT_FOUND = OpenApiResponse(description="No such job, or not one you can see.")
 def request_invalid(errors: dict[str, list[str]]) -> exceptions.ValidationError:
     """The 400 every API view answers with: `{"errors": {"dotted.path": ["message", ...]}}`."""
     return exceptions.ValidationError({"errors": errors})
-
-
-def pydantic_errors(exc: pydantic.ValidationError) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    for error in exc.errors(include_url=False):
-        key = ".".join(str(part) for part in error["loc"]) or "__all__"
-        errors.setdefault(key, []).append(error["msg"])
-    return errors
 
 
 def django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
@@ -109,7 +101,7 @@ class JobListCreateApi(generics.ListAPIView[Job]):
             # Strict: a script that sends "0.01" for a float has a bug worth hearing about.
             job_request = JobRequest.model_validate(data, strict=True)
         except pydantic.ValidationError as exc:
-            raise request_invalid(pydantic_errors(exc)) from exc
+            raise request_invalid(dotted_errors(exc)) from exc
         try:
             job = services.job_submit(user=authenticated_user(request), request=job_request)
         except DjangoValidationError as exc:
@@ -137,14 +129,11 @@ class JobCancelApi(APIView):
         description="Accepted: a queued job is cancelled at once; a running one moves to "
         "`cancelling` until its nodes confirm. Cancelling a finished job changes nothing.",
         request=None,
-        responses={202: JobSerializer, 400: ErrorsSerializer, 404: NOT_FOUND},
+        responses={202: JobSerializer, 404: NOT_FOUND},
     )
     def post(self, request: Request, job_id: int) -> Response:
         job = selectors.job_get_visible(user=request.user, job_id=job_id)
-        try:
-            job = services.job_cancel(user=authenticated_user(request), job=job)
-        except DjangoValidationError as exc:
-            raise request_invalid(django_errors(exc)) from exc
+        job = services.job_cancel(user=authenticated_user(request), job=job)
         JobSerializer.eager_one(job)
         body = JobSerializer(job, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 HiddenSize = Annotated[int, Field(ge=1, le=4096)]
 
@@ -57,3 +57,15 @@ class JobRequest(_Strict):
     resources: Resources = Field(default_factory=Resources)
     priority: int = Field(default=0, ge=-100, le=100)
     max_restarts: int = Field(default=0, ge=0, le=10)
+
+
+def dotted_errors(exc: ValidationError, *, prefix: str = "") -> dict[str, list[str]]:
+    """pydantic's errors keyed by the dotted path of the field at fault (`"training.epochs"`,
+    list items by index: `"hyperparameters.hidden_sizes.1"`), the shape of the API's 400 answer
+    and of `job_submit`'s ValidationError. `prefix` roots the paths when only part of a request
+    was validated; an error about the whole object is keyed `prefix`, or `"__all__"`."""
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        key = ".".join([prefix, *map(str, error["loc"])] if prefix else map(str, error["loc"]))
+        errors.setdefault(key or "__all__", []).append(error["msg"])
+    return errors
