@@ -12,7 +12,6 @@ closed before it is accepted reaches the browser as a bare 1006, and the page ne
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,6 +31,7 @@ from portal.jobs.events import (
     MetricPointPayload,
     job_group,
     job_state_event,
+    json_finite,
     log_line_payload,
     metric_point_payload,
     team_jobs_group,
@@ -56,17 +56,6 @@ Cursor = tuple[int, int]
 def authenticated_user(scope: dict[str, Any]) -> AbstractBaseUser | None:
     user = scope.get("user", AnonymousUser())
     return user if user is not None and user.is_authenticated else None
-
-
-def _finite(value: Any) -> Any:
-    # JSON has no NaN or Infinity and JSON.parse rejects them; a diverged loss becomes null.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
 
 
 def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
@@ -118,7 +107,8 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
-        return json.dumps(_finite(content))
+        # A diverged loss is stored as NaN; the browser's JSON.parse would reject it.
+        return json.dumps(json_finite(content))
 
     # ---- channel-layer events ----------------------------------------------------------------
 
