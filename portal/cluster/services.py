@@ -6,12 +6,14 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from portal.cluster.models import Node
+from portal.core.ingest.progress import health_backlog
 from portal.jobs.events import node_health_changed
 from portal.jobs.models import Attempt, Placement
 from portal.jobs.scheduling import node_task_send_on_commit, request_schedule
@@ -128,12 +130,37 @@ def node_set_draining(*, node: Node, draining: bool) -> Node:
     return node
 
 
+# How long the reaper waits for a busy ingest to store the heartbeats already sent.
+_INGEST_CATCH_UP_S = 1.0
+
+
+def _heartbeats_unstored() -> str | None:
+    """Why some heartbeat that nodes sent may not be stored yet; None when all are."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return health_backlog(
+            client, prefix=settings.TRAINYARD_STREAM_PREFIX, wait_s=_INGEST_CATCH_UP_S
+        )
+    finally:
+        client.close()
+
+
 def nodes_reap() -> list[Node]:
     """Take nodes that missed `TRAINYARD_MISSED_HEARTBEATS` heartbeats offline, and lose every
     active attempt placed on an offline node. Returns the nodes taken offline by this call.
 
+    A node's `last_heartbeat_at` is when ingest stored its heartbeat, so silence is judged only
+    once ingest has stored every heartbeat sent so far: while it is behind (an outage of
+    PostgreSQL, Redis or ingest itself), the newest heartbeats wait in the stream and every
+    node would look silent. Such a pass reaps nothing and says why in the log.
+
     Each step commits on its own, and the sweep covers every offline node, not only the ones
     reaped now, so attempts left active by an interrupted run are lost on the next one."""
+    backlog = _heartbeats_unstored()
+    if backlog is not None:
+        logger.warning("not reaping nodes: %s", backlog)
+        return []
+    # After the check: a heartbeat sent before it was stored at or before this moment.
     window = timedelta(
         seconds=settings.TRAINYARD_HEARTBEAT_S * settings.TRAINYARD_MISSED_HEARTBEATS
     )

@@ -148,7 +148,7 @@ def test_nodes_with_usage_counts_only_active_attempts(owner, iris, mlp, django_a
 
 
 def test_the_reaper_takes_silent_nodes_offline_and_loses_their_attempts(
-    owner, iris, mlp, settings, broker, django_capture_on_commit_callbacks
+    owner, iris, mlp, settings, broker, django_capture_on_commit_callbacks, ingest_caught_up
 ):
     settings.TRAINYARD_HEARTBEAT_S = 2.0
     settings.TRAINYARD_MISSED_HEARTBEATS = 3
@@ -180,7 +180,9 @@ def test_the_reaper_takes_silent_nodes_offline_and_loses_their_attempts(
     assert nodes_reap() == []
 
 
-def test_the_reaper_loses_attempts_left_on_an_already_offline_node(owner, iris, mlp):
+def test_the_reaper_loses_attempts_left_on_an_already_offline_node(
+    owner, iris, mlp, ingest_caught_up
+):
     worker = node(cpu_slots=1)
     job = submit(owner, iris, mlp)
     schedule_pass()

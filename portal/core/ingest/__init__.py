@@ -5,6 +5,16 @@ batch; `entries` checks what nodes send. See docs/telemetry.md.
 """
 
 from portal.core.ingest.apply import Applied, Batch, batch_apply
-from portal.core.ingest.loop import GROUP, BatchFailed, IngestConfig, Ingestor
+from portal.core.ingest.loop import BatchFailed, IngestConfig, Ingestor
+from portal.core.ingest.progress import GROUP, health_backlog
 
-__all__ = ["GROUP", "Applied", "Batch", "BatchFailed", "IngestConfig", "Ingestor", "batch_apply"]
+__all__ = [
+    "GROUP",
+    "Applied",
+    "Batch",
+    "BatchFailed",
+    "IngestConfig",
+    "Ingestor",
+    "batch_apply",
+    "health_backlog",
+]

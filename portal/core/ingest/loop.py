@@ -45,12 +45,12 @@ from portal.core.ingest.entries import (
     parse_log,
     parse_metric,
 )
+from portal.core.ingest.progress import GROUP, parse_stream_id
 from portal.jobs import events
 from workers.messages import stream_name
 
 logger = logging.getLogger(__name__)
 
-GROUP = "ingest"
 # Connection-level database failures: the next try may well succeed, so never give up on them.
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
@@ -388,9 +388,9 @@ class Ingestor:
         for group in self.redis.xinfo_groups(name):
             if group["pending"]:
                 summary = self.redis.xpending(name, group["name"])
-                candidate = _stream_id(summary["min"])
+                candidate = parse_stream_id(summary["min"])
             else:
-                candidate = _stream_id(group["last-delivered-id"])
+                candidate = parse_stream_id(group["last-delivered-id"])
             floor = candidate if floor is None else min(floor, candidate)
         if floor is not None and floor > (0, 0):
             self.redis.xtrim(name, minid=f"{floor[0]}-{floor[1]}", approximate=True)
@@ -405,9 +405,3 @@ def _ids_by_stream(read: _Read) -> dict[str, list[bytes]]:
 
 def _is_empty(response: list[Any]) -> bool:
     return not any(messages for _name, messages in response)
-
-
-def _stream_id(value: bytes | str) -> tuple[int, int]:
-    text = value.decode() if isinstance(value, bytes) else value
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
