@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection
 from redis.typing import EncodableT, FieldT
 
-from portal.core.ingest import GROUP, IngestConfig, Ingestor
+from portal.core.ingest import GROUP, IngestConfig, IngestLock, Ingestor
 from portal.jobs.models import Attempt, Job
 from tests.consumers.support import isolated_channel_layer  # noqa: F401 - a fixture
 from tests.factories import make_attempt, make_job, make_node
+
+MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
 
 
 class Streams:
@@ -43,7 +50,9 @@ class Streams:
             return 0
         return int(summary["pending"])
 
-    def ingestor(self, consumer: str = "test", **config: Any) -> Ingestor:
+    def ingestor(
+        self, consumer: str = "test", *, lock: IngestLock | None = None, **config: Any
+    ) -> Ingestor:
         values: dict[str, Any] = {
             "redis_url": settings.REDIS_URL,
             "prefix": self.prefix,
@@ -52,7 +61,7 @@ class Streams:
             "backoff_s": 0.01,
         }
         values.update(config)
-        return Ingestor(IngestConfig(**values))
+        return Ingestor(IngestConfig(**values), lock=lock)
 
     def drain(self, ingestor: Ingestor, *, passes: int = 5) -> int:
         """Run passes until one finds nothing; the entries acknowledged in all."""
@@ -76,6 +85,34 @@ def streams(isolated_channel_layer: str) -> Iterator[Streams]:  # noqa: F811
     stream_set = Streams(prefix)
     yield stream_set
     stream_set.cleanup()
+
+
+def database_url() -> str:
+    """The test database, as DATABASE_URL for a `manage.py` started by a test."""
+    db = connection.settings_dict
+    host, port = db["HOST"], db["PORT"]
+    auth = f"{db['USER']}:{db['PASSWORD']}@"
+    if host.startswith("/"):
+        return f"postgresql://{auth}/{db['NAME']}?host={host}"
+    return f"postgresql://{auth}{host}{':' + str(port) if port else ''}/{db['NAME']}"
+
+
+def ingest_command(streams: Streams, channel_prefix: str, *args: str) -> subprocess.Popen[bytes]:
+    """`manage.py ingest` against the test database, this test's streams and channel layer."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "TRAINYARD_STREAM_PREFIX": streams.prefix,
+        "DJANGO_SETTINGS_MODULE": "tests.ingest.command_settings",
+        "TEST_ASGI_PREFIX": channel_prefix,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(MANAGE_PY), "ingest", "--block-ms", "100", *args],
+        env=env,
+        cwd=MANAGE_PY.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.fixture

@@ -4,22 +4,15 @@ being away."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from portal.core.ingest import IngestConfig, Ingestor
 from portal.jobs.models import Attempt, MetricPoint
-from tests.ingest.conftest import Streams, metric
-
-MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
+from tests.ingest.conftest import Streams, ingest_command, metric
 
 
 def test_the_loop_backs_off_while_redis_is_away_and_stops_when_asked(
@@ -48,33 +41,11 @@ def test_the_loop_backs_off_while_redis_is_away_and_stops_when_asked(
     assert 3 <= len(retries) <= 15
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    host, port = db["HOST"], db["PORT"]
-    auth = f"{db['USER']}:{db['PASSWORD']}@"
-    if host.startswith("/"):
-        return f"postgresql://{auth}/{db['NAME']}?host={host}"
-    return f"postgresql://{auth}{host}{':' + str(port) if port else ''}/{db['NAME']}"
-
-
 def test_the_command_stores_entries_and_stops_on_sigterm(
     streams: Streams, running_attempt: Attempt, isolated_channel_layer: str
 ) -> None:
     streams.add("metrics", metric(running_attempt, 0))
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "TRAINYARD_STREAM_PREFIX": streams.prefix,
-        "DJANGO_SETTINGS_MODULE": "tests.ingest.command_settings",
-        "TEST_ASGI_PREFIX": isolated_channel_layer,
-    }
-    process = subprocess.Popen(
-        [sys.executable, str(MANAGE_PY), "ingest", "--consumer", "cmd", "--block-ms", "100"],
-        env=env,
-        cwd=MANAGE_PY.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = ingest_command(streams, isolated_channel_layer, "--consumer", "cmd")
     try:
         deadline = time.monotonic() + 30
         while not MetricPoint.objects.exists() and time.monotonic() < deadline:

@@ -45,6 +45,7 @@ from portal.core.ingest.entries import (
     parse_log,
     parse_metric,
 )
+from portal.core.ingest.lock import IngestLock
 from portal.core.ingest.progress import GROUP, parse_stream_id
 from portal.jobs import events
 from workers.messages import stream_name
@@ -95,6 +96,11 @@ class BatchFailed(Exception):
     """A batch was rolled back and not acknowledged; it will be read again from Redis."""
 
 
+class AnotherIngestRunning(Exception):
+    """Another ingest process holds the ingest lock, so this one must not run (see
+    `portal.core.ingest.lock` for why ingest is one process)."""
+
+
 class _RolledBack(Exception):
     """`_commit` failed before its transaction committed; `__cause__` says why."""
 
@@ -135,8 +141,16 @@ class _Read:
 class Ingestor:
     """Consume the telemetry streams until `stop()`; `run_once()` does one pass (for tests)."""
 
-    def __init__(self, config: IngestConfig, *, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        config: IngestConfig,
+        *,
+        client: redis.Redis | None = None,
+        lock: IngestLock | None = None,
+    ) -> None:
         self.config = config
+        # Taken by `run()` and checked on every pass; `manage.py ingest` always passes one.
+        self.lock = lock
         self.redis = client or redis.Redis.from_url(
             config.redis_url,
             # XREADGROUP BLOCK holds the socket open; the timeout must outlast it.
@@ -175,16 +189,45 @@ class Ingestor:
         self._groups_ready = True
 
     def run(self) -> None:
-        """Loop until `stop()`. Reconnects to Redis and retries failed batches with backoff."""
-        logger.info(
-            "ingest consumer %r reading %s", self.config.consumer, ", ".join(self.streams.values())
-        )
+        """Loop until `stop()`. Reconnects to Redis and retries failed batches with backoff.
+
+        Raises `AnotherIngestRunning` if the lock is held elsewhere, at the start or later."""
         try:
+            if self.lock is not None and not self._take_lock():
+                return
+            logger.info(
+                "ingest consumer %r reading %s",
+                self.config.consumer,
+                ", ".join(self.streams.values()),
+            )
             self._loop()
         finally:
+            if self.lock is not None:
+                self.lock.release()
             # Connections are per thread; leave none open behind a stopped loop.
             connections.close_all()
         logger.info("ingest consumer %r stopped", self.config.consumer)
+
+    def _take_lock(self) -> bool:
+        """Take the ingest lock, waiting for PostgreSQL if it is down. False if stopped first."""
+        assert self.lock is not None
+        backoff = self.config.backoff_s
+        while not self.stopping:
+            try:
+                acquired = self.lock.acquire()
+            except _TRANSIENT_DB_ERRORS as exc:
+                logger.error("database unavailable (%s); retrying in %.1fs", exc, backoff)
+                self.lock.release()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+                continue
+            if not acquired:
+                raise AnotherIngestRunning(
+                    f"another ingest is running against this database: {self.lock.held_by()}. "
+                    "Ingest runs as one process (docs/telemetry.md); stop that one first."
+                )
+            return True
+        return False
 
     def _loop(self) -> None:
         backoff = self.config.backoff_s
@@ -219,6 +262,12 @@ class Ingestor:
         # A long-lived process outside Django's request cycle must drop broken and expired
         # connections itself.
         close_old_connections()
+        if self.lock is not None and not self.lock.still_held():
+            # Our lock's connection broke, and another ingest took the lock meanwhile.
+            raise AnotherIngestRunning(
+                f"lost the ingest lock to another ingest: {self.lock.held_by()}. "
+                "Ingest runs as one process (docs/telemetry.md); stopping this one."
+            )
         if not self._groups_ready:
             self.ensure_groups()
         if time.monotonic() >= self._next_claim_at:

@@ -1,4 +1,4 @@
-"""`python manage.py ingest`: run one telemetry ingest consumer until SIGTERM or SIGINT."""
+"""`python manage.py ingest`: run the telemetry ingest until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import signal
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.core.ingest import IngestConfig, Ingestor
+from portal.core.ingest import AnotherIngestRunning, IngestConfig, IngestLock, Ingestor
 
 
 class Command(BaseCommand):
-    help = "Read the telemetry Redis Streams into PostgreSQL and fan out to browsers."
+    help = (
+        "Read the telemetry Redis Streams into PostgreSQL and fan out to browsers. Run ONE "
+        "ingest process per database: log ids must become visible in order for the browsers' "
+        "log cursor, so a second ingest refuses to start (a PostgreSQL advisory lock). The "
+        "consumer group still lets a restarted ingest resume what it had not acknowledged."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--consumer",
             help="Consumer name in the 'ingest' group (default: the host name). Keep it stable "
-            "across restarts so a restarted ingest resumes its own pending entries; give each "
-            "ingest process on one host its own.",
+            "across restarts so a restarted ingest resumes its own pending entries.",
         )
         parser.add_argument("--batch", type=int, default=500, help="Entries per stream per read.")
         parser.add_argument(
@@ -33,7 +37,8 @@ class Command(BaseCommand):
         ingestor = Ingestor(
             IngestConfig.from_settings(
                 consumer=options["consumer"], batch=options["batch"], block_ms=options["block_ms"]
-            )
+            ),
+            lock=IngestLock(),
         )
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -43,4 +48,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        ingestor.run()
+        try:
+            ingestor.run()
+        except AnotherIngestRunning as exc:
+            raise CommandError(str(exc)) from exc
