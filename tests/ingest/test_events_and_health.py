@@ -115,3 +115,23 @@ def test_a_malformed_heartbeat_is_skipped(streams: Streams, transactional_db: No
 
     assert not Node.objects.filter(name="gpu-c").exists()
     assert streams.pending("health") == 0
+
+
+def test_a_gpu_reading_of_nan_is_stored_as_null(streams: Streams, transactional_db: None) -> None:
+    gpu = {
+        "index": 0,
+        "name": "H200",
+        "utilization": 97.0,
+        "memory_used": 1 << 30,
+        "memory_total": 141 << 30,
+        "temperature": float("nan"),
+        "power": float("inf"),
+    }
+    # What a node's json.dumps writes for an NVML sensor that returned NaN.
+    streams.add("health", heartbeat("gpu-d", gpu_count=1, gpus=[gpu]))
+
+    assert streams.drain(streams.ingestor()) == 1
+
+    stored = Node.objects.get(name="gpu-d").health["gpus"][0]
+    assert (stored["utilization"], stored["temperature"], stored["power"]) == (97.0, None, None)
+    assert streams.pending("health") == 0

@@ -13,6 +13,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from portal.jobs.events import json_finite
 from workers.messages import (
     AttemptExitedEntry,
     AttemptStartedEntry,
@@ -179,7 +180,9 @@ def parse_health(data: dict[str, Any]) -> HealthEntry:
     ):
         raise MalformedEntry("running_attempts must be a list of attempt ids")
     # The node's own report, as sent: it is stored whole on the Node row and shown to admins.
-    return cast(HealthEntry, data)
+    # NVML can read NaN (a sensor that is not there); PostgreSQL's JSON has no NaN, and one such
+    # heartbeat would fail its batch on every retry, so a missing reading becomes null.
+    return cast(HealthEntry, json_finite(data))
 
 
 _SPLITS = frozenset({"train", "val"})
