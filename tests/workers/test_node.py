@@ -81,7 +81,7 @@ def test_the_node_heartbeats_runs_an_attempt_and_reports_its_exit(
         what="the exit event",
     )
     assert [(e["attempt"], e["exit_code"], e["cancelled"]) for e in exited] == [(51, 0, False)]
-    assert (tmp_path / "ck" / "latest.pt").is_file()
+    assert (tmp_path / "ck" / "attempt-51" / "latest.pt").is_file()
 
     # A cancel for an attempt that already finished is harmless.
     portal.send_task(CANCEL_ATTEMPT_TASK, args=[51], queue=node_queue(node.name))

@@ -42,7 +42,10 @@ def test_it_trains_iris_to_90_percent_and_resumes_from_its_checkpoint(
     for rank in (0, 1):
         assert f"[rank {rank}] epoch 30/30 local train loss" in first.stdout
     assert "[rank 1] epoch 30/30 step" not in first.stdout
-    assert (checkpoints / "latest.pt").is_file()
+    # Each attempt writes only its own checkpoint.
+    assert [p.relative_to(checkpoints) for p in checkpoints.rglob("*.pt")] == [
+        Path("attempt-11/latest.pt")
+    ]
 
     metrics = entries(redis_client, node.stream("metrics"))
     assert [m["seq"] for m in metrics] == list(range(len(metrics)))
@@ -68,9 +71,16 @@ def test_it_trains_iris_to_90_percent_and_resumes_from_its_checkpoint(
 
     # A requeue is a new attempt: it resumes the weights after epoch 32, and its own seq
     # starts at 0, because the portal keys metrics by (attempt, seq).
+    predecessor = (checkpoints / "attempt-11" / "latest.pt").read_bytes()
     requeued = iris_spec(node_name=node.name, attempt_id=12, checkpoint_dir=checkpoints, epochs=33)
     third = run_torchrun(requeued, tmp_path / "run")
     assert third.returncode == 0, third.stderr[-3000:]
+    assert f"resuming after epoch 32 (step 128) from {checkpoints}/attempt-11/latest.pt" in (
+        third.stdout
+    )
+    # It wrote its own file and left its predecessor's alone.
+    assert (checkpoints / "attempt-11" / "latest.pt").read_bytes() == predecessor
+    assert (checkpoints / "attempt-12" / "latest.pt").is_file()
     fresh = [m for m in entries(redis_client, node.stream("metrics")) if m["attempt"] == 12]
     assert [m["seq"] for m in fresh] == [0, 1, 2, 3, 4]
     assert [(m["epoch"], m["step"]) for m in fresh] == [
@@ -92,3 +102,30 @@ def test_a_non_finite_loss_stops_training_with_a_clear_reason() -> None:
         with pytest.raises(TrainingDiverged, match="lower the learning rate") as caught:
             check_finite(torch.tensor([bad, 3.0, 16.0], dtype=torch.float64), step=7, epoch=2)
         assert "step 7 (epoch 2)" in str(caught.value)
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_an_attempt_resumes_from_its_own_or_the_newest_earlier_attempts_checkpoint(
+    tmp_path: Path,
+) -> None:
+    from workers.train.checkpoint import checkpoint_to_resume
+
+    assert checkpoint_to_resume(tmp_path / "none-yet", 5) is None
+    legacy = touch(tmp_path / "latest.pt")
+    third = touch(tmp_path / "attempt-3" / "latest.pt")
+    fifth = touch(tmp_path / "attempt-5" / "latest.pt")
+    (tmp_path / "attempt-9").mkdir()  # attempt 9 died before its first checkpoint
+    twelfth = touch(tmp_path / "attempt-12" / "latest.pt")
+    touch(tmp_path / "attempt-x" / "latest.pt")
+    # A later attempt's file is never read: it belongs to the attempt that fenced this off.
+    assert checkpoint_to_resume(tmp_path, 10) == fifth
+    assert checkpoint_to_resume(tmp_path, 4) == third
+    assert checkpoint_to_resume(tmp_path, 12) == twelfth
+    assert checkpoint_to_resume(tmp_path, 13) == twelfth
+    # Before per-attempt files, every attempt wrote latest.pt at the top.
+    assert checkpoint_to_resume(tmp_path, 2) == legacy

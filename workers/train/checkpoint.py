@@ -1,4 +1,11 @@
-"""Checkpoints: written whole or not at all, and loaded without unpickling arbitrary objects."""
+"""Checkpoints: written whole or not at all, and loaded without unpickling arbitrary objects.
+
+Every attempt of a job writes only its own file, `<checkpoint_dir>/attempt-<id>/latest.pt`,
+so an attempt the portal gave up on, but which still runs somewhere, can never overwrite the
+checkpoint of the attempt that replaced it. An attempt resumes from the newest file of an
+attempt whose id is not greater than its own (attempt ids grow with every placement): its
+own, after a restart of the same attempt, or else its latest predecessor's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from typing import Any
 import torch
 
 LATEST = "latest.pt"
+ATTEMPT_PREFIX = "attempt-"
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,33 @@ class Checkpoint:
     step: int  # global steps completed
     seq: int  # next metric seq, meaningful only within `attempt`
     attempt: int
+
+
+def attempt_checkpoint_dir(checkpoint_dir: Path, attempt_id: int) -> Path:
+    """The directory only attempt `attempt_id` writes to."""
+    return checkpoint_dir / f"{ATTEMPT_PREFIX}{int(attempt_id)}"
+
+
+def checkpoint_to_resume(checkpoint_dir: Path, attempt_id: int) -> Path | None:
+    """The checkpoint attempt `attempt_id` resumes from, or None to start afresh.
+
+    The newest `attempt-<id>/latest.pt` with `id <= attempt_id`; a later attempt's file is
+    never read (it belongs to the attempt that fenced this one off). A `latest.pt` directly
+    in `checkpoint_dir`, from before per-attempt files, is the fallback.
+    """
+    newest: tuple[int, Path] | None = None
+    if checkpoint_dir.is_dir():
+        for entry in checkpoint_dir.iterdir():
+            number = entry.name.removeprefix(ATTEMPT_PREFIX)
+            if entry.name == number or not number.isdigit() or int(number) > attempt_id:
+                continue
+            path = entry / LATEST
+            if path.is_file() and (newest is None or int(number) > newest[0]):
+                newest = (int(number), path)
+    if newest is not None:
+        return newest[1]
+    legacy = checkpoint_dir / LATEST
+    return legacy if legacy.is_file() else None
 
 
 def checkpoint_save(directory: Path, checkpoint: Checkpoint) -> Path:
@@ -50,10 +85,7 @@ def checkpoint_save(directory: Path, checkpoint: Checkpoint) -> Path:
     return target
 
 
-def checkpoint_load(directory: Path) -> Checkpoint | None:
-    path = directory / LATEST
-    if not path.is_file():
-        return None
+def checkpoint_load(path: Path) -> Checkpoint:
     data = torch.load(path, map_location="cpu", weights_only=True)
     return Checkpoint(
         model=data["model"],

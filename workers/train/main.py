@@ -5,9 +5,11 @@ in the environment. Every rank trains on its `DistributedSampler` shard; losses 
 are all-reduced so rank 0 reports the whole gang's numbers as `MetricEntry`s and writes the
 checkpoints. Every rank prints one `[rank N]` line per epoch so the job's log shows all of them.
 
-Resuming: if `checkpoint_dir/latest.pt` exists, training continues after its epoch. Within the
-same attempt the metric `seq` continues from the checkpoint; a new attempt (a requeue) starts
-its own `seq` at 0, because the portal keys metrics by `(attempt, seq)`.
+Resuming: rank 0 writes `checkpoint_dir/attempt-<id>/latest.pt`, and a start resumes from
+the newest checkpoint of this attempt or an earlier one (see `workers.train.checkpoint`), then
+continues after its epoch. Within the same attempt the metric `seq` continues from the
+checkpoint; a new attempt (a requeue) starts its own `seq` at 0, because the portal keys
+metrics by `(attempt, seq)`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from workers.messages import AttemptSpec, MetricEntry, stream_name
 from workers.reporter import StreamReporter
 from workers.storage import StorageError, dataset_fetch
 from workers.train import ERROR_MARK
-from workers.train.checkpoint import Checkpoint, checkpoint_load, checkpoint_save
+from workers.train.checkpoint import (
+    Checkpoint,
+    attempt_checkpoint_dir,
+    checkpoint_load,
+    checkpoint_save,
+    checkpoint_to_resume,
+)
 from workers.train.data import DatasetError, Splits, load_csv, split
 from workers.train.model import build_model
 
@@ -198,7 +206,8 @@ def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporte
     torch.manual_seed(training.seed)
     model = build_model(spec.model, inputs=splits.train_x.shape[1], outputs=classes)
     checkpoint_dir = Path(spec.checkpoint_dir)
-    checkpoint = checkpoint_load(checkpoint_dir)
+    resume_from = checkpoint_to_resume(checkpoint_dir, spec.attempt_id)
+    checkpoint = checkpoint_load(resume_from) if resume_from else None
     agree_on_start(checkpoint, gang)
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model)
@@ -216,7 +225,7 @@ def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporte
         optimizer.load_state_dict(checkpoint.optimizer)
         start_epoch, step = checkpoint.epoch, checkpoint.step
         seq = checkpoint.seq if checkpoint.attempt == spec.attempt_id else 0
-        say(gang.rank, f"resuming after epoch {start_epoch} (step {step}) from {checkpoint_dir}")
+        say(gang.rank, f"resuming after epoch {start_epoch} (step {step}) from {resume_from}")
     metrics = Metrics(spec=spec, reporter=reporter, seq=seq) if reporter else None
     loss_fn = loss_function(training.loss, classes)
 
@@ -257,7 +266,7 @@ def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporte
             )
         if gang.rank == 0:
             checkpoint_save(
-                checkpoint_dir,
+                attempt_checkpoint_dir(checkpoint_dir, spec.attempt_id),
                 Checkpoint(
                     model=model.state_dict(),
                     optimizer=optimizer.state_dict(),
