@@ -2,12 +2,19 @@
 
 The portal sends these by name (`workers.messages.RUN_ATTEMPT_TASK`, `CANCEL_ATTEMPT_TASK`) to
 the queue `node.<name>`. Messages arrive at least once, so both are idempotent: creating the
-attempt directory is the claim, and a second delivery finds it and does nothing.
+attempt directory is the claim, and a second delivery of the same spec finds it and does
+nothing. A directory that holds a *different* spec under the same attempt id (a reset database
+reuses ids) is set aside and the new spec starts fresh.
+
+Once an attempt is claimed, its exit is always reported: by its launcher, by `attempt_start`
+when starting fails, or by `attempts_sweep` (run every heartbeat interval by `workers.node`)
+when the launcher died without reporting (SIGKILL, the OOM killer, a node reboot).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -24,6 +31,7 @@ from workers import attempts, config, storage
 from workers.celery import app
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
+    RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
     AttemptExitedEntry,
     AttemptSpec,
@@ -36,14 +44,35 @@ logger = logging.getLogger(__name__)
 # The launchers this process started. Holding the Popen objects lets us reap them (no zombies
 # on a long-lived node) without Popen's "still running" warning when one is dropped.
 _launchers: dict[int, subprocess.Popen[bytes]] = {}
+# Attempts an `attempt_start` in this process is working on (claiming, fetching data,
+# starting the launcher): the sweep leaves them alone, and a second delivery is a duplicate.
+_starting: set[int] = set()
 _launchers_lock = threading.Lock()
+# Orders the decisions about one attempt directory (claim, set aside, cancel mark, sweep)
+# between the worker's threads and the sweeper. Reentrant: a cancel may sweep.
+_claim_lock = threading.RLock()
 
 RunOutcome = Literal["started", "duplicate", "refused", "failed", "cancelled"]
-CancelOutcome = Literal["signalled", "not-running", "marked"]
+CancelOutcome = Literal["signalled", "stopped", "not-running", "marked"]
+_Claim = Literal["claimed", "duplicate", "cancelled", "refused"]
+
+LAUNCHER_DIED = "the launcher died"
 
 
-def _report_exited(spec: AttemptSpec, directory: Path, *, cancelled: bool, reason: str) -> None:
-    """An exit for an attempt that never got a launcher: the portal still needs to hear it."""
+def _report_exited(
+    spec: AttemptSpec,
+    directory: Path | None,
+    *,
+    cancelled: bool,
+    reason: str,
+    retryable: bool,
+) -> None:
+    """Report an exit the launcher could not: the portal still needs to hear it.
+
+    `exit.json` is written only after the report was flushed, so no heartbeat stops listing
+    the attempt as claimed before its exit is on its way. `directory` None: the directory is
+    not this spec's (a refused delivery), so nothing is written there.
+    """
     entry: AttemptExitedEntry = {
         "type": "attempt.exited",
         "job": spec.job_id,
@@ -53,15 +82,17 @@ def _report_exited(spec: AttemptSpec, directory: Path, *, cancelled: bool, reaso
         "exit_code": -1,
         "cancelled": cancelled,
         "reason": reason,
+        "retryable": retryable,
         "ts": time.time(),
     }
     reporter = StreamReporter(
         redis_url=config.redis_url(), stream=stream_name(config.stream_prefix(), "events")
     )
     reporter.report(entry)
-    attempts.write_json(directory / "exit.json", dict(entry))
     if not reporter.close(timeout=10.0):
         logger.error("could not report the exit of attempt %d", spec.attempt_id)
+    if directory is not None:
+        attempts.write_json(directory / attempts.EXIT, dict(entry))
 
 
 def _reap_launchers() -> None:
@@ -69,6 +100,15 @@ def _reap_launchers() -> None:
         for attempt_id, launcher in list(_launchers.items()):
             if launcher.poll() is not None:
                 del _launchers[attempt_id]
+
+
+def _busy(attempt_id: int) -> bool:
+    """Whether this process is starting the attempt or its launcher is still our child."""
+    with _launchers_lock:
+        if attempt_id in _starting:
+            return True
+        launcher = _launchers.get(attempt_id)
+        return launcher is not None and launcher.poll() is None
 
 
 def _launcher_env() -> dict[str, str]:
@@ -79,7 +119,12 @@ def _launcher_env() -> dict[str, str]:
 
 
 def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
-    """Claim the attempt, fetch and verify its dataset, and start its launcher detached."""
+    """Claim the attempt, fetch and verify its dataset, and start its launcher detached.
+
+    Every failure after the claim is reported as the attempt's exit: a run message is
+    acknowledged when it arrives, so an exception here would otherwise leave the portal
+    waiting for an attempt that never runs.
+    """
     _reap_launchers()
     spec = AttemptSpec.from_json(spec_json)
     name = config.node_name()
@@ -88,22 +133,32 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
             "refusing attempt %d: it is for node %r, not %r", spec.attempt_id, spec.node_name, name
         )
         return "refused"
-    state_dir = config.node_state_dir(name)
+    with _launchers_lock:
+        if spec.attempt_id in _starting:
+            logger.info("attempt %d is being started already; ignoring duplicate", spec.attempt_id)
+            return "duplicate"
+        _starting.add(spec.attempt_id)
+    try:
+        return _start(spec, config.node_state_dir(name))
+    finally:
+        with _launchers_lock:
+            _starting.discard(spec.attempt_id)
+
+
+def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
     directory = attempts.attempt_dir(state_dir, spec.attempt_id)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        directory.mkdir()
-    except FileExistsError:
-        spec_file = directory / "spec.json"
-        if attempts.cancel_requested(directory) and not spec_file.exists():
-            # The cancel overtook the run message; answer the run with the exit it is owed.
-            attempts.write_atomic(spec_file, spec.dumps())
-            _report_exited(spec, directory, cancelled=True, reason="cancelled before start")
-            return "cancelled"
-        logger.info("attempt %d already claimed on this node; ignoring duplicate", spec.attempt_id)
-        return "duplicate"
-    spec_path = directory / "spec.json"
-    attempts.write_atomic(spec_path, spec.dumps())
+    claimed = False
+    with _claim_lock:
+        try:
+            claim = _claim(spec, state_dir, directory)
+            if claim != "claimed":
+                return claim
+            claimed = True
+            attempts.write_atomic(directory / attempts.SPEC, spec.dumps())
+        except Exception as exc:
+            # Before the claim the directory is not ours to write an exit into.
+            return _start_failed(spec, directory if claimed else None, exc)
     try:
         storage.dataset_fetch(
             uri=spec.dataset.uri,
@@ -112,8 +167,72 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
         )
     except storage.StorageError as exc:
         logger.error("attempt %d: %s", spec.attempt_id, exc)
-        _report_exited(spec, directory, cancelled=False, reason=f"dataset: {exc}")
+        # A missing file or a checksum that does not match fails the same way every time.
+        _report_exited(spec, directory, cancelled=False, reason=f"dataset: {exc}", retryable=False)
         return "failed"
+    except Exception as exc:
+        return _start_failed(spec, directory, exc)
+    try:
+        _launch(spec, directory)
+    except Exception as exc:
+        return _start_failed(spec, directory, exc)
+    return "started"
+
+
+def _start_failed(spec: AttemptSpec, directory: Path | None, exc: Exception) -> RunOutcome:
+    logger.exception("attempt %d could not be started", spec.attempt_id)
+    _report_exited(
+        spec,
+        directory,
+        cancelled=False,
+        reason=f"the node could not start it: {type(exc).__name__}: {exc}",
+        retryable=True,
+    )
+    return "failed"
+
+
+def _claim(spec: AttemptSpec, state_dir: Path, directory: Path) -> _Claim:
+    """Create the attempt directory, or decide what the one already there means."""
+    try:
+        directory.mkdir()
+        return "claimed"
+    except FileExistsError:
+        pass
+    stored = attempts.read_spec_json(directory)
+    if stored is None:
+        age = attempts.cancel_age_s(directory)
+        if age is not None and age < RUN_ATTEMPT_EXPIRES_S:
+            # The cancel overtook the run message; answer the run with the exit it is owed.
+            attempts.write_atomic(directory / attempts.SPEC, spec.dumps())
+            _report_exited(
+                spec, directory, cancelled=True, reason="cancelled before start", retryable=True
+            )
+            return "cancelled"
+    elif stored == json.loads(spec.dumps()):
+        logger.info("attempt %d already claimed on this node; ignoring duplicate", spec.attempt_id)
+        return "duplicate"
+    # The directory belongs to another run under the same id: a database reset restarted the
+    # ids, or a crash left it half made. It must not swallow this delivery.
+    if attempts.launcher_process(directory) is not None:
+        other = f"job {stored.get('job_id')}" if stored else "another run"
+        reason = (
+            f"attempt id {spec.attempt_id} is in use on {spec.node_name} by {other}, whose "
+            f"launcher still runs (was the portal's database reset?); see {directory}"
+        )
+        logger.error("refusing attempt %d: %s", spec.attempt_id, reason)
+        _report_exited(spec, None, cancelled=False, reason=reason, retryable=True)
+        return "refused"
+    attempts.kill_attempt_processes(directory / attempts.SPEC)
+    aside = attempts.set_aside(state_dir, directory)
+    logger.warning(
+        "attempt %d: the directory held a different spec; moved it to %s", spec.attempt_id, aside
+    )
+    directory.mkdir()
+    return "claimed"
+
+
+def _launch(spec: AttemptSpec, directory: Path) -> None:
+    spec_path = directory / attempts.SPEC
     with (directory / "launcher.log").open("ab") as log:
         launcher = subprocess.Popen(
             [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path)],
@@ -126,35 +245,95 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
             # training, and a cancel reaches exactly this attempt.
             start_new_session=True,
         )
+    # Registered before `_starting` lets go of the attempt, so the sweep never sees a gap.
     # The launcher writes launcher.pid itself, once its SIGTERM handler is in place: a cancel
     # that finds no pid file relies on the cancel mark, which the launcher checks after that.
     with _launchers_lock:
         _launchers[spec.attempt_id] = launcher
     logger.info("attempt %d: launcher pid %d", spec.attempt_id, launcher.pid)
-    return "started"
 
 
 def attempt_cancel(*, attempt_id: int) -> CancelOutcome:
-    """SIGTERM the attempt's launcher, which takes its torchrun gang down and reports the exit."""
+    """SIGTERM the attempt's launcher, which takes its torchrun gang down and reports the exit.
+
+    An attempt claimed here whose launcher is gone is stopped on the spot (see `_sweep_one`).
+    """
     _reap_launchers()
     state_dir = config.node_state_dir(config.node_name())
     directory = attempts.attempt_dir(state_dir, attempt_id)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        directory.mkdir()
-    # The mark is the cancel; the signal only makes it prompt. A launcher still starting up
-    # (no pid file yet, and no handler: a SIGTERM now would kill it before it can report)
-    # sees the mark once it is ready, and a run message that arrives after this cancel
-    # answers with a cancelled exit.
-    attempts.request_cancel(directory)
-    process = attempts.launcher_process(directory)
-    if process is None:
-        return "marked" if not (directory / "exit.json").exists() else "not-running"
+    with _claim_lock:
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir()
+        # The mark is the cancel; the signal only makes it prompt. A launcher still starting
+        # up (no pid file yet, and no handler: a SIGTERM now would kill it before it can
+        # report) sees the mark once it is ready, and a run message that arrives after this
+        # cancel answers with a cancelled exit.
+        attempts.request_cancel(directory)
+        process = attempts.launcher_process(directory)
+        if process is None:
+            if _sweep_one(state_dir, attempt_id):
+                return "stopped"
+            return "not-running" if attempts.exit_recorded(directory) else "marked"
     with contextlib.suppress(psutil.NoSuchProcess):
         process.terminate()
         logger.info("attempt %d: sent SIGTERM to launcher pid %d", attempt_id, process.pid)
         return "signalled"
     return "not-running"
+
+
+def attempts_sweep() -> list[int]:
+    """End every attempt claimed here whose launcher is gone; returns their ids.
+
+    Whatever still runs for such an attempt (an orphaned torchrun and its ranks) is killed and
+    the exit is reported, so the portal never waits on an attempt nobody supervises.
+    """
+    _reap_launchers()
+    state_dir = config.node_state_dir(config.node_name())
+    return [
+        attempt_id
+        for attempt_id in attempts.claimed_attempts(state_dir)
+        if _sweep_one(state_dir, attempt_id)
+    ]
+
+
+def _sweep_one(state_dir: Path, attempt_id: int) -> bool:
+    """Stop and report one claimed attempt whose launcher is gone. True if it did."""
+    directory = attempts.attempt_dir(state_dir, attempt_id)
+    with _claim_lock:
+        if _busy(attempt_id) or attempts.launcher_process(directory) is not None:
+            return False
+        # Read after the launcher: one that recorded its exit and then ended is not a death.
+        if not attempts.is_claimed(directory):
+            return False
+        spec_path = directory / attempts.SPEC
+        stored = attempts.read_spec_json(directory)
+        try:
+            spec = AttemptSpec.from_json(stored or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.error("attempt %d: unreadable spec (%s); giving it up", attempt_id, exc)
+            attempts.write_json(directory / attempts.EXIT, {"reason": f"unreadable spec: {exc}"})
+            return False
+        killed = attempts.kill_attempt_processes(spec_path)
+        cancelled = attempts.cancel_requested(directory)
+        logger.warning(
+            "attempt %d: its launcher is gone; killed %d leftover process(es)", attempt_id, killed
+        )
+        reason = f"cancelled ({LAUNCHER_DIED})" if cancelled else LAUNCHER_DIED
+        _report_exited(spec, directory, cancelled=cancelled, reason=reason, retryable=True)
+        return True
+
+
+def sweep_forever(stop: threading.Event, interval_s: float) -> None:
+    """Run `attempts_sweep` now and every `interval_s` until `stop` is set (a thread's body)."""
+    while True:
+        try:
+            attempts_sweep()
+        except Exception:
+            # A sweeper that dies leaves orphans running; keep going.
+            logger.exception("sweeping attempts failed")
+        if stop.wait(interval_s):
+            return
 
 
 @app.task(name=RUN_ATTEMPT_TASK, ignore_result=True)

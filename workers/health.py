@@ -130,6 +130,7 @@ def health_snapshot(node: NodeIdentity, probe: GpuProbe) -> HealthEntry:
         "disk_total": int(disk.total),
         "gpus": gpus,
         "running_attempts": attempts.running_attempts(node.state_dir),
+        "claimed_attempts": attempts.claimed_attempts(node.state_dir),
         "ts": time.time(),
     }
 

@@ -169,6 +169,11 @@ class LogPump:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    @property
+    def saw_trainer_error(self) -> bool:
+        """Whether a rank printed the trainer's ERROR_MARK line."""
+        return bool(self.error_lines)
+
     def failure_reason(self) -> str:
         lines = self.error_lines or self.stderr_tail
         return "\n".join(lines)[-MAX_REASON:]
@@ -287,7 +292,9 @@ class Supervisor:
         }
         self._events.report(entry)
 
-    def _report_exited(self, *, exit_code: int, cancelled: bool, reason: str) -> None:
+    def _report_exited(
+        self, *, exit_code: int, cancelled: bool, reason: str, retryable: bool = True
+    ) -> None:
         entry: AttemptExitedEntry = {
             "type": "attempt.exited",
             "job": self.spec.job_id,
@@ -297,6 +304,7 @@ class Supervisor:
             "exit_code": exit_code,
             "cancelled": cancelled,
             "reason": reason,
+            "retryable": retryable,
             "ts": time.time(),
         }
         self._events.report(entry)
@@ -351,13 +359,19 @@ class Supervisor:
             terminate_gang(proc, self.settings.cancel_grace_s)
         # A rank's orphaned grandchild could hold a pipe open; never wait on it for long.
         self._pump.join(timeout=5.0)
+        retryable = True
         if cancelled:
             reason = "cancelled"
         elif exit_code != 0:
             reason = self._pump.failure_reason() or f"torchrun exited with status {exit_code}"
+            # The trainer marks the errors another attempt would repeat (bad data or spec,
+            # a diverging loss); anything else (a crash, a lost peer) may well pass.
+            retryable = not self._pump.saw_trainer_error
         else:
             reason = ""
-        self._report_exited(exit_code=exit_code, cancelled=cancelled, reason=reason)
+        self._report_exited(
+            exit_code=exit_code, cancelled=cancelled, reason=reason, retryable=retryable
+        )
         return exit_code
 
 

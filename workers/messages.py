@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 # Celery task names on a node's queue (`node.<name>`). The portal sends them by name, so it
 # never imports the node code.
 RUN_ATTEMPT_TASK = "workers.agent.run_attempt"
 CANCEL_ATTEMPT_TASK = "workers.agent.cancel_attempt"
+# A run message not taken by its node within this many seconds is dropped (Celery `expires`):
+# by then the portal has given up on the attempt. A node may rely on it: a cancel left for an
+# attempt longer ago than this cannot belong to a run message that arrives now.
+RUN_ATTEMPT_EXPIRES_S = 600
 
 
 def node_queue(node_name: str) -> str:
@@ -155,6 +159,10 @@ class AttemptExitedEntry(TypedDict):
     cancelled: bool
     reason: str
     ts: float
+    # False when another attempt would fail the same way (bad data, a diverging loss, a
+    # dataset checksum mismatch): the portal then fails the job instead of requeueing it.
+    # Absent (a node from before this field) means True.
+    retryable: NotRequired[bool]
 
 
 EventEntry = AttemptStartedEntry | AttemptExitedEntry
@@ -184,5 +192,11 @@ class HealthEntry(TypedDict):
     disk_used: int
     disk_total: int
     gpus: list[GpuHealth]
+    # Attempts whose launcher is alive on this node.
     running_attempts: list[int]
+    # Attempts this node has taken on and not yet finished: a spec is on disk and no exit has
+    # been recorded (it may still be fetching data, or its launcher may be running). The
+    # portal loses an active attempt placed here that is in neither list. Absent (a node from
+    # before this field): the portal does no such reconciliation for this node.
+    claimed_attempts: NotRequired[list[int]]
     ts: float

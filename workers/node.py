@@ -1,8 +1,10 @@
 """The node agent: `python -m workers.node --name NAME`.
 
-One process: the health reporter in a thread, and the Celery worker that consumes the node's
-queue in the foreground. The worker uses a thread pool because its tasks only claim a
-directory, verify a dataset and start a launcher; training runs in processes of their own.
+One process: the health reporter and the attempt sweeper in threads, and the Celery worker
+that consumes the node's queue in the foreground. The worker uses a thread pool because its
+tasks only claim a directory, verify a dataset and start a launcher; training runs in
+processes of their own. The sweeper lives in this process because it must know which
+attempts the worker's threads are still starting (see `workers.agent.attempts_sweep`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from workers import config
@@ -48,16 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Pin the resolved path, so a launcher started from another cwd finds the same directory.
     os.environ["TRAINYARD_NODE_STATE_DIR"] = str(state_dir)
 
+    from workers.agent import sweep_forever
     from workers.celery import app
 
     probe = NvmlProbe()
     health = HealthReporter.from_env(name, probe=probe)
     thread = health.start()
+    # Its own thread: killing an orphaned gang must never delay a heartbeat.
+    sweeper = threading.Thread(
+        target=sweep_forever,
+        args=(health.stop, config.heartbeat_s()),
+        name="sweeper",
+        daemon=True,
+    )
+    sweeper.start()
     try:
         app.worker_main(worker_argv(name))
     finally:
         health.stop.set()
         thread.join(timeout=5.0)
+        sweeper.join(timeout=5.0)
         probe.close()
     return 0
 

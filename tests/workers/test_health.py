@@ -36,6 +36,13 @@ def test_it_sends_heartbeats_with_the_probes_gpus(
     stale = attempts.attempt_dir(node.state_dir, 41)
     stale.mkdir(parents=True)
     attempts.write_pid(stale, 2**22 + 12345)
+    # Claimed: a spec on disk and no exit yet (its launcher is gone: the sweep's business).
+    for attempt_id, finished in ((42, False), (43, True)):
+        directory = attempts.attempt_dir(node.state_dir, attempt_id)
+        directory.mkdir()
+        (directory / "spec.json").write_text("{}")
+        if finished:
+            (directory / "exit.json").write_text("{}")
 
     stop = threading.Event()
     reporter = HealthReporter(
@@ -67,6 +74,7 @@ def test_it_sends_heartbeats_with_the_probes_gpus(
     assert beat["gpu_count"] == 2
     assert beat["gpus"] == FakeGpus().gpus()
     assert beat["running_attempts"] == []
+    assert beat["claimed_attempts"] == [42]
     assert 0 < beat["memory_used"] <= beat["memory_total"]
     assert 0 < beat["disk_used"] <= beat["disk_total"]
     assert beat["hostname"]

@@ -14,8 +14,10 @@ import redis
 
 from tests.workers.conftest import Node
 from tests.workers.support import IRIS, entries, iris_spec, processes_running, wait_for
-from workers import attempts
+from workers import attempts, config
+from workers.launcher import LogPump
 from workers.messages import AttemptSpec
+from workers.reporter import StreamReporter
 
 
 def start_launcher(spec: AttemptSpec, node: Node) -> tuple[subprocess.Popen[bytes], Path]:
@@ -51,6 +53,7 @@ def test_it_reports_start_every_ranks_lines_and_a_clean_exit(
     assert (started["job"], started["attempt"], started["node"]) == (1, 21, node.name)
     assert exited["exit_code"] == 0
     assert exited["cancelled"] is False
+    assert exited["retryable"] is True
     assert started["ts"] <= exited["ts"]
 
     assert [line["seq"] for line in logs] == list(range(len(logs)))
@@ -75,6 +78,8 @@ def test_it_reports_the_trainers_error_on_bad_data(
     assert exited["cancelled"] is False
     assert "trainyard: error:" in exited["reason"]
     assert "label 'virginca' is not one of setosa, versicolor, virginica" in exited["reason"]
+    # Bad data fails every attempt alike: the portal should fail the job, not requeue it.
+    assert exited["retryable"] is False
 
 
 def test_sigterm_takes_every_rank_down_within_ten_seconds(
@@ -112,6 +117,7 @@ def test_sigterm_takes_every_rank_down_within_ten_seconds(
     [exited] = events_of(redis_client, node, "attempt.exited")
     assert exited["cancelled"] is True
     assert exited["reason"] == "cancelled"
+    assert exited["retryable"] is True
 
 
 def test_a_cancel_while_torchrun_starts_leaves_no_rank_behind(
@@ -141,3 +147,20 @@ def test_a_cancel_while_torchrun_starts_leaves_no_rank_behind(
             launcher.wait()
     [exited] = events_of(redis_client, node, "attempt.exited")
     assert exited["cancelled"] is True
+
+
+def test_a_failure_without_the_trainers_error_line_is_retryable(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    reporter = StreamReporter(redis_url=config.redis_url(), stream=node.stream("logs"))
+    spec = iris_spec(node_name=node.name, attempt_id=25, checkpoint_dir=tmp_path / "ck")
+    pump = LogPump(spec=spec, reporter=reporter)
+    try:
+        pump.emit("stderr", "RuntimeError: Connection reset by peer")
+        pump.emit("stderr", "torch.distributed.elastic.multiprocessing.errors.ChildFailedError")
+        assert pump.saw_trainer_error is False
+        pump.emit("stderr", "[rank 1] trainyard: error: the training loss became nan")
+        assert pump.saw_trainer_error is True
+        assert pump.failure_reason() == "[rank 1] trainyard: error: the training loss became nan"
+    finally:
+        assert reporter.close(timeout=10.0)

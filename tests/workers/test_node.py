@@ -14,7 +14,8 @@ import redis
 from celery import Celery
 
 from tests.workers.conftest import Node
-from tests.workers.support import entries, iris_spec, wait_for
+from tests.workers.support import entries, iris_spec, processes_running, wait_for
+from workers import attempts
 from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK, node_queue
 
 
@@ -82,8 +83,53 @@ def test_the_node_heartbeats_runs_an_attempt_and_reports_its_exit(
     )
     assert [(e["attempt"], e["exit_code"], e["cancelled"]) for e in exited] == [(51, 0, False)]
     assert (tmp_path / "ck" / "attempt-51" / "latest.pt").is_file()
+    # Claimed while it ran; no longer once its exit was recorded.
+    assert any(51 in b["claimed_attempts"] for b in entries(redis_client, node.stream("health")))
+    wait_for(
+        lambda: 51 not in entries(redis_client, node.stream("health"))[-1]["claimed_attempts"],
+        timeout=10,
+        what="a heartbeat no longer claiming attempt 51",
+    )
 
     # A cancel for an attempt that already finished is harmless.
     portal.send_task(CANCEL_ATTEMPT_TASK, args=[51], queue=node_queue(node.name))
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=20) == 0
+
+
+def test_the_node_reports_the_exit_of_an_attempt_whose_launcher_was_killed(
+    node: Node,
+    agent: subprocess.Popen[bytes],
+    portal: Celery,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+):
+    spec = iris_spec(
+        node_name=node.name, attempt_id=52, checkpoint_dir=tmp_path / "ck", epochs=100_000
+    )
+    portal.send_task(RUN_ATTEMPT_TASK, args=[spec.to_json()], queue=node_queue(node.name))
+    directory = attempts.attempt_dir(node.state_dir, 52)
+    spec_path = str(directory / "spec.json")
+    try:
+        wait_for(lambda: len(processes_running(spec_path)) >= 4, timeout=60, what="the ranks")
+        pid = attempts.read_pid(directory)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+        [exited] = wait_for(
+            lambda: [
+                e
+                for e in entries(redis_client, node.stream("events"))
+                if e["type"] == "attempt.exited"
+            ],
+            timeout=30,
+            what="the exit the node's sweeper reports",
+        )
+        assert (exited["attempt"], exited["exit_code"], exited["reason"]) == (
+            52,
+            -1,
+            "the launcher died",
+        )
+        wait_for(lambda: processes_running(spec_path) == [], timeout=10, what="the orphans")
+    finally:
+        for process in processes_running(spec_path):
+            process.kill()

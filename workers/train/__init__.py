@@ -5,6 +5,8 @@ agent and the launcher stay light. (This file must not import torch: the launche
 `ERROR_MARK` from it.)
 """
 
-# The prefix of the one line a rank prints to stderr when it gives up on bad input; the launcher
-# turns it into the attempt's exit reason instead of torchrun's generic failure summary.
+# The prefix of the one line a rank prints to stderr when it gives up on bad input (or a loss
+# that diverged): an error another attempt would repeat. The launcher turns it into the
+# attempt's exit reason instead of torchrun's generic failure summary, and reports the exit as
+# not retryable, so the portal fails the job instead of requeueing it.
 ERROR_MARK = "trainyard: error:"
