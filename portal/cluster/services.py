@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 from django.conf import settings
@@ -17,25 +17,67 @@ from portal.core.ingest.progress import health_backlog
 from portal.jobs.events import node_health_changed
 from portal.jobs.models import Attempt, Placement
 from portal.jobs.scheduling import node_task_send_on_commit, request_schedule
-from portal.jobs.services import attempt_lost
+from portal.jobs.services import attempt_lost, placements_release
 from workers.messages import CANCEL_ATTEMPT_TASK, HealthEntry
 
 logger = logging.getLogger(__name__)
 
 
-def _cancel_orphans(node: Node, running: list[int]) -> None:
-    """Stop what a node runs but the database says it should not: attempts that ended (lost
-    while the node was unreachable, say) or that have no placement on this node."""
-    if not running:
+def _cancel_orphans(node: Node, held: set[int]) -> None:
+    """Stop what a node runs (or has claimed) but the database says it should not: attempts
+    that ended (lost while the node was unreachable, say) or have no placement on this node."""
+    if not held:
         return
     current = set(
         Attempt.objects.filter(
-            pk__in=running, state__in=Attempt.ACTIVE, placements__node=node
+            pk__in=held, state__in=Attempt.ACTIVE, placements__node=node
         ).values_list("pk", flat=True)
     )
-    for attempt_id in sorted(set(running) - current):
+    for attempt_id in sorted(held - current):
         logger.warning("node %s runs attempt %s, which it should not; cancelling", node, attempt_id)
         node_task_send_on_commit(task=CANCEL_ATTEMPT_TASK, args=[attempt_id], node_name=node.name)
+
+
+def _claimed_attempts(entry: HealthEntry) -> list[int] | None:
+    """The heartbeat's `claimed_attempts`, or None if it has none (an older node) or it is not
+    a list of ids: without it, an attempt the node has not started yet looks gone."""
+    claimed = entry.get("claimed_attempts")
+    if claimed is None:
+        return None
+    if not isinstance(claimed, list) or not all(
+        isinstance(a, int) and not isinstance(a, bool) for a in claimed
+    ):
+        logger.warning("node %s sent malformed claimed_attempts %r", entry["node"], claimed)
+        return None
+    return claimed
+
+
+def _reconcile_gone(node: Node, held: set[int], taken_at: datetime) -> None:
+    """Settle the placements on `node` that the node neither runs nor claims, although they
+    were made at least `TRAINYARD_ATTEMPT_START_GRACE_S` before the heartbeat was taken: the
+    run message was lost or expired, the start failed without a word, or the launcher died and
+    its exit report was lost. An active attempt is lost (and requeued, failed or cancelled as
+    usual); the node's share of an ended one is released, so its capacity is free."""
+    cutoff = taken_at - timedelta(seconds=settings.TRAINYARD_ATTEMPT_START_GRACE_S)
+    gone = list(
+        Placement.objects.filter(
+            node=node, finished_at__isnull=True, attempt__created_at__lt=cutoff
+        )
+        .exclude(attempt_id__in=held)
+        .order_by("attempt_id")
+        .values_list("attempt_id", "attempt__state")
+    )
+    for attempt_id, state in gone:
+        if state in Attempt.ACTIVE:
+            logger.warning("node %s does not have attempt %s; it is lost", node.name, attempt_id)
+            attempt_lost(
+                attempt_id=attempt_id,
+                reason=(
+                    f"node {node.name} does not have it (the start message was lost, "
+                    "or it ended without a report)"
+                ),
+            )
+    placements_release(node=node, attempt_ids=[attempt_id for attempt_id, _ in gone])
 
 
 @transaction.atomic
@@ -43,9 +85,10 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
     """Record a heartbeat: create or refresh the node by name and mark it online.
 
     A node that comes (back) online or whose capacity changed may let a job start, so that
-    queues a scheduling pass. Attempts a node lists but no longer owns are cancelled on it.
-    The other direction (an active attempt the node no longer lists) is not reconciled yet:
-    such an attempt ends only when its exit report arrives or the node goes offline.
+    queues a scheduling pass. Then the node's attempts are reconciled both ways: attempts it
+    runs or claims but no longer owns are cancelled on it, and attempts placed on it that it
+    neither runs nor claims are lost after a grace period (see `_reconcile_gone`; only for
+    nodes that report `claimed_attempts`).
     """
     now = timezone.now()
     # The row lock waits for a scheduling pass that is deciding with this node's capacity.
@@ -77,7 +120,13 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
     if came_online or resized:
         request_schedule()
     node_health_changed(node)
-    _cancel_orphans(node, list(entry["running_attempts"]))
+    running = set(entry["running_attempts"])
+    claimed = _claimed_attempts(entry)
+    _cancel_orphans(node, running | set(claimed or ()))
+    if claimed is not None:
+        # The node's clock may be off; never take the heartbeat for newer than it arrived.
+        taken_at = min(now, datetime.fromtimestamp(entry["ts"], tz=UTC))
+        _reconcile_gone(node, running | set(claimed), taken_at)
     return node
 
 

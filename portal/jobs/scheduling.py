@@ -2,7 +2,8 @@
 
 A pass runs in one transaction under a PostgreSQL advisory lock, so two control workers (or a
 tick and a triggered pass) never place against the same free capacity. Free capacity is what
-schedulable nodes offer minus what the placements of active attempts hold. Jobs are taken by
+schedulable nodes offer minus what placements still hold (`placements_holding_capacity`).
+Jobs are taken by
 priority, then submission time; a job that does not fit is skipped (later, smaller jobs may
 start) and its `state_reason` says why it waits and where it stands. See docs/scheduling.md.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Max, Sum, Value, When
+from django.db.models import Case, Max, Q, Sum, Value, When
 
 from portal.celery import app as celery_app
 from portal.cluster.models import Node
@@ -27,6 +28,7 @@ from portal.jobs import events
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import JobRequest
 from workers.messages import (
+    RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
     AttemptSpec,
     DatasetSpec,
@@ -50,16 +52,21 @@ MASTER_PORT_RANGE = 2000
 # ---- messages to nodes -----------------------------------------------------------------------
 
 
-def _send_node_task(task: str, args: list[Any], node_name: str) -> None:
-    celery_app.send_task(task, args=args, queue=node_queue(node_name))
+def _send_node_task(task: str, args: list[Any], node_name: str, expires_s: float | None) -> None:
+    celery_app.send_task(task, args=args, queue=node_queue(node_name), expires=expires_s)
 
 
-def node_task_send_on_commit(*, task: str, args: list[Any], node_name: str) -> None:
-    """Send `task` by name to the node's queue once the transaction commits.
+def node_task_send_on_commit(
+    *, task: str, args: list[Any], node_name: str, expires_s: float | None = None
+) -> None:
+    """Send `task` by name to the node's queue once the transaction commits; a node drops it
+    unstarted once `expires_s` seconds have passed.
 
     A failed send is logged, not raised: the transaction has committed, and the database
-    (reaper, reconcile) is what repairs a lost message."""
-    transaction.on_commit(functools.partial(_send_node_task, task, args, node_name), robust=True)
+    (reaper, heartbeat reconciliation) is what repairs a lost message."""
+    transaction.on_commit(
+        functools.partial(_send_node_task, task, args, node_name, expires_s), robust=True
+    )
 
 
 def scheduler_tick_send() -> None:
@@ -120,12 +127,25 @@ def _nodes_word(count: int) -> str:
     return "1 node" if count == 1 else f"{count} nodes"
 
 
+def placements_holding_capacity(prefix: str = "") -> Q:
+    """The placements whose capacity is taken: every one its node has not finished, unless
+    the attempt was lost (a lost node may never report; its survivors were told to stop).
+
+    A placement outlives its attempt: when one node's failure ends the attempt, the other
+    nodes' ranks still run until they report their exit, and their capacity stays taken till
+    then. `prefix` reaches placements from another model (`"placements__"` from `Node`).
+    """
+    return Q(**{f"{prefix}finished_at__isnull": True}) & ~Q(
+        **{f"{prefix}attempt__state": Attempt.State.LOST}
+    )
+
+
 def _free_capacity(nodes: Sequence[Node]) -> list[_Capacity]:
-    """Each node's offer minus what active attempts hold on it, in one aggregate query."""
+    """Each node's offer minus what placements hold on it, in one aggregate query."""
     held = {
         row["node_id"]: row
         for row in Placement.objects.filter(
-            node__in=[node.pk for node in nodes], attempt__state__in=Attempt.ACTIVE
+            placements_holding_capacity(), node__in=[node.pk for node in nodes]
         )
         .values("node_id")
         .annotate(slots=Sum("slots"), gpus=Sum("gpus"))
@@ -185,7 +205,9 @@ def _wait_reason(
 
 
 def checkpoint_dir(job: Job) -> Path:
-    """Where every attempt of a job checkpoints, so a requeued attempt resumes."""
+    """The job's checkpoints: each attempt writes `attempt-<id>/latest.pt` under it and
+    resumes from the newest earlier one (`workers.train.checkpoint`), so a requeued attempt
+    resumes and an attempt given up on cannot overwrite its successor's."""
     return Path(settings.TRAINYARD_STORAGE_ROOT).resolve() / "checkpoints" / f"job-{job.uid}"
 
 
@@ -276,8 +298,13 @@ def _place(
     for rank, c in enumerate(chosen):
         c.take(job)
         spec = attempt_spec(job=job, attempt=attempt, node=c.node, node_rank=rank)
+        # A run message that arrives after the portal gave up on the attempt would only
+        # start work that is cancelled again; the heartbeat reconciliation loses the attempt.
         node_task_send_on_commit(
-            task=RUN_ATTEMPT_TASK, args=[spec.to_json()], node_name=c.node.name
+            task=RUN_ATTEMPT_TASK,
+            args=[spec.to_json()],
+            node_name=c.node.name,
+            expires_s=RUN_ATTEMPT_EXPIRES_S,
         )
     return attempt
 
@@ -315,10 +342,11 @@ def schedule_pass() -> int:
             .values("job_id")
             .annotate(number=Max("number"), attempt_id=Max("id"))
         }
+        # An ended attempt's rank 0 may still hold its rendezvous port until it stops.
         ports_in_use = set(
-            Attempt.objects.filter(state__in=Attempt.ACTIVE).values_list(
-                "master_addr", "master_port"
-            )
+            Attempt.objects.filter(placements_holding_capacity("placements__"))
+            .values_list("master_addr", "master_port")
+            .distinct()
         )
         placed: list[tuple[Job, Attempt]] = []
         waiting: list[Job] = []

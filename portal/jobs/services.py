@@ -9,6 +9,7 @@ unknown attempt, another job's attempt or one that has already ended changes not
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import pydantic
@@ -226,11 +227,19 @@ def job_cancel(*, user: AbstractBaseUser, job: Job) -> Job:
 # ---- attempt reports -------------------------------------------------------------------------
 
 
-def _locked_active_attempt(attempt_id: int, job_id: int | None = None) -> Attempt | None:
-    """The attempt, row-locked, if it exists, belongs to `job_id` and has not ended."""
+def _locked_attempt(attempt_id: int, job_id: int | None = None) -> Attempt | None:
+    """The attempt, row-locked, if it exists and belongs to `job_id`."""
     attempt = Attempt.objects.select_for_update().filter(pk=attempt_id).first()
     if attempt is None or (job_id is not None and attempt.job_id != job_id):
         logger.info("ignoring a report about unknown attempt %s (job %s)", attempt_id, job_id)
+        return None
+    return attempt
+
+
+def _locked_active_attempt(attempt_id: int, job_id: int | None = None) -> Attempt | None:
+    """The attempt, row-locked, if it exists, belongs to `job_id` and has not ended."""
+    attempt = _locked_attempt(attempt_id, job_id)
+    if attempt is None:
         return None
     if attempt.state not in Attempt.ACTIVE:
         logger.info("ignoring a report about attempt %s, already %s", attempt_id, attempt.state)
@@ -267,9 +276,13 @@ def attempt_started(entry: AttemptStartedEntry) -> bool:
 
 def attempt_exited(entry: AttemptExitedEntry) -> bool:
     """A node's share of an attempt exited. The attempt succeeds when every share exited 0;
-    the first share that fails (or was cancelled) ends it and stops the others."""
+    the first share that fails (or was cancelled) ends it and stops the others. A failure the
+    node marks as not retryable fails the job even when restarts remain.
+
+    The exit of a share whose attempt has already ended (a node of a failed gang that stopped
+    as told) changes only its placement: the node's capacity is free from then on."""
     with transaction.atomic():
-        attempt = _locked_active_attempt(entry["attempt"], entry["job"])
+        attempt = _locked_attempt(entry["attempt"], entry["job"])
         if attempt is None:
             return False
         rank, code = entry["node_rank"], entry["exit_code"]
@@ -278,6 +291,10 @@ def attempt_exited(entry: AttemptExitedEntry) -> bool:
             attempt=attempt, node_rank=rank, node__name=entry["node"], finished_at__isnull=True
         ).update(exit_code=code, finished_at=now, started_at=Coalesce(F("started_at"), now)):
             return False
+        if attempt.state not in Attempt.ACTIVE:
+            logger.info("attempt %s (%s): rank %s has stopped", attempt.pk, attempt.state, rank)
+            request_schedule()
+            return True
         detail = entry["reason"].strip().rstrip(".")
         where = f"on {entry['node']} (rank {rank})"
         if entry["cancelled"]:
@@ -285,7 +302,11 @@ def attempt_exited(entry: AttemptExitedEntry) -> bool:
             _attempt_finish(attempt, Attempt.State.CANCELLED, reason=reason, exit_code=code)
         elif code != 0:
             reason = f"{detail or f'exit code {code}'} {where}"
-            _attempt_finish(attempt, Attempt.State.FAILED, reason=reason, exit_code=code)
+            # Only an explicit False counts: a node from before the field retries as before.
+            retryable = entry.get("retryable", True) is not False
+            _attempt_finish(
+                attempt, Attempt.State.FAILED, reason=reason, exit_code=code, retryable=retryable
+            )
         elif not Placement.objects.filter(attempt=attempt, finished_at__isnull=True).exists():
             # Every share exited, and any non-zero exit would already have ended the attempt.
             _attempt_finish(attempt, Attempt.State.SUCCEEDED, reason="", exit_code=0)
@@ -293,13 +314,32 @@ def attempt_exited(entry: AttemptExitedEntry) -> bool:
 
 
 def attempt_lost(*, attempt_id: int, reason: str) -> bool:
-    """The control plane gave up on an attempt (its node went offline, ...)."""
+    """The control plane gave up on an attempt (its node went offline, or does not have it)."""
     with transaction.atomic():
         attempt = _locked_active_attempt(attempt_id)
         if attempt is None:
             return False
         _attempt_finish(attempt, Attempt.State.LOST, reason=reason, exit_code=None)
         return True
+
+
+def placements_release(*, node: Node, attempt_ids: Collection[int]) -> int:
+    """Record that `node` no longer holds its share of these *ended* attempts (it neither
+    runs nor claims them, and its exit report never came), so its capacity is free again.
+    Shares of active attempts are left alone: lose the attempt first. Returns how many."""
+    if not attempt_ids:
+        return 0
+    released = (
+        Placement.objects.filter(
+            node=node, attempt_id__in=list(attempt_ids), finished_at__isnull=True
+        )
+        .exclude(attempt__state__in=Attempt.ACTIVE)
+        .update(finished_at=timezone.now())
+    )
+    if released:
+        logger.info("node %s: released %d placement(s) it no longer holds", node.name, released)
+        request_schedule()
+    return released
 
 
 _OUTCOME_WORDS: dict[str, str] = {
@@ -309,8 +349,17 @@ _OUTCOME_WORDS: dict[str, str] = {
 }
 
 
-def _attempt_finish(attempt: Attempt, outcome: str, *, reason: str, exit_code: int | None) -> None:
-    """End `attempt` (its row lock held) and move its job on. Frees the attempt's capacity."""
+def _attempt_finish(
+    attempt: Attempt,
+    outcome: str,
+    *,
+    reason: str,
+    exit_code: int | None,
+    retryable: bool = True,
+) -> None:
+    """End `attempt` (its row lock held) and move its job on. The nodes that have not exited
+    are told to stop; each placement's capacity is free once its node reports (or, for a lost
+    attempt, at once: see `placements_holding_capacity`)."""
     now = timezone.now()
     reason = reason.strip().rstrip(".")
     Attempt.objects.filter(pk=attempt.pk, state__in=Attempt.ACTIVE).update(
@@ -332,7 +381,7 @@ def _attempt_finish(attempt: Attempt, outcome: str, *, reason: str, exit_code: i
             "finished_at": now,
             "state_reason": f"Attempt {number} succeeded.",
         }
-    elif job.restarts < job.max_restarts:
+    elif job.restarts < job.max_restarts and retryable:
         update = {
             "state": Job.State.QUEUED,
             "restarts": F("restarts") + 1,
@@ -344,10 +393,14 @@ def _attempt_finish(attempt: Attempt, outcome: str, *, reason: str, exit_code: i
         }
     else:
         spent = f" after {_plural(job.restarts, 'restart')}" if job.max_restarts else ""
+        final = ""
+        if job.restarts < job.max_restarts:
+            # Restarts remain, but the node said another attempt would fail the same way.
+            spent, final = "", " Not retried: another attempt would fail the same way."
         update = {
             "state": Job.State.FAILED,
             "finished_at": now,
-            "state_reason": f"Attempt {number} {_OUTCOME_WORDS[outcome]}{spent}: {reason}.",
+            "state_reason": f"Attempt {number} {_OUTCOME_WORDS[outcome]}{spent}: {reason}.{final}",
         }
     if not Job.can_transition(job.state, update["state"]):
         logger.error("job %s cannot go from %s to %s", job.pk, job.state, update["state"])
@@ -355,5 +408,6 @@ def _attempt_finish(attempt: Attempt, outcome: str, *, reason: str, exit_code: i
     if Job.objects.filter(pk=job.pk, state=job.state).update(**update):
         job.refresh_from_db()
         events.job_state_changed(job, attempt_id=attempt.pk)
-    # The attempt's capacity is free again, and a requeued job wants placing.
+    # Capacity was freed (the reporting node's share, or all of a lost attempt's), and a
+    # requeued job wants placing.
     request_schedule()

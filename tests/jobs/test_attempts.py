@@ -100,7 +100,14 @@ def test_one_failing_node_fails_the_gang_and_stops_the_others(
     [cancel] = broker.take(node_queue(first.node.name))
     assert (cancel.name, cancel.args) == (CANCEL_ATTEMPT_TASK, [attempt.pk])
     assert broker.take(node_queue(second.node.name)) == []
-    # The other node's late exit is ignored: the attempt has ended.
+    # The other node's late exit only records that its share stopped: the attempt has ended.
+    assert attempt_exited(exited(first, -15, cancelled=True)) is True
+    first.refresh_from_db()
+    attempt.refresh_from_db()
+    job.refresh_from_db()
+    assert (first.exit_code, first.finished_at is not None) == (-15, True)
+    assert (attempt.state, job.state) == (Attempt.State.FAILED, Job.State.FAILED)
+    assert job.state_reason == f"Attempt 1 failed: worker raised ValueError {where}."
     assert attempt_exited(exited(first, -15, cancelled=True)) is False
 
 
@@ -128,6 +135,34 @@ def test_a_failure_with_restarts_left_requeues_the_job(owner, iris, mlp):
     assert "after 2 restarts" in job.state_reason
 
 
+def test_a_failure_the_node_marks_not_retryable_fails_the_job_despite_restarts_left(
+    owner, iris, mlp
+):
+    job, attempt = placed_job(owner, iris, mlp, max_restarts=3)
+    [placement] = placements(attempt)
+    attempt_started(started(placement))
+    report = exited(placement, 1, reason="[rank 0] trainyard: error: label 'x' is not one of a, b")
+    assert attempt_exited({**report, "retryable": False}) is True
+    job.refresh_from_db()
+    attempt.refresh_from_db()
+    assert (job.state, job.restarts) == (Job.State.FAILED, 0)
+    assert attempt.state == Attempt.State.FAILED
+    assert job.state_reason == (
+        "Attempt 1 failed: [rank 0] trainyard: error: label 'x' is not one of a, b "
+        f"on {placement.node.name} (rank 0). Not retried: another attempt would fail the "
+        "same way."
+    )
+    assert schedule_pass() == 0
+
+
+def test_a_failure_marked_retryable_is_requeued(owner, iris, mlp):
+    job, attempt = placed_job(owner, iris, mlp, max_restarts=1)
+    [placement] = placements(attempt)
+    attempt_exited({**exited(placement, -1, reason="the launcher died"), "retryable": True})
+    job.refresh_from_db()
+    assert (job.state, job.restarts) == (Job.State.QUEUED, 1)
+
+
 def test_a_stale_attempts_exit_is_ignored(owner, iris, mlp):
     job, first = placed_job(owner, iris, mlp, max_restarts=1)
     [old_placement] = placements(first)
@@ -136,13 +171,17 @@ def test_a_stale_attempts_exit_is_ignored(owner, iris, mlp):
     second = job.attempts.get(number=2)
     attempt_started(started(placements(second)[0]))
 
-    # The first attempt's node comes back and reports its exit: fenced off.
-    assert attempt_exited(exited(old_placement, 0)) is False
+    # The first attempt's node comes back and reports its exit: fenced off. Only the old
+    # share's own record notes that it stopped.
+    assert attempt_exited(exited(old_placement, 0)) is True
     assert attempt_started(started(old_placement)) is False
     job.refresh_from_db()
     first.refresh_from_db()
+    old_placement.refresh_from_db()
     assert job.state == Job.State.RUNNING
-    assert first.state == Attempt.State.LOST
+    assert (first.state, first.exit_code) == (Attempt.State.LOST, None)
+    assert old_placement.finished_at is not None
+    assert attempt_exited(exited(old_placement, 0)) is False
 
 
 def test_reports_naming_unknown_or_foreign_attempts_are_ignored(owner, iris, mlp):

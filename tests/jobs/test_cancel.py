@@ -61,6 +61,12 @@ def test_a_placed_job_moves_to_cancelling_and_its_nodes_are_told(
     attempt.refresh_from_db()
     assert job.state == Job.State.CANCELLED and job.finished_at is not None
     assert attempt.state == Attempt.State.CANCELLED
+    # The second confirmation only records that its node stopped (its capacity is free).
+    assert attempt_exited(exited(two, -15, cancelled=True)) is True
+    two.refresh_from_db()
+    assert two.finished_at is not None
+    job.refresh_from_db()
+    assert (job.state, job.state_reason) == (Job.State.CANCELLED, "Cancelled.")
     assert attempt_exited(exited(two, -15, cancelled=True)) is False
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.scheduling import (
+    MASTER_PORT_BASE,
+    MASTER_PORT_RANGE,
     SCHEDULER_LOCK_KEY,
     checkpoint_dir,
     request_schedule,
@@ -18,9 +23,15 @@ from portal.jobs.scheduling import (
     scheduler_tick_send,
 )
 from portal.jobs.services import attempt_exited, attempt_lost
-from tests.factories import make_job
+from tests.factories import make_attempt, make_job
 from tests.jobs.helpers import cpu_request, exited, node, placements, submit
-from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK, AttemptSpec, node_queue
+from workers.messages import (
+    CANCEL_ATTEMPT_TASK,
+    RUN_ATTEMPT_EXPIRES_S,
+    RUN_ATTEMPT_TASK,
+    AttemptSpec,
+    node_queue,
+)
 
 
 def run_pass(capture) -> int:
@@ -318,3 +329,67 @@ def test_jobs_with_the_same_id_in_different_databases_never_share_checkpoints(
     second = make_job(owner, id=first.pk)
     assert second.pk == first.pk
     assert checkpoint_dir(second) != first_dir
+
+
+def test_run_messages_expire_so_a_late_delivery_is_dropped(
+    owner, iris, mlp, broker, django_capture_on_commit_callbacks
+):
+    worker = node(cpu_slots=1)
+    submit(owner, iris, mlp)
+    before = timezone.now()
+    assert run_pass(django_capture_on_commit_callbacks) == 1
+    queue = node_queue(worker.name)
+    broker.queues.add(queue)
+    message = json.loads(broker.redis.lpop(queue))
+    assert message["headers"]["task"] == RUN_ATTEMPT_TASK
+    expires = datetime.fromisoformat(message["headers"]["expires"])
+    wanted = before + timedelta(seconds=RUN_ATTEMPT_EXPIRES_S)
+    assert wanted <= expires <= wanted + timedelta(seconds=30)
+
+
+def test_a_failed_gangs_capacity_stays_taken_until_each_node_has_stopped(owner, iris, mlp):
+    first_node, second_node = node(cpu_slots=1), node(cpu_slots=1)
+    gang = submit(owner, iris, mlp, **cpu_request(nodes=2))
+    assert schedule_pass() == 1
+    rank0, rank1 = placements(gang.attempts.get())
+    # Rank 1 fails: the attempt (and the job) end at once, while rank 0 is still stopping.
+    attempt_exited(exited(rank1, 1))
+    gang.refresh_from_db()
+    assert gang.state == Job.State.FAILED
+    follower = submit(owner, iris, mlp, **cpu_request(nodes=2))
+    assert schedule_pass() == 0
+    follower.refresh_from_db()
+    assert follower.state_reason.startswith(
+        "Waiting for capacity: needs 2 nodes with 1 CPU slot each; 1 of them has"
+    )
+    # Rank 0 confirms that it stopped: now both nodes are free.
+    attempt_exited(exited(rank0, -15, cancelled=True))
+    assert schedule_pass() == 1
+    follower.refresh_from_db()
+    assert follower.state == Job.State.SCHEDULED
+    assert {p.node for p in placements(follower.attempts.get())} == {first_node, second_node}
+
+
+def test_a_lost_attempts_capacity_is_free_at_once(owner, iris, mlp):
+    node(cpu_slots=1)
+    job = submit(owner, iris, mlp, max_restarts=1)
+    assert schedule_pass() == 1
+    attempt_lost(attempt_id=job.attempts.get().pk, reason="node vanished")
+    # Its node may never report again: the requeued job takes the capacity back.
+    assert schedule_pass() == 1
+    job.refresh_from_db()
+    assert (job.state, job.attempts.count()) == (Job.State.SCHEDULED, 2)
+
+
+def test_an_ended_attempts_rendezvous_port_stays_taken_while_its_rank_0_runs(owner, iris, mlp):
+    worker = node(cpu_slots=2, address="10.9.9.9")
+    follower = submit(owner, iris, mlp)
+    preferred = MASTER_PORT_BASE + (follower.pk * 7919 + 1) % MASTER_PORT_RANGE
+    # A failed attempt whose rank 0 on this node has not reported that it stopped.
+    old = make_attempt(
+        make_job(owner, state=Job.State.FAILED), nodes=[worker], state=Attempt.State.FAILED
+    )
+    Attempt.objects.filter(pk=old.pk).update(master_addr=worker.address, master_port=preferred)
+    assert schedule_pass() == 1
+    port = follower.attempts.get().master_port
+    assert port != preferred and MASTER_PORT_BASE <= port < MASTER_PORT_BASE + MASTER_PORT_RANGE
