@@ -79,13 +79,11 @@ def _plural(count: int, word: str) -> str:
 
 
 def _capacity_errors(request: JobRequest) -> Errors:
-    """Whether any schedulable nodes could ever run the job (ignoring what they run now)."""
+    """Whether the cluster's nodes could ever run the job, whatever they run now and whatever
+    their state: a job that only offline or draining nodes fit waits for them (the scheduler
+    says so), so draining the whole cluster for maintenance does not stop submissions."""
     resources = request.resources
-    nodes = list(
-        Node.objects.filter(state=Node.State.ONLINE, is_draining=False).values_list(
-            "cpu_slots", "gpu_count"
-        )
-    )
+    nodes = list(Node.objects.values_list("cpu_slots", "gpu_count"))
     if resources.gpus_per_node:
         field, need = "resources.gpus_per_node", resources.gpus_per_node
         offers = [gpus for _, gpus in nodes]
@@ -95,7 +93,7 @@ def _capacity_errors(request: JobRequest) -> Errors:
         offers = [slots for slots, _ in nodes]
         what, unit = ("1 process" if need == 1 else f"{need} processes"), "CPU slot"
     if not offers:
-        return {field: [f"No node can run {what}: no node is online and accepting work."]}
+        return {field: [f"No node can run {what}: no node has joined the cluster yet."]}
     fitting = sum(1 for offer in offers if offer >= need)
     if fitting == 0:
         largest = _plural(max(offers), unit)

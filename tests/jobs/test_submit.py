@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from portal.catalog.models import Dataset
 from portal.cluster.models import Node
 from portal.jobs.models import Job
-from portal.jobs.scheduling import scheduler_tick_send
+from portal.jobs.scheduling import schedule_pass, scheduler_tick_send
 from portal.jobs.schemas import JobRequest, TrainingParams
 from portal.jobs.services import job_submit
 from tests.factories import make_team, make_user
@@ -128,23 +128,55 @@ def test_it_rejects_more_nodes_than_can_run_the_job(owner, iris, mlp):
     }
 
 
-def test_draining_and_offline_nodes_do_not_count_as_capacity(owner, iris, mlp):
+def test_a_job_only_draining_or_offline_nodes_fit_is_accepted_and_waits_for_them(owner, iris, mlp):
     node(cpu_slots=1)
-    node(cpu_slots=16, is_draining=True)
-    node(cpu_slots=16, state=Node.State.OFFLINE)
+    draining = node(cpu_slots=16, is_draining=True)
+    offline = node(cpu_slots=16, state=Node.State.OFFLINE)
+    job = submit(owner, iris, mlp, **cpu_request(procs=4))
+    assert job.state == Job.State.QUEUED
+    assert schedule_pass() == 0
+    job.refresh_from_db()
+    assert job.state_reason.startswith("Waiting for nodes: needs 1 node with 4 CPU slots;")
+    assert f"{draining.name} is draining" in job.state_reason
+    assert f"{offline.name} is offline" in job.state_reason
+    # What no node of the cluster could ever run is still refused, whatever the nodes' state.
     with pytest.raises(ValidationError) as excinfo:
-        submit(owner, iris, mlp, **cpu_request(procs=4))
-    assert (
-        "the largest node has 1 CPU slot." in error_messages(excinfo)["resources.procs_per_node"][0]
-    )
+        submit(owner, iris, mlp, **cpu_request(procs=17))
+    assert error_messages(excinfo) == {
+        "resources.procs_per_node": [
+            "No node can run 17 processes: the largest node has 16 CPU slots."
+        ]
+    }
 
 
-def test_it_rejects_a_job_when_no_node_is_online(owner, iris, mlp):
+def test_draining_the_whole_cluster_for_maintenance_does_not_stop_submissions(owner, iris, mlp):
+    worker = node(cpu_slots=2, is_draining=True)
+    job = submit(owner, iris, mlp, **cpu_request(procs=2))
+    assert schedule_pass() == 0
+    Node.objects.filter(pk=worker.pk).update(is_draining=False)
+    assert schedule_pass() == 1
+    job.refresh_from_db()
+    assert job.state == Job.State.SCHEDULED
+
+
+def test_it_counts_draining_and_offline_nodes_towards_a_gang(owner, iris, mlp):
+    node(cpu_slots=2, state=Node.State.OFFLINE)
+    node(cpu_slots=2, is_draining=True)
+    node(cpu_slots=1)
+    assert submit(owner, iris, mlp, **cpu_request(nodes=2, procs=2)).state == Job.State.QUEUED
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, mlp, **cpu_request(nodes=3, procs=2))
+    assert error_messages(excinfo) == {
+        "resources.nodes": ["Only 2 nodes can run 2 processes; the job asks for 3 nodes."]
+    }
+
+
+def test_it_rejects_a_job_when_no_node_has_joined_the_cluster(owner, iris, mlp):
     with pytest.raises(ValidationError) as excinfo:
         submit(owner, iris, mlp)
     assert error_messages(excinfo) == {
         "resources.procs_per_node": [
-            "No node can run 1 process: no node is online and accepting work."
+            "No node can run 1 process: no node has joined the cluster yet."
         ]
     }
 
