@@ -103,6 +103,16 @@ def process_table(
             unbuffered,
         ),
         ProcessSpec(INGEST, (python, str(MANAGE_PY), "ingest"), unbuffered),
-        ProcessSpec(NODE, (python, "-m", "workers.node", "--name", node_name), unbuffered),
+        ProcessSpec(
+            NODE,
+            (python, "-m", "workers.node", "--name", node_name),
+            {
+                **unbuffered,
+                # The node's attempts and cache live with the rest of this machine's state, so
+                # starting over with a fresh state directory (and so a fresh database, whose
+                # attempt ids start again at 1) never meets the old attempts' directories.
+                "TRAINYARD_NODE_STATE_DIR": str(state_dir / f"node-{node_name}"),
+            },
+        ),
     ]
     return [spec for spec in table if spec.name in include]
