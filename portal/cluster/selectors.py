@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from portal.cluster.models import Node
-from portal.jobs.models import Attempt
+from portal.jobs.selectors import placements_holding_capacity
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 
 def nodes_with_usage() -> QuerySet[NodeWithUsage]:
-    """Every node, annotated with `slots_in_use` and `gpus_in_use`: what the placements of its
-    active attempts hold (the scheduler's view of the node), in one query."""
-    active = Q(placements__attempt__state__in=Attempt.ACTIVE)
+    """Every node, annotated with `slots_in_use` and `gpus_in_use`: what its placements hold
+    (exactly the scheduler's view of the node), in one query."""
+    held = placements_holding_capacity("placements__")
     return Node.objects.annotate(
-        slots_in_use=Coalesce(Sum("placements__slots", filter=active), 0),
-        gpus_in_use=Coalesce(Sum("placements__gpus", filter=active), 0),
+        slots_in_use=Coalesce(Sum("placements__slots", filter=held), 0),
+        gpus_in_use=Coalesce(Sum("placements__gpus", filter=held), 0),
     ).order_by("name")

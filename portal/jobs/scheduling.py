@@ -20,13 +20,14 @@ from typing import Any
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Max, Q, Sum, Value, When
+from django.db.models import Case, Max, Sum, Value, When
 
 from portal.celery import app as celery_app
 from portal.cluster.models import Node
 from portal.jobs import events
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import JobRequest
+from portal.jobs.selectors import placements_holding_capacity
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
@@ -125,19 +126,6 @@ def _amount(count: int, job: Job, *, free: bool = False) -> str:
 
 def _nodes_word(count: int) -> str:
     return "1 node" if count == 1 else f"{count} nodes"
-
-
-def placements_holding_capacity(prefix: str = "") -> Q:
-    """The placements whose capacity is taken: every one its node has not finished, unless
-    the attempt was lost (a lost node may never report; its survivors were told to stop).
-
-    A placement outlives its attempt: when one node's failure ends the attempt, the other
-    nodes' ranks still run until they report their exit, and their capacity stays taken till
-    then. `prefix` reaches placements from another model (`"placements__"` from `Node`).
-    """
-    return Q(**{f"{prefix}finished_at__isnull": True}) & ~Q(
-        **{f"{prefix}attempt__state": Attempt.State.LOST}
-    )
 
 
 def _free_capacity(nodes: Sequence[Node]) -> list[_Capacity]:

@@ -147,6 +147,20 @@ def test_nodes_with_usage_counts_only_active_attempts(owner, iris, mlp, django_a
     assert usage[idle.pk] == (0, 0)
 
 
+def test_nodes_with_usage_holds_a_failed_gangs_share_until_its_node_reports(owner, iris, mlp):
+    # The nodes page must agree with the scheduler: rank 1's node is still stopping.
+    first, second = node(cpu_slots=2), node(cpu_slots=2)
+    gang = submit(owner, iris, mlp, **cpu_request(nodes=2, procs=2))
+    schedule_pass()
+    shares = placements(gang.attempts.get())
+    attempt_exited(exited(shares[0], 1))
+    assert gang.attempts.get().state == Attempt.State.FAILED
+    usage = {n.pk: n.slots_in_use for n in nodes_with_usage()}
+    still_running = shares[1].node_id
+    assert usage[still_running] == 2
+    assert usage[({first.pk, second.pk} - {still_running}).pop()] == 0
+
+
 def test_the_reaper_takes_silent_nodes_offline_and_loses_their_attempts(
     owner, iris, mlp, settings, broker, django_capture_on_commit_callbacks, ingest_caught_up
 ):

@@ -77,6 +77,20 @@ def test_events_move_a_job_to_running_then_succeeded(
     assert streams.pending("events") == 0
 
 
+def test_a_non_retryable_exit_fails_the_job_with_restarts_left(
+    streams: Streams, transactional_db: None, owner: User
+) -> None:
+    job = make_job(owner, state=Job.State.RUNNING, max_restarts=3)
+    attempt = make_attempt(job, nodes=[make_node("gpu-a")])
+    # The launcher saw the trainer reject its data: another attempt would fail the same way.
+    streams.add("events", {**exited(attempt, "gpu-a", exit_code=1), "retryable": False})
+
+    assert streams.drain(streams.ingestor()) == 1
+
+    job.refresh_from_db()
+    assert (job.state, job.restarts) == (Job.State.FAILED, 0)
+
+
 def test_an_exit_reported_twice_changes_nothing_the_second_time(
     streams: Streams, transactional_db: None, owner: User
 ) -> None:

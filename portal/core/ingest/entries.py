@@ -156,6 +156,11 @@ def parse_event(data: dict[str, Any]) -> EventEntry:
         "cancelled": cancelled,
         "reason": _str(data, "reason").replace("\x00", "\ufffd"),
     }
+    # Optional: a node from before the field existed leaves it out, which means retryable.
+    retryable = data.get("retryable", True)
+    if not isinstance(retryable, bool):
+        raise MalformedEntry(f"retryable must be a boolean, not {retryable!r}")
+    exited["retryable"] = retryable
     return cast(AttemptExitedEntry, exited)
 
 
