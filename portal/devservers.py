@@ -375,10 +375,6 @@ def cmd_up(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
             }
             _manage(*seed, env=seed_env)
 
-            # The node agent keeps its attempts and dataset cache beside the rest of the state.
-            os.environ.setdefault(
-                "TRAINYARD_NODE_STATE_DIR", str(state_dir / f"node-{args.node_name}")
-            )
             include = [name for name in ALL_PROCESSES if not (args.no_node and name == NODE)]
             specs = process_table(
                 python=sys.executable,
