@@ -40,6 +40,9 @@ import psycopg
 import redis
 from psycopg import sql
 
+# bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from tables import table
+
 if TYPE_CHECKING:
     from portal.core.ingest import Ingestor
     from portal.jobs.models import Attempt
@@ -314,14 +317,6 @@ def bench(args: argparse.Namespace, redis_url: str) -> None:
         for variant in variants
     ]
     print(table(headers, rows))
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
 
 
 def main() -> None:

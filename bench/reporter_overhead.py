@@ -39,6 +39,9 @@ import redis
 import torch
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+# bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from tables import table
 from torch import nn
 
 from workers.reporter import StreamReporter
@@ -127,14 +130,6 @@ def wait_drained(reporter: StreamReporter, target: int, timeout: float = 30.0) -
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
 
 
 def us(seconds: float) -> str:
