@@ -1,6 +1,6 @@
 """How many metric points per second ingest writes into PostgreSQL: batched vs one by one.
 
-The real path is `portal.core.ingest.Ingestor.run_once()`: XREADGROUP up to 500 entries, parse
+The real path is `portal.ops.ingest.Ingestor.run_once()`: XREADGROUP up to 500 entries, parse
 and check them, `batch_apply` in one transaction (one fencing query, one multi-row INSERT ...
 ON CONFLICT DO NOTHING), XACK after the commit, one channel-layer event per job. The naive path
 reads the same entries the same way but stores each with `MetricPoint.objects.create` in its
@@ -44,8 +44,8 @@ from psycopg import sql
 from tables import table
 
 if TYPE_CHECKING:
-    from portal.core.ingest import Ingestor
     from portal.jobs.models import Attempt
+    from portal.ops.ingest import Ingestor
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("metrics", "logs", "events", "health")
@@ -101,7 +101,7 @@ def write_entries(client: redis.Redis, stream: str, attempt: Attempt, seqs: rang
 
 
 def make_ingestor(redis_url: str, prefix: str) -> Ingestor:
-    from portal.core.ingest import IngestConfig, Ingestor
+    from portal.ops.ingest import IngestConfig, Ingestor
 
     ingestor = Ingestor(IngestConfig(redis_url=redis_url, prefix=prefix, consumer="bench"))
     ingestor.ensure_groups()
@@ -127,9 +127,9 @@ def naive(client: redis.Redis, stream: str, count: int) -> None:
     """Same reads and acks; one INSERT and one COMMIT per point."""
     from django.db import transaction
 
-    from portal.core.ingest import GROUP
-    from portal.core.ingest.entries import decode, parse_metric
     from portal.jobs.models import MetricPoint
+    from portal.lib.streams import GROUP
+    from portal.ops.ingest.entries import decode, parse_metric
 
     stored = 0
     while stored < count:
@@ -264,7 +264,7 @@ def bench(args: argparse.Namespace, redis_url: str) -> None:
     real = make_ingestor(redis_url, f"{base}-batched")
     kept = make_ingestor(redis_url, f"{base}-kept")
     naive_stream = f"{base}-naive:metrics"
-    from portal.core.ingest import GROUP
+    from portal.lib.streams import GROUP
 
     client.xgroup_create(naive_stream, GROUP, id="0", mkstream=True)
     variants = [

@@ -8,7 +8,7 @@ Two commands, both run *before* Django loads its settings (settings read DATABAS
 
     python -m portal.devservers up [--host H] [--port 8000] [--node-name local] [--no-node]
         embedded servers if needed, migrate, seed (built-ins, admin, this machine as a node),
-        then every process of `portal.core.processes.process_table` under the Supervisor.
+        then every process of `portal.ops.processes.process_table` under the Supervisor.
     python -m portal.devservers run -- CMD [ARGS...]
         embedded servers if needed, CMD with the URLs in its environment, then stop them;
         exits with CMD's status. `bin/dev test` runs pytest this way.
@@ -304,7 +304,7 @@ def _warn_about_dev_secret(out: TextIO) -> None:
 
 
 def _say(out: TextIO, message: str) -> None:
-    from portal.core.supervisor import write_line
+    from portal.ops.supervisor import write_line
 
     write_line(out, f"trainyard: {message}")
 
@@ -353,8 +353,8 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_up(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
-    from portal.core.processes import ALL_PROCESSES, NODE, process_table
-    from portal.core.supervisor import Supervisor
+    from portal.ops.processes import ALL_PROCESSES, NODE, process_table
+    from portal.ops.supervisor import Supervisor
 
     if not _port_is_free(args.host, args.port):
         _say(out, f"port {args.port} on {args.host} is in use; choose another with --port")

@@ -37,7 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
-    "portal.core",
+    "portal.ops",
     "portal.accounts",
     "portal.catalog",
     "portal.cluster",

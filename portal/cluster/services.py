@@ -13,11 +13,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.cluster.models import Node
-from portal.core.ingest.progress import health_backlog
 from portal.jobs.events import node_health_changed
 from portal.jobs.models import Attempt, Placement
 from portal.jobs.scheduling import node_task_send_on_commit, request_schedule
 from portal.jobs.services import attempt_lost, placements_release
+from portal.lib.streams import health_backlog
 from workers.messages import CANCEL_ATTEMPT_TASK, HealthEntry
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import pytest
 import redis
 from pytest_django.fixtures import Settings
 
-from portal.core.ingest import GROUP
+from portal.lib.streams import GROUP
 from workers.messages import HealthEntry, stream_name
 
 

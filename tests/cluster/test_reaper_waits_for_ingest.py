@@ -17,8 +17,8 @@ from pytest_django.fixtures import Settings
 
 from portal.cluster.models import Node
 from portal.cluster.services import nodes_reap
-from portal.core.ingest import IngestConfig, Ingestor
 from portal.jobs.models import Attempt, Job
+from portal.ops.ingest import IngestConfig, Ingestor
 from tests.cluster.conftest import HealthStream
 from tests.cluster.test_nodes import heartbeat
 from tests.conftest import Broker

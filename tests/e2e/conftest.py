@@ -1,6 +1,6 @@
 """A whole Trainyard, started for real: web (Daphne), control worker, beat, ingest and a node
 agent that runs torchrun. The processes are exactly those `bin/dev run` starts
-(portal.core.processes), pointed at the test database."""
+(portal.ops.processes), pointed at the test database."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from portal.core.processes import process_table
-from portal.core.supervisor import Supervisor
 from portal.devservers import free_port
+from portal.ops.processes import process_table
+from portal.ops.supervisor import Supervisor
 
 
 @pytest.hookimpl(trylast=True)

@@ -18,8 +18,9 @@ from django.contrib.auth.models import User
 from django.db import connection
 from redis.typing import EncodableT, FieldT
 
-from portal.core.ingest import GROUP, IngestConfig, IngestLock, Ingestor
 from portal.jobs.models import Attempt, Job
+from portal.lib.streams import GROUP
+from portal.ops.ingest import IngestConfig, IngestLock, Ingestor
 from tests.consumers.support import isolated_channel_layer  # noqa: F401 - a fixture
 from tests.factories import make_attempt, make_job, make_node
 

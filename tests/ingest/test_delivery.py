@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from portal.core.ingest import GROUP, BatchFailed
 from portal.jobs.models import Attempt, MetricPoint
+from portal.lib.streams import GROUP
+from portal.ops.ingest import BatchFailed
 from tests.ingest.conftest import Streams, metric
 
 

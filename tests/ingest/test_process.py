@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from portal.core.ingest import IngestConfig, Ingestor
 from portal.jobs.models import Attempt, MetricPoint
+from portal.ops.ingest import IngestConfig, Ingestor
 from tests.ingest.conftest import Streams, ingest_command, metric
 
 
@@ -28,7 +28,7 @@ def test_the_loop_backs_off_while_redis_is_away_and_stops_when_asked(
             max_backoff_s=0.05,
         )
     )
-    caplog.set_level(logging.ERROR, logger="portal.core.ingest.loop")
+    caplog.set_level(logging.ERROR, logger="portal.ops.ingest.loop")
     thread = threading.Thread(target=ingestor.run)
     thread.start()
     time.sleep(0.5)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from portal.core.ingest import AnotherIngestRunning, IngestLock
-from portal.core.ingest.lock import INGEST_LOCK_KEY
 from portal.jobs.models import Attempt, MetricPoint
+from portal.ops.ingest import AnotherIngestRunning, IngestLock
+from portal.ops.ingest.lock import INGEST_LOCK_KEY
 from tests.ingest.conftest import Streams, ingest_command, metric
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from portal.core.processes import process_table
+from portal.ops.processes import process_table
 from tests.ops.programs import assert_runs_something_real, identity, split_shell
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from portal.core.processes import NODE, process_table
+from portal.ops.processes import NODE, process_table
 
 
 def test_the_node_keeps_its_attempts_under_the_state_dir(tmp_path: Path) -> None:

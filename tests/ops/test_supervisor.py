@@ -16,9 +16,9 @@ from typing import IO
 import psutil
 import pytest
 
-from portal.core.processes import ProcessSpec
-from portal.core.supervisor import ProcessExited, Supervisor
 from portal.devservers import free_port
+from portal.ops.processes import ProcessSpec
+from portal.ops.supervisor import ProcessExited, Supervisor
 
 PY = sys.executable
 
@@ -62,8 +62,8 @@ def test_sigterm_stops_every_process_and_its_children_and_leaves_no_orphans():
     script = textwrap.dedent(
         f"""
         import sys
-        from portal.core.processes import ProcessSpec
-        from portal.core.supervisor import Supervisor
+        from portal.ops.processes import ProcessSpec
+        from portal.ops.supervisor import Supervisor
         specs = [
             ProcessSpec("sleeper", (sys.executable, "-c", {SLEEPER!r})),
             ProcessSpec("family", (sys.executable, "-u", "-c", {FAMILY!r})),
@@ -219,8 +219,8 @@ def test_a_reader_that_goes_away_does_not_spoil_a_clean_shutdown():
     script = textwrap.dedent(
         """
         import sys
-        from portal.core.processes import ProcessSpec
-        from portal.core.supervisor import Supervisor
+        from portal.ops.processes import ProcessSpec
+        from portal.ops.supervisor import Supervisor
         specs = [ProcessSpec("chatty", (sys.executable, "-u", "-c",
             "import time\\nwhile True:\\n    print('tick', flush=True)\\n    time.sleep(0.01)"))]
         sys.exit(Supervisor(specs, stop_timeout=5).run())

@@ -4,13 +4,11 @@
 batch; `entries` checks what nodes send. See docs/telemetry.md.
 """
 
-from portal.core.ingest.apply import Applied, Batch, batch_apply
-from portal.core.ingest.lock import IngestLock
-from portal.core.ingest.loop import AnotherIngestRunning, BatchFailed, IngestConfig, Ingestor
-from portal.core.ingest.progress import GROUP, health_backlog
+from portal.ops.ingest.apply import Applied, Batch, batch_apply
+from portal.ops.ingest.lock import IngestLock
+from portal.ops.ingest.loop import AnotherIngestRunning, BatchFailed, IngestConfig, Ingestor
 
 __all__ = [
-    "GROUP",
     "AnotherIngestRunning",
     "Applied",
     "Batch",
@@ -19,5 +17,4 @@ __all__ = [
     "IngestLock",
     "Ingestor",
     "batch_apply",
-    "health_backlog",
 ]

@@ -34,8 +34,10 @@ from django.db import (
     transaction,
 )
 
-from portal.core.ingest.apply import Applied, Batch, batch_apply
-from portal.core.ingest.entries import (
+from portal.jobs import events
+from portal.lib.streams import GROUP, parse_stream_id
+from portal.ops.ingest.apply import Applied, Batch, batch_apply
+from portal.ops.ingest.entries import (
     KINDS,
     Kind,
     MalformedEntry,
@@ -45,9 +47,7 @@ from portal.core.ingest.entries import (
     parse_log,
     parse_metric,
 )
-from portal.core.ingest.lock import IngestLock
-from portal.core.ingest.progress import GROUP, parse_stream_id
-from portal.jobs import events
+from portal.ops.ingest.lock import IngestLock
 from workers.messages import stream_name
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class BatchFailed(Exception):
 
 class AnotherIngestRunning(Exception):
     """Another ingest process holds the ingest lock, so this one must not run (see
-    `portal.core.ingest.lock` for why ingest is one process)."""
+    `portal.ops.ingest.lock` for why ingest is one process)."""
 
 
 class _RolledBack(Exception):

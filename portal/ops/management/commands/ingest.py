@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.core.ingest import AnotherIngestRunning, IngestConfig, IngestLock, Ingestor
+from portal.ops.ingest import AnotherIngestRunning, IngestConfig, IngestLock, Ingestor
 
 
 class Command(BaseCommand):

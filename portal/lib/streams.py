@@ -1,12 +1,10 @@
-"""How far ingest has got through a stream: whether everything nodes sent is stored yet.
+"""Bookkeeping of the telemetry streams that needs no models: the consumer group ingest reads
+them in, stream ids, and whether ingest has stored everything nodes sent so far.
 
 The reaper judges a node by the heartbeat ingest stored for it. While ingest is behind (stalled
 on PostgreSQL, backing off after a Redis outage, not running at all), a node's newest
 heartbeat may still wait in the stream, and judging from PostgreSQL alone would take healthy
 nodes offline. `health_backlog` says whether that is so.
-
-The cluster services import this module, and `apply` imports the cluster services: that cycle
-holds because `apply` binds the services module, not names from it. Keep it that way.
 """
 
 from __future__ import annotations

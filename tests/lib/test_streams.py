@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any, cast
 
-from portal.core.ingest import GROUP, health_backlog
+from portal.lib.streams import GROUP, health_backlog
 from tests.ingest.conftest import Streams
 
 

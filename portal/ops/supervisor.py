@@ -25,7 +25,7 @@ from typing import IO, TextIO
 
 import psutil
 
-from portal.core.processes import BASE_DIR, ProcessSpec
+from portal.ops.processes import BASE_DIR, ProcessSpec
 
 # Bright, readable foreground colours for the `name | ` prefixes, assigned in order.
 _COLOURS = ("36", "33", "32", "35", "34", "91", "96", "93")
