@@ -180,7 +180,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("TRAINYARD_SCHEDULER_TICK_S", 5.0),
     },
     "reap-nodes": {
-        "task": "portal.cluster.tasks.reap_nodes",
+        "task": "portal.jobs.tasks.reap_nodes",
         "schedule": env_float("TRAINYARD_REAP_TICK_S", 5.0),
     },
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -14,6 +15,7 @@ from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import JobRequest
+from workers.messages import HealthEntry
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
@@ -94,3 +96,25 @@ def make_attempt(
         for rank, node in enumerate(nodes)
     )
     return attempt
+
+
+def make_heartbeat(name: str, **fields: Any) -> HealthEntry:
+    """A node's heartbeat as ingest receives it; `fields` override the defaults."""
+    entry: HealthEntry = {
+        "node": name,
+        "hostname": "box",
+        "address": "10.1.2.3",
+        "cpu_slots": 4,
+        "gpu_count": 0,
+        "cpu_percent": 10.0,
+        "memory_used": 1,
+        "memory_total": 2,
+        "disk_used": 3,
+        "disk_total": 4,
+        "gpus": [],
+        "running_attempts": [],
+        "claimed_attempts": [],
+        "ts": time.time(),
+    }
+    entry.update(fields)  # type: ignore[typeddict-item]
+    return entry

@@ -3,21 +3,15 @@
 A consumer checks permission, joins its group, and forwards channel-layer events. The layer is
 lossy, so the job page also backfills from PostgreSQL on every connect, from the cursor the
 browser sends; see docs/telemetry.md for the protocol.
-
-Refusals accept the socket and then close it with an application code, because a socket
-closed before it is accepted reaches the browser as a bare 1006, and the page needs to tell
-"sign in again" (4401) and "no such job" (4404) from a network blip it should retry.
+Refusals close with the codes of `portal.lib.websocket` (4401 sign in again, 4404 no such job).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404
 
 from portal.accounts.selectors import team_ids_of, user_is_admin
@@ -31,17 +25,19 @@ from portal.jobs.events import (
     MetricPointPayload,
     job_group,
     job_state_event,
-    json_finite,
     log_line_payload,
     metric_point_payload,
     team_jobs_group,
     user_jobs_group,
 )
 from portal.jobs.models import Job
-
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
+from portal.lib.websocket import (
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    JsonFiniteConsumer,
+    refuse,
+    scope_user,
+)
 
 # Points per backfill message: big enough to fill a chart in a few frames, small enough that
 # one frame never stalls the socket.
@@ -53,11 +49,6 @@ LOG_CHUNK = 1000
 Cursor = tuple[int, int]
 
 
-def authenticated_user(scope: dict[str, Any]) -> AbstractBaseUser | None:
-    user = scope.get("user", AnonymousUser())
-    return user if user is not None and user.is_authenticated else None
-
-
 def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
     # A garbled cursor means "from the beginning": a full backfill is always correct.
     try:
@@ -66,23 +57,21 @@ def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
         return default
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
+class JobConsumer(JsonFiniteConsumer):
     """`/ws/jobs/<job_id>/?attempt=<a>&seq=<s>[&log=<id>]`: backfill after the cursor, then
     live `metrics`, `logs` and `state` messages."""
 
     group: str | None = None
 
     async def connect(self) -> None:
-        user = authenticated_user(self.scope)
+        user = scope_user(self.scope)
         if user is None:
-            await self.accept()
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse(self, CLOSE_UNAUTHENTICATED)
             return
         job = await self._visible_job(user, self.scope["url_route"]["kwargs"]["job_id"])
         if job is None:
             # The same answer whether the job is someone else's or does not exist.
-            await self.accept()
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse(self, CLOSE_NOT_FOUND)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.cursor: Cursor = (_query_int(query, "attempt", 0), _query_int(query, "seq", -1))
@@ -100,15 +89,6 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # The page only listens; reconnecting with a cursor is how it asks for anything.
-        return None
-
-    @classmethod
-    async def encode_json(cls, content: Any) -> str:
-        # A diverged loss is stored as NaN; the browser's JSON.parse would reject it.
-        return json.dumps(json_finite(content))
 
     # ---- channel-layer events ----------------------------------------------------------------
 
@@ -182,7 +162,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         return [log_line_payload(line) for line in lines]
 
 
-class JobListConsumer(AsyncJsonWebsocketConsumer):
+class JobListConsumer(JsonFiniteConsumer):
     """`/ws/jobs/`: `state` messages for the jobs on the user's list.
 
     Admins join `jobs-all`; everyone else joins their own `jobs-user-<id>` and a
@@ -192,10 +172,9 @@ class JobListConsumer(AsyncJsonWebsocketConsumer):
     groups: tuple[str, ...] = ()
 
     async def connect(self) -> None:
-        user = authenticated_user(self.scope)
+        user = scope_user(self.scope)
         if user is None:
-            await self.accept()
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse(self, CLOSE_UNAUTHENTICATED)
             return
         if user_is_admin(user):
             self.groups = (JOBS_ALL_GROUP,)
@@ -209,9 +188,6 @@ class JobListConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        return None
 
     async def job_state(self, event: JobStateEvent) -> None:
         await self.send_json(

@@ -1,8 +1,7 @@
-"""Fan-out to browsers through the channel layer, always after the transaction commits.
+"""Jobs' channel-layer groups and events, sent after the commit (`portal.lib.realtime`).
 
-The channel layer is lossy by design: PostgreSQL is the truth and every page can rebuild itself
-from it (the `(attempt, seq)` cursor for metrics, `id` for logs). So a failed send is logged and
-dropped, never raised into the service that caused it.
+PostgreSQL is the truth and every page can rebuild itself from it (the `(attempt, seq)` cursor
+for metrics, `id` for logs), so a lost event costs nothing but a reconnect.
 
 Each channel-layer event is the JSON a browser receives, with `type` naming the consumer handler
 (`job.state` -> `job_state`); a consumer only renames `type` (`job.state` -> `state`) before
@@ -12,22 +11,13 @@ forwarding. Call these helpers from synchronous code only (services, ingest, tas
 from __future__ import annotations
 
 import enum
-import logging
-import math
 from collections.abc import Iterable
-from typing import Any, Literal, TypedDict
+from typing import Literal, TypedDict
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import transaction
-
-from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
-
-logger = logging.getLogger(__name__)
+from portal.lib.realtime import GroupMessage, send_on_commit
 
 JOBS_ALL_GROUP = "jobs-all"
-NODES_GROUP = "nodes"
 
 
 def job_group(job_id: int) -> str:
@@ -86,31 +76,6 @@ class JobLogsEvent(TypedDict):
     lines: list[LogLinePayload]
 
 
-class NodeHealthEvent(TypedDict):
-    type: Literal["node.health"]
-    node: str
-    state: str
-    is_draining: bool
-    health: dict[str, Any]  # the node's latest workers.messages.HealthEntry
-
-
-def json_finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float, however deeply nested in dicts and lists,
-    replaced by None.
-
-    Ingest keeps a diverged loss as NaN or infinity (a fact worth recording), but JSON has no
-    such numbers and browsers' JSON.parse rejects them: whatever sends stored numbers out (the
-    WebSocket, the REST API) passes them through here, so both say null.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_finite(item) for item in value]
-    return value
-
-
 def metric_point_payload(point: MetricPoint) -> MetricPointPayload:
     """The browser's shape of a stored point; backfill and live events use the same one."""
     return {
@@ -135,36 +100,14 @@ def log_line_payload(line: LogLine) -> LogLinePayload:
     }
 
 
-async def _group_send_all(layer: Any, messages: list[tuple[str, Any]]) -> None:
-    for group, message in messages:
-        await layer.group_send(group, message)
-
-
-def _send_on_commit(messages: list[tuple[str, Any]]) -> None:
-    def send() -> None:
-        try:
-            layer = get_channel_layer()
-            if layer is not None:
-                # One event loop for the whole fan-out rather than one per group.
-                async_to_sync(_group_send_all)(layer, messages)
-        except Exception:
-            logger.warning(
-                "Channel-layer send to %s failed; pages catch up from PostgreSQL",
-                ", ".join(group for group, _ in messages),
-                exc_info=True,
-            )
-
-    transaction.on_commit(send)
-
-
-class _Attempt(enum.Enum):
+class LatestAttempt(enum.Enum):
     LATEST = "latest"
 
 
-LATEST = _Attempt.LATEST
+LATEST = LatestAttempt.LATEST
 
 
-def job_state_event(job: Job, *, attempt_id: int | _Attempt | None = LATEST) -> JobStateEvent:
+def job_state_event(job: Job, *, attempt_id: int | LatestAttempt | None = LATEST) -> JobStateEvent:
     """The state event for `job` as the instance holds it now (refresh it after an update).
 
     `attempt_id` is the job's latest attempt when the caller knows it (None: it has none);
@@ -187,7 +130,7 @@ def job_state_event(job: Job, *, attempt_id: int | _Attempt | None = LATEST) -> 
 def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
     """Send `(event, owner id)` pairs to each job's page, its owner's and team's lists and the
     admins' list, once the transaction commits, in one fan-out."""
-    messages: list[tuple[str, Any]] = []
+    messages: list[GroupMessage] = []
     for event, owner_id in events:
         messages += [
             (job_group(event["job"]), event),
@@ -197,10 +140,10 @@ def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
         if event["team"] is not None:
             messages.append((team_jobs_group(event["team"]), event))
     if messages:
-        _send_on_commit(messages)
+        send_on_commit(messages)
 
 
-def job_state_changed(job: Job, *, attempt_id: int | _Attempt | None = LATEST) -> None:
+def job_state_changed(job: Job, *, attempt_id: int | LatestAttempt | None = LATEST) -> None:
     """Tell the job's page, its owner's list and the admins' list, once the change commits.
 
     The payload is taken now, so it describes the state this transaction wrote."""
@@ -211,22 +154,11 @@ def job_metrics_added(job_id: int, points: Iterable[MetricPointPayload]) -> None
     batch = list(points)
     if batch:
         event: JobMetricsEvent = {"type": "job.metrics", "job": job_id, "points": batch}
-        _send_on_commit([(job_group(job_id), event)])
+        send_on_commit([(job_group(job_id), event)])
 
 
 def job_logs_added(job_id: int, lines: Iterable[LogLinePayload]) -> None:
     batch = list(lines)
     if batch:
         event: JobLogsEvent = {"type": "job.logs", "job": job_id, "lines": batch}
-        _send_on_commit([(job_group(job_id), event)])
-
-
-def node_health_changed(node: Node) -> None:
-    event: NodeHealthEvent = {
-        "type": "node.health",
-        "node": node.name,
-        "state": str(node.state),
-        "is_draining": node.is_draining,
-        "health": dict(node.health),
-    }
-    _send_on_commit([(NODES_GROUP, event)])
+        send_on_commit([(job_group(job_id), event)])

@@ -10,24 +10,22 @@ start) and its `state_reason` says why it waits and where it stands. See docs/sc
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Max, Sum, Value, When
 
-from portal.celery import app as celery_app
+from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
-from portal.jobs import events
+from portal.cluster.selectors import placements_holding_capacity
+from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import JobRequest
-from portal.jobs.selectors import placements_holding_capacity
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
@@ -36,57 +34,16 @@ from workers.messages import (
     ModelSpec,
     PlacementSpec,
     TrainingSpec,
-    node_queue,
 )
 
 logger = logging.getLogger(__name__)
 
-SCHEDULER_TICK_TASK = "portal.jobs.tasks.scheduler_tick"
 # Key of the transaction-scoped advisory lock that makes passes mutually exclusive
 # (an arbitrary constant: "trainyard" in a 64-bit signed integer's range).
 SCHEDULER_LOCK_KEY = 0x7472_6169_6E79_6172 & 0x7FFF_FFFF_FFFF_FFFF
 # torchrun's c10d rendezvous ports on an attempt's first node.
 MASTER_PORT_BASE = 29500
 MASTER_PORT_RANGE = 2000
-
-
-# ---- messages to nodes -----------------------------------------------------------------------
-
-
-def _send_node_task(task: str, args: list[Any], node_name: str, expires_s: float | None) -> None:
-    celery_app.send_task(task, args=args, queue=node_queue(node_name), expires=expires_s)
-
-
-def node_task_send_on_commit(
-    *, task: str, args: list[Any], node_name: str, expires_s: float | None = None
-) -> None:
-    """Send `task` by name to the node's queue once the transaction commits; a node drops it
-    unstarted once `expires_s` seconds have passed.
-
-    A failed send is logged, not raised: the transaction has committed, and the database
-    (reaper, heartbeat reconciliation) is what repairs a lost message."""
-    transaction.on_commit(
-        functools.partial(_send_node_task, task, args, node_name, expires_s), robust=True
-    )
-
-
-def scheduler_tick_send() -> None:
-    """Queue a scheduling pass now; `request_schedule` is what services call."""
-    celery_app.send_task(SCHEDULER_TICK_TASK)
-
-
-def request_schedule() -> None:
-    """Queue one scheduling pass after the transaction commits (at most one per transaction).
-
-    A lost tick costs only latency: beat runs a pass every few seconds anyway."""
-    conn = transaction.get_connection()
-    # Django keeps pending callbacks as (savepoint ids, callable, robust) until the commit; a
-    # rolled-back savepoint drops its own, so this never suppresses a tick that won't be sent.
-    if conn.in_atomic_block and any(
-        pending[1] is scheduler_tick_send for pending in conn.run_on_commit
-    ):
-        return
-    transaction.on_commit(scheduler_tick_send, robust=True)
 
 
 # ---- capacity --------------------------------------------------------------------------------
@@ -255,13 +212,10 @@ def _place(
     ports_in_use: set[tuple[str, int]],
 ) -> Attempt | None:
     """Claim `job` and record its attempt on `chosen`; None if it left the queue meanwhile."""
-    names = ", ".join(c.node.name for c in chosen)
-    reason = f"Scheduled on {names} (attempt {number})."
-    if not Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
-        state=Job.State.SCHEDULED, state_reason=reason
-    ):
+    move = lifecycle.on_place(state=job.state, nodes=[c.node.name for c in chosen], number=number)
+    # The pass announces every placement at once, after the loop.
+    if move is None or not transitions.job_move(job, move, announce=False):
         return None  # cancelled between our read and our claim
-    job.state, job.state_reason = Job.State.SCHEDULED, reason
     first = chosen[0].node
     address = first.address or first.hostname or first.name
     attempt = Attempt.objects.create(

@@ -75,16 +75,3 @@ def log_lines_tail(*, job: Job, limit: int = 500) -> list[LogLine]:
     starts, since `log_lines_after` pages forward from the beginning."""
     newest = LogLine.objects.filter(job=job).order_by("-id")[:limit]
     return list(newest)[::-1]
-
-
-def placements_holding_capacity(prefix: str = "") -> Q:
-    """The placements whose capacity is taken: every one its node has not finished, unless
-    the attempt was lost (a lost node may never report; its survivors were told to stop).
-
-    A placement outlives its attempt: when one node's failure ends the attempt, the other
-    nodes' ranks still run until they report their exit, and their capacity stays taken till
-    then. `prefix` reaches placements from another model (`"placements__"` from `Node`).
-    """
-    return Q(**{f"{prefix}finished_at__isnull": True}) & ~Q(
-        **{f"{prefix}attempt__state": Attempt.State.LOST}
-    )

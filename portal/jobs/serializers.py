@@ -14,9 +14,9 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from portal.catalog.models import Dataset, ModelArchitecture
-from portal.jobs.events import json_finite
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
+from portal.lib.realtime import json_finite
 
 METRICS_PAGE_MAX = 5000
 LOGS_PAGE_MAX = 1000

@@ -23,12 +23,13 @@ from django.utils import timezone
 from portal.accounts.models import Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
+from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
-from portal.jobs import events
+from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
-from portal.jobs.scheduling import node_task_send_on_commit, request_schedule
 from portal.jobs.schemas import JobRequest, MlpParams
 from portal.jobs.selectors import jobs_visible_to
+from portal.lib.ticks import request_schedule
 from workers.messages import CANCEL_ATTEMPT_TASK, AttemptExitedEntry, AttemptStartedEntry
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
     name = request.name.strip() or f"{model.name} on {dataset.name}"
     spec = request.model_copy(update={"name": name, "hyperparameters": hyperparameters})
     resources = request.resources
+    entry = lifecycle.on_submit()
     job = Job.objects.create(
         owner_id=user.pk,
         team=Team.objects.filter(members=user.pk).order_by("name").first(),
@@ -146,8 +148,8 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         gpus_per_node=resources.gpus_per_node,
         priority=request.priority,
         max_restarts=request.max_restarts,
-        state=Job.State.QUEUED,
-        state_reason="Waiting for the scheduler.",
+        state=entry.to,
+        state_reason=entry.reason,
     )
     events.job_state_changed(job, attempt_id=None)
     request_schedule()
@@ -184,41 +186,16 @@ def job_cancel(*, user: AbstractBaseUser, job: Job) -> Job:
         raise PermissionDenied("You cannot cancel this job.")
     # The row lock orders this against the scheduler's claim and against attempt reports.
     current = Job.objects.select_for_update().get(pk=job.pk)
-    now = timezone.now()
-    who = user.get_username()
-    changed = False
-    if current.state == Job.State.QUEUED:
-        changed = bool(
-            Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
-                state=Job.State.CANCELLED,
-                state_reason=f"Cancelled by {who} before it started.",
-                cancel_requested_at=now,
-                finished_at=now,
-            )
-        )
-    elif current.state in {Job.State.SCHEDULED, Job.State.RUNNING, Job.State.CANCELLING}:
-        attempt = _active_attempt(job.pk)
-        if attempt is None:
-            # Nothing holds capacity (the attempt ended while the job was cancelling).
-            changed = bool(
-                Job.objects.filter(pk=job.pk, state=Job.State.CANCELLING).update(
-                    state=Job.State.CANCELLED, finished_at=now, state_reason=f"Cancelled by {who}."
-                )
-            )
-        else:
-            if current.state != Job.State.CANCELLING:
-                changed = bool(
-                    Job.objects.filter(pk=job.pk, state=current.state).update(
-                        state=Job.State.CANCELLING,
-                        cancel_requested_at=now,
-                        state_reason=f"Cancelling at {who}'s request: stopping its nodes.",
-                    )
-                )
-            _cancel_unfinished(attempt)
-    job.refresh_from_db()
-    if changed:
-        events.job_state_changed(job)
+    attempt = _active_attempt(job.pk) if current.state not in Job.TERMINAL else None
+    move = lifecycle.on_cancel(
+        state=current.state, has_active_attempt=attempt is not None, who=user.get_username()
+    )
+    if move is not None and transitions.job_move(current, move):
         request_schedule()
+    if attempt is not None:
+        # Also when it was CANCELLING already: the message to the nodes is repeated.
+        _cancel_unfinished(attempt)
+    job.refresh_from_db()
     return job
 
 
@@ -262,13 +239,10 @@ def attempt_started(entry: AttemptStartedEntry) -> bool:
         Attempt.objects.filter(pk=attempt.pk, state=Attempt.State.STARTING).update(
             state=Attempt.State.RUNNING, started_at=now
         )
-        if Job.objects.filter(pk=attempt.job_id, state=Job.State.SCHEDULED).update(
-            state=Job.State.RUNNING,
-            started_at=Coalesce(F("started_at"), now),
-            state_reason=f"Running attempt {attempt.number}.",
-        ):
-            job = Job.objects.get(pk=attempt.job_id)
-            events.job_state_changed(job, attempt_id=attempt.pk)
+        job = Job.objects.get(pk=attempt.job_id)
+        move = lifecycle.on_start(state=job.state, number=attempt.number)
+        if move is not None:
+            transitions.job_move(job, move, attempt_id=attempt.pk, now=now)
         return True
 
 
@@ -340,13 +314,6 @@ def placements_release(*, node: Node, attempt_ids: Collection[int]) -> int:
     return released
 
 
-_OUTCOME_WORDS: dict[str, str] = {
-    Attempt.State.FAILED: "failed",
-    Attempt.State.LOST: "was lost",
-    Attempt.State.CANCELLED: "was stopped",
-}
-
-
 def _attempt_finish(
     attempt: Attempt,
     outcome: str,
@@ -366,46 +333,19 @@ def _attempt_finish(
     if outcome != Attempt.State.SUCCEEDED:
         _cancel_unfinished(attempt)
     job = Job.objects.select_for_update().get(pk=attempt.job_id)
-    number = attempt.number
-    update: dict[str, Any]
-    if job.state == Job.State.CANCELLING:
-        update = {"state": Job.State.CANCELLED, "finished_at": now, "state_reason": "Cancelled."}
-    elif job.state not in {Job.State.SCHEDULED, Job.State.RUNNING}:
+    move = lifecycle.after_attempt(
+        state=job.state,
+        outcome=outcome,
+        number=attempt.number,
+        reason=reason,
+        restarts=job.restarts,
+        max_restarts=job.max_restarts,
+        retryable=retryable,
+    )
+    if move is None:
         logger.error("attempt %s ended while job %s was %s", attempt.pk, job.pk, job.state)
         return
-    elif outcome == Attempt.State.SUCCEEDED:
-        update = {
-            "state": Job.State.SUCCEEDED,
-            "finished_at": now,
-            "state_reason": f"Attempt {number} succeeded.",
-        }
-    elif job.restarts < job.max_restarts and retryable:
-        update = {
-            "state": Job.State.QUEUED,
-            "restarts": F("restarts") + 1,
-            "state_reason": (
-                f"Attempt {number} {_OUTCOME_WORDS[outcome]}: {reason}. Requeued "
-                f"(restart {job.restarts + 1} of {job.max_restarts}); it resumes from its "
-                "latest checkpoint."
-            ),
-        }
-    else:
-        spent = f" after {_plural(job.restarts, 'restart')}" if job.max_restarts else ""
-        final = ""
-        if job.restarts < job.max_restarts:
-            # Restarts remain, but the node said another attempt would fail the same way.
-            spent, final = "", " Not retried: another attempt would fail the same way."
-        update = {
-            "state": Job.State.FAILED,
-            "finished_at": now,
-            "state_reason": f"Attempt {number} {_OUTCOME_WORDS[outcome]}{spent}: {reason}.{final}",
-        }
-    if not Job.can_transition(job.state, update["state"]):
-        logger.error("job %s cannot go from %s to %s", job.pk, job.state, update["state"])
-        return
-    if Job.objects.filter(pk=job.pk, state=job.state).update(**update):
-        job.refresh_from_db()
-        events.job_state_changed(job, attempt_id=attempt.pk)
+    transitions.job_move(job, move, attempt_id=attempt.pk, now=now)
     # Capacity was freed (the reporting node's share, or all of a lost attempt's), and a
     # requeued job wants placing.
     request_schedule()

@@ -1,14 +1,30 @@
-"""Control-plane tasks for jobs (the `control` queue)."""
+"""Control-plane tasks for jobs (the `control` queue), sent by name and run by beat."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from portal.jobs.scheduling import SCHEDULER_TICK_TASK, schedule_pass
+from portal.cluster.services import nodes_mark_offline
+from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
+from portal.jobs.scheduling import schedule_pass
+from portal.lib.ticks import SCHEDULER_TICK_TASK, scheduler_tick_started
+
+REAP_NODES_TASK = "portal.jobs.tasks.reap_nodes"
 
 
 @shared_task(name=SCHEDULER_TICK_TASK, ignore_result=True)
 def scheduler_tick() -> int:
-    """One scheduling pass: sent on commit of every change that may let a job start, and by
-    beat as a safety net for lost messages. Returns the number of jobs placed."""
+    """One scheduling pass: sent after commits that may let a job start (`request_schedule`),
+    and by beat as a safety net for lost messages. Returns the number of jobs placed."""
+    scheduler_tick_started()
     return schedule_pass()
+
+
+@shared_task(name=REAP_NODES_TASK, ignore_result=True)
+def reap_nodes() -> int:
+    """Take nodes that stopped sending heartbeats offline (none while ingest has heartbeats
+    still to store: see `nodes_mark_offline`), then lose every active attempt on an offline
+    node. Returns the number of nodes taken offline."""
+    reaped = nodes_mark_offline()
+    attempts_lose_on_offline_nodes()
+    return len(reaped)

@@ -16,14 +16,13 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from portal.cluster.models import Node
-from portal.cluster.services import nodes_reap
 from portal.jobs.models import Attempt, Job
+from portal.jobs.tasks import reap_nodes
 from portal.ops.ingest import IngestConfig, Ingestor
 from tests.cluster.conftest import HealthStream
-from tests.cluster.test_nodes import heartbeat
 from tests.conftest import Broker
 from tests.consumers.support import isolated_channel_layer  # noqa: F401 - a fixture
-from tests.factories import make_attempt, make_job, make_node
+from tests.factories import make_attempt, make_heartbeat, make_job, make_node
 from workers.messages import node_queue
 
 
@@ -62,10 +61,10 @@ def test_after_an_ingest_stall_the_reaper_waits_for_the_heartbeats_still_in_the_
     # only one node really went silent; the other kept sending, into the stream.
     alive = training_on(owner, f"alive-{suffix}", silent_for=30)
     dead = training_on(owner, f"dead-{suffix}", silent_for=30)
-    ingest_caught_up.send(heartbeat(f"alive-{suffix}", running_attempts=[alive.pk]))
+    ingest_caught_up.send(make_heartbeat(f"alive-{suffix}", running_attempts=[alive.pk]))
     caplog.set_level(logging.WARNING, logger="portal.cluster.services")
 
-    assert nodes_reap() == []
+    assert reap_nodes() == 0
 
     assert states(alive, dead) == [("online", "running"), ("online", "running")]
     assert "not reaping nodes" in caplog.text
@@ -82,7 +81,8 @@ def test_after_an_ingest_stall_the_reaper_waits_for_the_heartbeats_still_in_the_
     )
     assert ingestor.run_once() == 1
 
-    assert [node.name for node in nodes_reap()] == [f"dead-{suffix}"]
+    assert reap_nodes() == 1
+    assert Node.objects.get(name=f"dead-{suffix}").state == Node.State.OFFLINE
     assert states(alive, dead) == [("online", "running"), ("offline", "lost")]
     broker.take(node_queue(f"alive-{suffix}"))
     broker.take(node_queue(f"dead-{suffix}"))
@@ -94,17 +94,17 @@ def test_the_reaper_waits_while_ingest_holds_heartbeats_it_has_not_stored(
     attempt = training_on(owner, f"held-{uuid.uuid4().hex[:8]}", silent_for=30)
     # Ingest read the heartbeat, and its transaction has not committed (or failed and is
     # being retried): the entry is pending, unacknowledged.
-    entry_id = ingest_caught_up.send(heartbeat("held"))
+    entry_id = ingest_caught_up.send(make_heartbeat("held"))
     assert ingest_caught_up.read() == [entry_id]
 
     started = time.monotonic()
-    assert nodes_reap() == []
+    assert reap_nodes() == 0
     # A busy ingest gets a moment to finish its batch, not longer.
     assert 0.9 <= time.monotonic() - started < 5
     assert states(attempt) == [("online", "running")]
 
     ingest_caught_up.ack(entry_id)
-    assert len(nodes_reap()) == 1
+    assert reap_nodes() == 1
     assert states(attempt) == [("offline", "lost")]
 
 
@@ -119,11 +119,11 @@ def test_the_reaper_waits_until_ingest_has_made_its_group(
     caplog.set_level(logging.WARNING, logger="portal.cluster.services")
 
     # Neither the stream nor the group exists: ingest has never run against this Redis.
-    assert nodes_reap() == []
+    assert reap_nodes() == 0
     assert f"{health_stream.name} does not exist yet" in caplog.text
     # A node wrote to the stream first; ingest has still not made its group.
-    health_stream.send(heartbeat("early"))
-    assert nodes_reap() == []
+    health_stream.send(make_heartbeat("early"))
+    assert reap_nodes() == 0
     assert "consumer group" in caplog.text
     assert states(attempt) == [("online", "running")]
 
@@ -140,7 +140,7 @@ def test_the_reaper_reaps_nothing_while_redis_is_unreachable(
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     caplog.set_level(logging.WARNING, logger="portal.cluster.services")
 
-    assert nodes_reap() == []
+    assert reap_nodes() == 0
 
     assert "Redis is unavailable" in caplog.text
     assert states(attempt) == [("online", "running")]

@@ -6,8 +6,8 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
 
+from portal.cluster.events import node_health_changed
 from portal.cluster.models import Node
-from portal.jobs.events import node_health_changed
 from tests.consumers.support import close_code, open_socket, session_headers
 from tests.factories import make_node
 

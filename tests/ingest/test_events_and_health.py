@@ -47,6 +47,7 @@ def heartbeat(node: str, **fields: Any) -> dict[str, Any]:
         "disk_total": 100 << 30,
         "gpus": [],
         "running_attempts": [],
+        "claimed_attempts": [],
         "ts": 1_750_000_000.0,
     }
     entry.update(fields)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import connection
-
 from portal.jobs.models import Attempt, Job
-from portal.jobs.scheduling import schedule_pass, scheduler_tick_send
+from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited, attempt_lost, attempt_started
+from portal.lib.ticks import scheduler_tick_send
 from tests.jobs.helpers import (
     cpu_request,
     exited,
@@ -47,9 +46,6 @@ def test_a_clean_exit_succeeds_the_job(owner, iris, mlp, django_capture_on_commi
     job, attempt = placed_job(owner, iris, mlp)
     [placement] = placements(attempt)
     attempt_started(started(placement))
-    # The test's transaction never commits, so the submission's tick is still pending and
-    # would hide this one (one tick per transaction): drop what is pending.
-    connection.run_on_commit = []
     with django_capture_on_commit_callbacks() as callbacks:
         assert attempt_exited(exited(placement, 0)) is True
     job.refresh_from_db()

@@ -7,7 +7,7 @@ import logging
 from portal.jobs import events
 from portal.jobs.models import Job
 from tests.factories import make_attempt, make_job
-from tests.jobs.helpers import layer_receive, listen, node
+from tests.jobs.helpers import layer_receive, listen
 
 
 def test_nothing_is_sent_before_the_commit(
@@ -49,22 +49,6 @@ def test_metrics_and_logs_go_to_the_jobs_group(
     assert layer_receive(channel_layer, channel, 2) == [
         {"type": "job.metrics", "job": job.pk, "points": [point]},
         {"type": "job.logs", "job": job.pk, "lines": [line]},
-    ]
-
-
-def test_node_health_goes_to_the_nodes_group(channel_layer, django_capture_on_commit_callbacks, db):
-    worker = node(health={"cpu_percent": 12.5})
-    channel = listen(channel_layer, events.NODES_GROUP)
-    with django_capture_on_commit_callbacks(execute=True):
-        events.node_health_changed(worker)
-    assert layer_receive(channel_layer, channel, 1) == [
-        {
-            "type": "node.health",
-            "node": worker.name,
-            "state": "online",
-            "is_draining": False,
-            "health": {"cpu_percent": 12.5},
-        }
     ]
 
 

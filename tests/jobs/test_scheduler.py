@@ -18,9 +18,7 @@ from portal.jobs.scheduling import (
     MASTER_PORT_RANGE,
     SCHEDULER_LOCK_KEY,
     checkpoint_dir,
-    request_schedule,
     schedule_pass,
-    scheduler_tick_send,
 )
 from portal.jobs.services import attempt_exited, attempt_lost
 from tests.factories import make_attempt, make_job
@@ -239,27 +237,6 @@ def test_a_requeued_job_gets_the_next_attempt_and_the_same_checkpoints(
     assert runs[0].checkpoint_dir.endswith(f"checkpoints/job-{job.uid}")
     # The lost attempt's node was told to stop it, in case it still runs.
     assert [t.args for t in tasks if t.name == CANCEL_ATTEMPT_TASK] == [[first.pk]]
-
-
-def test_request_schedule_sends_one_tick_per_transaction(db, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
-        request_schedule()
-        request_schedule()
-    assert callbacks.count(scheduler_tick_send) == 1
-
-
-def test_a_tick_dropped_with_a_rolled_back_savepoint_is_requested_again(
-    db, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
-        try:
-            with transaction.atomic():
-                request_schedule()
-                raise RuntimeError("roll back")
-        except RuntimeError:
-            pass
-        request_schedule()
-    assert callbacks.count(scheduler_tick_send) == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,9 +8,10 @@ from django.core.exceptions import ValidationError
 from portal.catalog.models import Dataset
 from portal.cluster.models import Node
 from portal.jobs.models import Job
-from portal.jobs.scheduling import schedule_pass, scheduler_tick_send
+from portal.jobs.scheduling import schedule_pass
 from portal.jobs.schemas import JobRequest, TrainingParams
 from portal.jobs.services import job_submit
+from portal.lib.ticks import scheduler_tick_send
 from tests.factories import make_team, make_user
 from tests.jobs.helpers import cpu_request, node, submit
 

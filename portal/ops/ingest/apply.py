@@ -8,7 +8,8 @@ twice on the same entries, because entries are delivered at least once:
   and are inserted with ON CONFLICT DO NOTHING;
 - attempt events go through services that are fenced by the attempt id and move state with
   conditional updates, so a repeated `attempt.exited` changes nothing;
-- a heartbeat is a last-writer-wins snapshot.
+- a heartbeat is a last-writer-wins snapshot, and its reconciliation with the attempts placed
+  on the node compares states, so it too can run twice.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from portal.cluster import services as cluster_services
 from portal.jobs import services as job_services
 from portal.jobs.events import LogLinePayload, MetricPointPayload
 from portal.jobs.models import Attempt, LogLine, MetricPoint
+from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
 from workers.messages import EventEntry, HealthEntry, LogEntry, MetricEntry
 
 logger = logging.getLogger(__name__)
@@ -196,7 +198,8 @@ def batch_apply(batch: Batch) -> Applied:
         if entry["node"] not in latest or entry["ts"] >= latest[entry["node"]]["ts"]:
             latest[entry["node"]] = entry
     for entry in latest.values():
-        cluster_services.node_heartbeat(entry=entry)
+        node = cluster_services.node_heartbeat(entry=entry)
+        attempts_reconcile_with_heartbeat(node=node, entry=entry)
     fenced = fenced_points + fenced_lines
     if fenced:
         logger.info(

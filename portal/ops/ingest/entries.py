@@ -13,7 +13,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from portal.jobs.events import json_finite
+from portal.lib.realtime import json_finite
 from workers.messages import (
     AttemptExitedEntry,
     AttemptStartedEntry,

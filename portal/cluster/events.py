@@ -1,0 +1,34 @@
+"""Node health to the admins' nodes page, through the channel layer after the commit."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from portal.cluster.models import Node
+from portal.lib.realtime import send_on_commit
+
+NODES_GROUP = "nodes"
+
+
+class NodeHealthEvent(TypedDict):
+    type: Literal["node.health"]
+    node: str
+    state: str
+    is_draining: bool
+    health: dict[str, Any]  # the node's latest workers.messages.HealthEntry
+
+
+def node_health_event(node: Node) -> NodeHealthEvent:
+    """The event for `node` as the instance holds it now; the nodes socket sends the same
+    shape (less the handler's `type`) for each node when a page connects."""
+    return {
+        "type": "node.health",
+        "node": node.name,
+        "state": str(node.state),
+        "is_draining": node.is_draining,
+        "health": dict(node.health),
+    }
+
+
+def node_health_changed(node: Node) -> None:
+    send_on_commit([(NODES_GROUP, node_health_event(node))])
