@@ -27,7 +27,7 @@ from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
-from portal.jobs.schemas import JobRequest, MlpParams
+from portal.jobs.schemas import JobRequest, MlpParams, dotted_errors
 from portal.jobs.selectors import jobs_visible_to
 from portal.lib.ticks import request_schedule
 from workers.messages import CANCEL_ATTEMPT_TASK, AttemptExitedEntry, AttemptStartedEntry
@@ -40,14 +40,6 @@ Errors = dict[str, list[str]]
 # ---- submit ----------------------------------------------------------------------------------
 
 
-def _dotted_errors(exc: pydantic.ValidationError, prefix: str = "") -> Errors:
-    errors: Errors = {}
-    for error in exc.errors(include_url=False):
-        key = ".".join([prefix, *map(str, error["loc"])] if prefix else map(str, error["loc"]))
-        errors.setdefault(key or "__all__", []).append(error["msg"])
-    return errors
-
-
 def _revalidated(request: JobRequest) -> JobRequest:
     # A caller may have built the request with model_construct(), which skips validation; the
     # service is the last line before a job reaches a node. `exclude_unset` keeps which fields
@@ -55,7 +47,7 @@ def _revalidated(request: JobRequest) -> JobRequest:
     try:
         return JobRequest.model_validate(request.model_dump(exclude_unset=True))
     except pydantic.ValidationError as exc:
-        raise ValidationError(_dotted_errors(exc)) from exc
+        raise ValidationError(dotted_errors(exc)) from exc
 
 
 def _hyperparameters(model: ModelArchitecture, request: JobRequest) -> MlpParams:
@@ -72,7 +64,7 @@ def _hyperparameters(model: ModelArchitecture, request: JobRequest) -> MlpParams
     try:
         return MlpParams.model_validate({**defaults, **overrides})
     except pydantic.ValidationError as exc:
-        raise ValidationError(_dotted_errors(exc, "hyperparameters")) from exc
+        raise ValidationError(dotted_errors(exc, prefix="hyperparameters")) from exc
 
 
 def _plural(count: int, word: str) -> str:
