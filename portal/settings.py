@@ -195,6 +195,8 @@ TRAINYARD_CANCEL_GRACE_S = env_float("TRAINYARD_CANCEL_GRACE_S", 5.0)
 # lost (its run message was lost or expired, or it ended without a report).
 TRAINYARD_ATTEMPT_START_GRACE_S = env_float("TRAINYARD_ATTEMPT_START_GRACE_S", 30.0)
 TRAINYARD_STREAM_PREFIX = env_str("TRAINYARD_STREAM_PREFIX", "trainyard")
+# A node whose shares of attempts fail this many times in a row is cordoned (0: never).
+TRAINYARD_NODE_FAILURES_TO_CORDON = env_int("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
 
 LOGGING = {
     "version": 1,

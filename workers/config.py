@@ -101,6 +101,38 @@ def node_cpu_slots() -> int:
     return slots
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def node_pool() -> str:
+    """The pool this node belongs to (TRAINYARD_NODE_POOL, default `default`)."""
+    value = _raw("TRAINYARD_NODE_POOL") or "default"
+    if not _LABEL.match(value):
+        raise ConfigError(
+            f"TRAINYARD_NODE_POOL={value!r} must be 1-63 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def node_labels() -> dict[str, str]:
+    """This node's labels, `TRAINYARD_NODE_LABELS=zone=a,disk=nvme`; jobs select on them."""
+    value = _raw("TRAINYARD_NODE_LABELS")
+    labels: dict[str, str] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, label = (part.strip() for part in item.partition("="))
+        if not sep or not _LABEL.match(key) or not _LABEL.match(label):
+            raise ConfigError(
+                f"TRAINYARD_NODE_LABELS item {item!r} must be key=value, each 1-63 letters, "
+                "digits, '_', '.' or '-'"
+            )
+        labels[key] = label
+    if len(labels) > 16:
+        raise ConfigError("TRAINYARD_NODE_LABELS may carry at most 16 labels")
+    return labels
+
+
 def node_state_dir(name: str) -> Path:
     """Where this node keeps attempt directories and its dataset cache (absolute)."""
     value = _raw("TRAINYARD_NODE_STATE_DIR")

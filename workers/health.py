@@ -77,14 +77,28 @@ class NvmlProbe:
             temperature = float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
         with contextlib.suppress(nvml.NVMLError):
             power = nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0  # milliwatts
+        uuid = ""
+        with contextlib.suppress(nvml.NVMLError):
+            raw_uuid = nvml.nvmlDeviceGetUUID(handle)
+            uuid = raw_uuid.decode() if isinstance(raw_uuid, bytes) else str(raw_uuid)
+        ecc_uncorrected: int | None = None
+        # Boards without ECC (or with it disabled) answer NOT_SUPPORTED: None, not 0.
+        with contextlib.suppress(nvml.NVMLError):
+            ecc_uncorrected = int(
+                nvml.nvmlDeviceGetTotalEccErrors(
+                    handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC
+                )
+            )
         return {
             "index": index,
+            "uuid": uuid,
             "name": name.decode() if isinstance(name, bytes) else str(name),
             "utilization": utilization,
             "memory_used": int(memory.used),
             "memory_total": int(memory.total),
             "temperature": temperature,
             "power": power,
+            "ecc_uncorrected": ecc_uncorrected,
         }
 
     def close(self) -> None:
@@ -98,6 +112,8 @@ class NvmlProbe:
 class NodeIdentity:
     name: str
     address: str
+    pool: str
+    labels: dict[str, str]
     cpu_slots: int
     state_dir: Path
 
@@ -106,6 +122,8 @@ class NodeIdentity:
         return cls(
             name=config.validate_node_name(name),
             address=config.node_address(),
+            pool=config.node_pool(),
+            labels=config.node_labels(),
             cpu_slots=config.node_cpu_slots(),
             state_dir=config.node_state_dir(name),
         )
@@ -120,6 +138,8 @@ def health_snapshot(node: NodeIdentity, probe: GpuProbe) -> HealthEntry:
         "node": node.name,
         "hostname": socket.gethostname(),
         "address": node.address,
+        "pool": node.pool,
+        "labels": dict(node.labels),
         "cpu_slots": node.cpu_slots,
         "gpu_count": len(gpus),
         # Since the previous call: the heartbeat interval, once the loop is running.

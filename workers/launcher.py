@@ -109,6 +109,10 @@ def torchrun_env(
     env["TRAINYARD_STREAM_PREFIX"] = settings.stream_prefix
     env["TRAINYARD_NODE_NAME"] = spec.node_name
     env["TRAINYARD_NODE_STATE_DIR"] = str(settings.state_dir)
+    if spec.placement.gpu_indices:
+        # Each rank then sees exactly its share's GPUs as cuda:0..n-1, and LOCAL_RANK picks one.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.placement.gpu_indices))
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's order, the one the indices name
     if settings.ifname:
         env["GLOO_SOCKET_IFNAME"] = settings.ifname
         env["NCCL_SOCKET_IFNAME"] = settings.ifname
@@ -177,6 +181,15 @@ class LogPump:
     def failure_reason(self) -> str:
         lines = self.error_lines or self.stderr_tail
         return "\n".join(lines)[-MAX_REASON:]
+
+
+def cpu_affinity(cpu_indices: Sequence[int]) -> set[int] | None:
+    """The CPUs a share's slots map to: slot i is the i-th CPU this node may use (wrapping
+    round when it offers more slots than CPUs). None: no slots given, or no affinity here."""
+    if not cpu_indices or not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return {allowed[index % len(allowed)] for index in cpu_indices}
 
 
 def become_subreaper() -> bool:
@@ -321,6 +334,11 @@ class Supervisor:
             self._report_exited(exit_code=-1, cancelled=True, reason="cancelled before start")
             return -1
         command = torchrun_command(self.spec, self.spec_path)
+        cpus = cpu_affinity(self.spec.placement.cpu_indices)
+        if cpus is not None:
+            # torchrun and every rank inherit it: two CPU jobs never share a core.
+            os.sched_setaffinity(0, cpus)
+            logger.info("attempt %d pinned to CPUs %s", self.spec.attempt_id, sorted(cpus))
         try:
             proc = subprocess.Popen(
                 command,

@@ -64,6 +64,10 @@ class PlacementSpec:
     device: Literal["cpu", "cuda"]
     master_addr: str
     master_port: int
+    # This node's GPUs (NVML indices) or CPU slots that the share holds: the launcher sets
+    # CUDA_VISIBLE_DEVICES to the GPUs and pins the ranks to the CPUs of the slots.
+    gpu_indices: tuple[int, ...]
+    cpu_indices: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class AttemptSpec:
         dataset["classes"] = tuple(dataset["classes"])
         model = dict(data["model"])
         model["hidden_sizes"] = tuple(model["hidden_sizes"])
+        placement = dict(data["placement"])
+        placement["gpu_indices"] = tuple(placement["gpu_indices"])
+        placement["cpu_indices"] = tuple(placement["cpu_indices"])
         return cls(
             job_id=int(data["job_id"]),
             attempt_id=int(data["attempt_id"]),
@@ -98,7 +105,7 @@ class AttemptSpec:
             dataset=DatasetSpec(**dataset),
             model=ModelSpec(**model),
             training=TrainingSpec(**data["training"]),
-            placement=PlacementSpec(**data["placement"]),
+            placement=PlacementSpec(**placement),
             checkpoint_dir=str(data["checkpoint_dir"]),
         )
 
@@ -170,12 +177,16 @@ EventEntry = AttemptStartedEntry | AttemptExitedEntry
 
 class GpuHealth(TypedDict):
     index: int
+    uuid: str
     name: str
     utilization: float  # percent
     memory_used: int  # bytes
     memory_total: int
     temperature: float | None  # Celsius
     power: float | None  # watts
+    # Uncorrectable ECC errors since the driver loaded (None where NVML cannot say): any makes
+    # the node unhealthy, so it takes no new work.
+    ecc_uncorrected: int | None
 
 
 class HealthEntry(TypedDict):
@@ -184,6 +195,8 @@ class HealthEntry(TypedDict):
     node: str
     hostname: str
     address: str
+    pool: str
+    labels: dict[str, str]
     cpu_slots: int
     gpu_count: int
     cpu_percent: float

@@ -57,3 +57,10 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "ty_<prefix>_<secret>",
             "description": "A personal access token: `python manage.py token_create`.",
         }
+
+
+def authenticated_user(request: Request) -> AbstractBaseUser:
+    """The caller of an API view behind IsAuthenticated (which refused anonymous callers)."""
+    user = request.user
+    assert isinstance(user, AbstractBaseUser)
+    return user

@@ -14,6 +14,7 @@ class NodeHealthEvent(TypedDict):
     type: Literal["node.health"]
     node: str
     state: str
+    status: str  # offline, cordoned, unhealthy, draining or online (`Node.status`)
     is_draining: bool
     health: dict[str, Any]  # the node's latest workers.messages.HealthEntry
 
@@ -25,6 +26,7 @@ def node_health_event(node: Node) -> NodeHealthEvent:
         "type": "node.health",
         "node": node.name,
         "state": str(node.state),
+        "status": node.status,
         "is_draining": node.is_draining,
         "health": dict(node.health),
     }

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.cluster.events import node_health_changed
-from portal.cluster.models import Node
+from portal.cluster.models import Node, NodeEvent
 from portal.lib.streams import health_backlog
 from portal.lib.ticks import request_schedule
 from workers.messages import HealthEntry
@@ -40,11 +41,18 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
         name=entry["node"], defaults={"registered_at": now}
     )
     came_online = created or node.state != Node.State.ONLINE
-    resized = (node.cpu_slots, node.gpu_count) != (entry["cpu_slots"], entry["gpu_count"])
+    offer = (entry["cpu_slots"], entry["gpu_count"], entry["pool"], entry["labels"])
+    reshaped = (node.cpu_slots, node.gpu_count, node.pool, node.labels) != offer
+    unhealthy = unhealthy_reason(entry)
+    health_changed = unhealthy != node.unhealthy_reason
     node.hostname = entry["hostname"] or node.hostname
     node.address = entry["address"] or node.address
     node.cpu_slots = entry["cpu_slots"]
     node.gpu_count = entry["gpu_count"]
+    node.pool = entry["pool"]
+    node.labels = dict(entry["labels"])
+    node.gpu_model = entry["gpus"][0]["name"] if entry["gpus"] else ""
+    node.unhealthy_reason = unhealthy
     node.health = dict(entry)
     node.state = Node.State.ONLINE
     node.last_heartbeat_at = now
@@ -54,6 +62,10 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
             "address",
             "cpu_slots",
             "gpu_count",
+            "pool",
+            "labels",
+            "gpu_model",
+            "unhealthy_reason",
             "health",
             "state",
             "last_heartbeat_at",
@@ -61,10 +73,27 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
     )
     if came_online:
         logger.info("node %s is online", node.name)
-    if came_online or resized:
+        if not created:
+            NodeEvent.objects.create(node=node, kind=NodeEvent.Kind.ONLINE)
+    if health_changed:
+        kind = NodeEvent.Kind.UNHEALTHY if unhealthy else NodeEvent.Kind.HEALTHY
+        logger.warning("node %s: %s", node.name, unhealthy or "healthy again")
+        NodeEvent.objects.create(node=node, kind=kind, reason=unhealthy)
+    if came_online or reshaped or health_changed:
         request_schedule()
     node_health_changed(node)
     return node
+
+
+def unhealthy_reason(entry: HealthEntry) -> str:
+    """Why a heartbeat says its node should take no new work ("" when healthy): a GPU that
+    counts uncorrectable ECC errors will corrupt or crash whatever runs on it."""
+    bad = [
+        f"GPU {gpu['index']} has {gpu['ecc_uncorrected']} uncorrectable ECC errors"
+        for gpu in entry["gpus"]
+        if gpu["ecc_uncorrected"]
+    ]
+    return "; ".join(bad)
 
 
 @transaction.atomic
@@ -103,16 +132,73 @@ def node_register(*, name: str, address: str, cpu_slots: int, gpu_count: int) ->
     return node
 
 
+def _admin_change(
+    node: Node, *, field: str, value: bool, kind: str, actor: AbstractBaseUser | None, reason: str
+) -> bool:
+    """Set an admin flag with a conditional update and record who did it; True if it changed."""
+    update: dict[str, object] = {field: value}
+    if field == "is_cordoned":
+        update["cordon_reason"] = reason if value else ""
+        if not value:
+            update["consecutive_failures"] = 0
+    if not Node.objects.filter(pk=node.pk, **{field: not value}).update(**update):
+        node.refresh_from_db()
+        return False
+    NodeEvent.objects.create(
+        node=node, kind=kind, actor_id=actor.pk if actor else None, reason=reason
+    )
+    node.refresh_from_db()
+    node_health_changed(node)
+    # Undraining or uncordoning frees capacity; the others change why waiting jobs wait.
+    request_schedule()
+    return True
+
+
 @transaction.atomic
-def node_set_draining(*, node: Node, draining: bool) -> Node:
-    """Start or stop draining: a draining node finishes what it runs but takes no new work."""
-    if Node.objects.filter(pk=node.pk, is_draining=not draining).update(is_draining=draining):
-        node.refresh_from_db()
-        node_health_changed(node)
-        # Undraining frees capacity; draining changes why waiting jobs wait.
-        request_schedule()
-    else:
-        node.refresh_from_db()
+def node_set_draining(
+    *, node: Node, draining: bool, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> Node:
+    """Start or stop draining: a draining node finishes what it runs but takes no new work.
+    `actor` None means Trainyard itself."""
+    kind = NodeEvent.Kind.DRAIN if draining else NodeEvent.Kind.UNDRAIN
+    _admin_change(node, field="is_draining", value=draining, kind=kind, actor=actor, reason=reason)
+    return node
+
+
+@transaction.atomic
+def node_set_cordoned(
+    *, node: Node, cordoned: bool, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> Node:
+    """Cordon (take out of service: it looks broken) or uncordon a node. Like draining, a
+    cordoned node finishes what it runs and takes nothing new; uncordoning also forgets its
+    run of failures. `actor` None means Trainyard itself (see `node_share_exited`)."""
+    kind = NodeEvent.Kind.CORDON if cordoned else NodeEvent.Kind.UNCORDON
+    _admin_change(node, field="is_cordoned", value=cordoned, kind=kind, actor=actor, reason=reason)
+    return node
+
+
+@transaction.atomic
+def node_share_exited(*, node_id: int, failed: bool, reason: str) -> Node:
+    """Count a share of an attempt that ended on the node: a failure that another attempt
+    might not repeat (the node's fault, maybe) adds to its run of failures, a clean exit ends
+    the run. `TRAINYARD_NODE_FAILURES_TO_CORDON` failures in a row cordon the node, so a bad
+    GPU cannot eat the queue's restarts; an admin uncordons it."""
+    node = Node.objects.select_for_update().get(pk=node_id)
+    if not failed:
+        if node.consecutive_failures:
+            Node.objects.filter(pk=node_id).update(consecutive_failures=0)
+            node.consecutive_failures = 0
+        return node
+    Node.objects.filter(pk=node_id).update(consecutive_failures=F("consecutive_failures") + 1)
+    node.refresh_from_db(fields=["consecutive_failures"])
+    limit = settings.TRAINYARD_NODE_FAILURES_TO_CORDON
+    if limit and node.consecutive_failures >= limit and not node.is_cordoned:
+        why = (
+            f"{node.consecutive_failures} attempts failed in a row on this node "
+            f"(the last: {reason.strip().rstrip('.')[:500]})"
+        )
+        logger.warning("cordoning node %s: %s", node.name, why)
+        node_set_cordoned(node=node, cordoned=True, actor=None, reason=why)
     return node
 
 
@@ -162,6 +248,9 @@ def nodes_mark_offline() -> list[Node]:
             ):
                 node.refresh_from_db()
                 logger.warning("node %s missed its heartbeats; it is offline", node.name)
+                NodeEvent.objects.create(
+                    node=node, kind=NodeEvent.Kind.OFFLINE, reason="it stopped sending heartbeats"
+                )
                 node_health_changed(node)
                 reaped.append(node)
     if reaped:

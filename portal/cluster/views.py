@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.accounts.http import AuthenticatedHttpRequest
 from portal.accounts.selectors import user_is_admin
 from portal.cluster.models import Node
-from portal.cluster.selectors import nodes_with_usage
-from portal.cluster.services import node_set_draining
+from portal.cluster.selectors import nodes_with_recent_events
+from portal.cluster.services import node_set_cordoned, node_set_draining
 
 
 def _require_staff(request: HttpRequest) -> None:
@@ -37,6 +39,7 @@ def node_card(node: Node) -> dict[str, Any]:
     ]
     return {
         "node": node,
+        "events": getattr(node, "recent_events", []),
         "slots_used": getattr(node, "slots_in_use", None),
         "gpus_used": getattr(node, "gpus_in_use", None),
         "health": health,
@@ -50,16 +53,33 @@ def node_card(node: Node) -> dict[str, Any]:
 @require_http_methods(["GET"])
 def node_list(request: HttpRequest) -> HttpResponse:
     _require_staff(request)
-    cards = [node_card(node) for node in nodes_with_usage()]
-    return render(request, "cluster/nodes.html", {"cards": cards})
+    cards = [node_card(node) for node in nodes_with_recent_events()]
+    return render(
+        request,
+        "cluster/nodes.html",
+        {"cards": cards, "failures_to_cordon": settings.TRAINYARD_NODE_FAILURES_TO_CORDON},
+    )
 
 
 @require_POST
-def node_drain(request: HttpRequest, node_id: int) -> HttpResponseRedirect:
+def node_drain(request: AuthenticatedHttpRequest, node_id: int) -> HttpResponseRedirect:
     _require_staff(request)
     node = get_object_or_404(Node, pk=node_id)
     draining = request.POST.get("draining") == "true"
-    node_set_draining(node=node, draining=draining)
+    node_set_draining(node=node, draining=draining, actor=request.user)
     verb = "Draining" if draining else "Undrained"
+    messages.success(request, f"{verb} {node.name}.")
+    return redirect("cluster:nodes")
+
+
+@require_POST
+def node_cordon(request: AuthenticatedHttpRequest, node_id: int) -> HttpResponseRedirect:
+    _require_staff(request)
+    node = get_object_or_404(Node, pk=node_id)
+    cordoned = request.POST.get("cordoned") == "true"
+    node_set_cordoned(
+        node=node, cordoned=cordoned, actor=request.user, reason="from the nodes page"
+    )
+    verb = "Cordoned" if cordoned else "Uncordoned"
     messages.success(request, f"{verb} {node.name}.")
     return redirect("cluster:nodes")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -20,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.accounts.authentication import TokenScopePermission
+from portal.accounts.authentication import TokenScopePermission, authenticated_user
 from portal.jobs import selectors, services
 from portal.jobs.models import Job
 from portal.jobs.schemas import JobRequest, dotted_errors
@@ -49,13 +48,6 @@ def django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
     if hasattr(exc, "error_dict"):
         return {key: list(messages) for key, messages in exc.message_dict.items()}
     return {"__all__": list(exc.messages)}
-
-
-def authenticated_user(request: Request) -> AbstractBaseUser:
-    # IsAuthenticated has already refused anonymous callers; this tells the type checker.
-    user = request.user
-    assert isinstance(user, AbstractBaseUser)
-    return user
 
 
 def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> Any:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -51,6 +52,11 @@ class Job(models.Model):
     nodes = models.PositiveIntegerField(default=1)
     procs_per_node = models.PositiveIntegerField(default=1)
     gpus_per_node = models.PositiveIntegerField(default=0)
+    # Where it may run: a pool (blank: any), a GPU model its nodes' GPUs must name (blank:
+    # any), and labels every node must carry (`{"zone": "a"}`).
+    pool = models.CharField(max_length=63, blank=True)
+    gpu_model = models.CharField(max_length=100, blank=True)
+    node_selector = models.JSONField(default=dict, blank=True)
     priority = models.IntegerField(default=0)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     # Why the job is where it is: why it waits, why it failed.
@@ -127,6 +133,10 @@ class Placement(models.Model):
     node_rank = models.PositiveIntegerField()
     slots = models.PositiveIntegerField()
     gpus = models.PositiveIntegerField(default=0)
+    # Which of the node's GPUs (NVML indices) or CPU slots this share holds: the launcher
+    # pins its ranks to them (CUDA_VISIBLE_DEVICES, CPU affinity), so two shares never meet.
+    gpu_indices = ArrayField(models.PositiveSmallIntegerField(), default=list, blank=True)
+    cpu_indices = ArrayField(models.PositiveSmallIntegerField(), default=list, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

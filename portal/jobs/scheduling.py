@@ -18,11 +18,11 @@ from pathlib import Path
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Max, Sum, Value, When
+from django.db.models import Case, Max, Value, When
 
 from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
-from portal.cluster.selectors import placements_holding_capacity
+from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
 from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import JobRequest
@@ -49,22 +49,45 @@ MASTER_PORT_RANGE = 2000
 # ---- capacity --------------------------------------------------------------------------------
 
 
+def constraint_misses(node: Node, job: Job) -> list[str]:
+    """Which of the job's placement constraints `node` fails ([] if none): its pool, its GPU
+    model, its labels. Capacity and the node's state are judged separately."""
+    misses = []
+    if job.pool and node.pool != job.pool:
+        misses.append(f"pool {job.pool}")
+    if job.gpu_model and job.gpu_model.casefold() not in node.gpu_model.casefold():
+        misses.append(f"GPU model {job.gpu_model}")
+    labels = node.labels if isinstance(node.labels, dict) else {}
+    if any(labels.get(key) != value for key, value in job.node_selector.items()):
+        misses.append("labels " + ", ".join(f"{k}={v}" for k, v in job.node_selector.items()))
+    return misses
+
+
 @dataclass
 class _Capacity:
-    """What one schedulable node has free during a pass."""
+    """What one schedulable node has free during a pass: which GPUs and CPU slots (by index)
+    no placement holds. Taking a share hands out the lowest free indices."""
 
     node: Node
-    free_slots: int
-    free_gpus: int
+    free_gpu_indices: list[int]
+    free_cpu_indices: list[int]
 
     def free_for(self, job: Job) -> int:
-        return self.free_gpus if job.gpus_per_node else self.free_slots
+        return len(self.free_gpu_indices if job.gpus_per_node else self.free_cpu_indices)
 
-    def take(self, job: Job) -> None:
+    def take(self, job: Job) -> tuple[list[int], list[int]]:
+        """The GPU and CPU-slot indices of the job's share on this node, no longer free."""
         if job.gpus_per_node:
-            self.free_gpus -= job.gpus_per_node
-        else:
-            self.free_slots -= job.procs_per_node
+            taken, self.free_gpu_indices = (
+                self.free_gpu_indices[: job.gpus_per_node],
+                self.free_gpu_indices[job.gpus_per_node :],
+            )
+            return taken, []
+        taken, self.free_cpu_indices = (
+            self.free_cpu_indices[: job.procs_per_node],
+            self.free_cpu_indices[job.procs_per_node :],
+        )
+        return [], taken
 
 
 def node_offers(node: Node, job: Job) -> int:
@@ -85,33 +108,40 @@ def _nodes_word(count: int) -> str:
     return "1 node" if count == 1 else f"{count} nodes"
 
 
+def _free(total: int, held_indices: set[int], held_count: int) -> list[int]:
+    # A share recorded without indices still holds its count: never hand out more than the
+    # node has left, whichever the indices say.
+    free = [index for index in range(total) if index not in held_indices]
+    return free[: max(0, total - held_count)]
+
+
 def _free_capacity(nodes: Sequence[Node]) -> list[_Capacity]:
-    """Each node's offer minus what placements hold on it, in one aggregate query."""
-    held = {
-        row["node_id"]: row
-        for row in Placement.objects.filter(
-            placements_holding_capacity(), node__in=[node.pk for node in nodes]
+    """Each node's GPUs and CPU slots that no placement holds, in one query."""
+    gpus: dict[int, set[int]] = {node.pk: set() for node in nodes}
+    slots: dict[int, set[int]] = {node.pk: set() for node in nodes}
+    counts: dict[int, list[int]] = {node.pk: [0, 0] for node in nodes}
+    for node_id, gpu_indices, cpu_indices, slot_count, gpu_count in Placement.objects.filter(
+        placements_holding_capacity(), node__in=[node.pk for node in nodes]
+    ).values_list("node_id", "gpu_indices", "cpu_indices", "slots", "gpus"):
+        gpus[node_id].update(gpu_indices)
+        slots[node_id].update(cpu_indices)
+        counts[node_id][0] += slot_count
+        counts[node_id][1] += gpu_count
+    return [
+        _Capacity(
+            node=node,
+            free_gpu_indices=_free(node.gpu_count, gpus[node.pk], counts[node.pk][1]),
+            free_cpu_indices=_free(node.cpu_slots, slots[node.pk], counts[node.pk][0]),
         )
-        .values("node_id")
-        .annotate(slots=Sum("slots"), gpus=Sum("gpus"))
-    }
-    capacity = []
-    for node in nodes:
-        row = held.get(node.pk, {"slots": 0, "gpus": 0})
-        capacity.append(
-            _Capacity(
-                node=node,
-                free_slots=node.cpu_slots - (row["slots"] or 0),
-                free_gpus=node.gpu_count - (row["gpus"] or 0),
-            )
-        )
-    return capacity
+        for node in nodes
+    ]
 
 
 def _choose(job: Job, capacity: list[_Capacity]) -> list[_Capacity] | None:
-    """`job.nodes` distinct nodes with room, tightest fit first, or None (gang: all or none)."""
+    """`job.nodes` distinct nodes that meet its constraints and have room, tightest fit
+    first, or None (gang: all or none)."""
     need = job.slots_per_node
-    fits = [c for c in capacity if c.free_for(job) >= need]
+    fits = [c for c in capacity if c.free_for(job) >= need and not constraint_misses(c.node, job)]
     if len(fits) < job.nodes:
         return None
     fits.sort(key=lambda c: (c.free_for(job) - need, c.node.name))
@@ -122,18 +152,34 @@ def _wait_reason(
     job: Job, capacity: list[_Capacity], unschedulable: list[Node], position: int, queued: int
 ) -> str:
     need = job.slots_per_node
-    large = [c for c in capacity if node_offers(c.node, job) >= need]
-    ask = f"needs {_nodes_word(job.nodes)} with {_amount(need, job)}" + (
+    large = [
+        c
+        for c in capacity
+        if node_offers(c.node, job) >= need and not constraint_misses(c.node, job)
+    ]
+    where = "".join(
+        f" {part}"
+        for part in (
+            f"in pool {job.pool}" if job.pool else "",
+            f"with {job.gpu_model} GPUs" if job.gpu_model else "",
+            "labelled " + ", ".join(f"{k}={v}" for k, v in job.node_selector.items())
+            if job.node_selector
+            else "",
+        )
+        if part
+    )
+    ask = f"needs {_nodes_word(job.nodes)}{where} with {_amount(need, job)}" + (
         " each" if job.nodes > 1 else ""
     )
     if len(large) < job.nodes:
-        blocked = [node for node in unschedulable if node_offers(node, job) >= need]
-        why = ", ".join(
-            f"{node.name} is {'offline' if node.state == Node.State.OFFLINE else 'draining'}"
-            for node in blocked
-        )
+        blocked = [
+            node
+            for node in unschedulable
+            if node_offers(node, job) >= need and not constraint_misses(node, job)
+        ]
+        why = ", ".join(f"{node.name} is {node.status}" for node in blocked)
         reason = (
-            f"Waiting for nodes: {ask}; only {len(large)} online, non-draining "
+            f"Waiting for nodes: {ask}; only {len(large)} schedulable "
             f"{'node is' if len(large) == 1 else 'nodes are'} that large"
             + (f" ({why})." if why else ".")
         )
@@ -156,7 +202,15 @@ def checkpoint_dir(job: Job) -> Path:
     return Path(settings.TRAINYARD_STORAGE_ROOT).resolve() / "checkpoints" / f"job-{job.uid}"
 
 
-def attempt_spec(*, job: Job, attempt: Attempt, node: Node, node_rank: int) -> AttemptSpec:
+def attempt_spec(
+    *,
+    job: Job,
+    attempt: Attempt,
+    node: Node,
+    node_rank: int,
+    gpu_indices: Sequence[int],
+    cpu_indices: Sequence[int],
+) -> AttemptSpec:
     """The self-contained message a node needs to run its share of `attempt`."""
     request = JobRequest.model_validate(job.spec)
     dataset = job.dataset
@@ -188,6 +242,8 @@ def attempt_spec(*, job: Job, attempt: Attempt, node: Node, node_rank: int) -> A
             device="cuda" if job.gpus_per_node else "cpu",
             master_addr=attempt.master_addr,
             master_port=attempt.master_port,
+            gpu_indices=tuple(gpu_indices),
+            cpu_indices=tuple(cpu_indices),
         ),
         checkpoint_dir=str(checkpoint_dir(job)),
     )
@@ -224,6 +280,7 @@ def _place(
         master_addr=address,
         master_port=_master_port(job, number, address, ports_in_use),
     )
+    shares = [c.take(job) for c in chosen]
     Placement.objects.bulk_create(
         [
             Placement(
@@ -233,13 +290,21 @@ def _place(
                 # A GPU job holds GPUs; CPU slots are the pool of CPU jobs (docs/scheduling.md).
                 slots=0 if job.gpus_per_node else job.procs_per_node,
                 gpus=job.gpus_per_node,
+                gpu_indices=gpu_indices,
+                cpu_indices=cpu_indices,
             )
-            for rank, c in enumerate(chosen)
+            for rank, (c, (gpu_indices, cpu_indices)) in enumerate(zip(chosen, shares, strict=True))
         ]
     )
-    for rank, c in enumerate(chosen):
-        c.take(job)
-        spec = attempt_spec(job=job, attempt=attempt, node=c.node, node_rank=rank)
+    for rank, (c, (gpu_indices, cpu_indices)) in enumerate(zip(chosen, shares, strict=True)):
+        spec = attempt_spec(
+            job=job,
+            attempt=attempt,
+            node=c.node,
+            node_rank=rank,
+            gpu_indices=gpu_indices,
+            cpu_indices=cpu_indices,
+        )
         # A run message that arrives after the portal gave up on the attempt would only
         # start work that is cancelled again; the heartbeat reconciliation loses the attempt.
         node_task_send_on_commit(
@@ -264,11 +329,7 @@ def schedule_pass() -> int:
         if not _try_lock():
             return 0
         # Locked so a heartbeat cannot change a node's capacity under our decisions.
-        nodes = list(
-            Node.objects.select_for_update()
-            .filter(state=Node.State.ONLINE, is_draining=False)
-            .order_by("name")
-        )
+        nodes = list(Node.objects.select_for_update().filter(schedulable_nodes()).order_by("name"))
         capacity = _free_capacity(nodes)
         queued = list(
             Job.objects.filter(state=Job.State.QUEUED)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 HiddenSize = Annotated[int, Field(ge=1, le=4096)]
+# Pools and label keys and values: short names a node's configuration sets.
+LabelText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+GpuModelText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")]
 
 
 class _Strict(BaseModel):
@@ -45,6 +48,16 @@ class Resources(_Strict):
     )
     gpus_per_node: int = Field(
         default=0, ge=0, le=64, description="GPUs per node; 0 runs on CPU slots."
+    )
+    pool: LabelText | None = Field(default=None, description="Run only on nodes of this pool.")
+    gpu_model: GpuModelText | None = Field(
+        default=None,
+        description='Run only on nodes whose GPUs\' model name contains this ("H200").',
+    )
+    labels: dict[LabelText, LabelText] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Run only on nodes that carry every one of these labels.",
     )
 
 

@@ -25,8 +25,10 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
+from portal.cluster.services import node_share_exited
 from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.scheduling import constraint_misses
 from portal.jobs.schemas import JobRequest, MlpParams, dotted_errors
 from portal.jobs.selectors import jobs_visible_to
 from portal.lib.ticks import request_schedule
@@ -71,19 +73,63 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def _placement_probe(request: JobRequest) -> Job:
+    """An unsaved job with the request's placement constraints, for `constraint_misses`."""
+    resources = request.resources
+    return Job(
+        pool=resources.pool or "",
+        gpu_model=resources.gpu_model or "",
+        node_selector=dict(resources.labels),
+    )
+
+
+def _constraint_errors(request: JobRequest, nodes: list[Node]) -> Errors:
+    """Which of the request's placement constraints no registered node meets, if any."""
+    resources = request.resources
+    pools = sorted({node.pool for node in nodes})
+    if resources.pool and resources.pool not in pools:
+        return {
+            "resources.pool": [f"No node is in pool {resources.pool}; pools: {', '.join(pools)}."]
+        }
+    in_pool = [node for node in nodes if not resources.pool or node.pool == resources.pool]
+    if resources.gpu_model:
+        models = sorted({node.gpu_model for node in in_pool if node.gpu_model})
+        wanted = resources.gpu_model.casefold()
+        if not any(wanted in model.casefold() for model in models):
+            have = ", ".join(models) or "none"
+            return {
+                "resources.gpu_model": [f"No node has {resources.gpu_model} GPUs; models: {have}."]
+            }
+    if resources.labels:
+        probe = Job(
+            pool=resources.pool or "",
+            gpu_model=resources.gpu_model or "",
+            node_selector=dict(resources.labels),
+        )
+        if all(constraint_misses(node, probe) for node in in_pool):
+            wanted_labels = ", ".join(f"{k}={v}" for k, v in resources.labels.items())
+            return {"resources.labels": [f"No node carries the labels {wanted_labels}."]}
+    return {}
+
+
 def _capacity_errors(request: JobRequest) -> Errors:
     """Whether the cluster's nodes could ever run the job, whatever they run now and whatever
-    their state: a job that only offline or draining nodes fit waits for them (the scheduler
-    says so), so draining the whole cluster for maintenance does not stop submissions."""
+    their state: a job that only offline, draining or cordoned nodes fit waits for them (the
+    scheduler says so), so draining the whole cluster for maintenance does not stop
+    submissions. Only nodes that meet the job's pool, GPU model and labels count."""
     resources = request.resources
-    nodes = list(Node.objects.values_list("cpu_slots", "gpu_count"))
+    nodes = list(Node.objects.only("pool", "labels", "gpu_model", "cpu_slots", "gpu_count"))
+    if nodes and (errors := _constraint_errors(request, nodes)):
+        return errors
+    probe = _placement_probe(request)
+    nodes = [node for node in nodes if not constraint_misses(node, probe)]
     if resources.gpus_per_node:
         field, need = "resources.gpus_per_node", resources.gpus_per_node
-        offers = [gpus for _, gpus in nodes]
+        offers = [node.gpu_count for node in nodes]
         what, unit = _plural(need, "GPU") + " per node", "GPU"
     else:
         field, need = "resources.procs_per_node", resources.procs_per_node
-        offers = [slots for slots, _ in nodes]
+        offers = [node.cpu_slots for node in nodes]
         what, unit = ("1 process" if need == 1 else f"{need} processes"), "CPU slot"
     if not offers:
         return {field: [f"No node can run {what}: no node has joined the cluster yet."]}
@@ -138,6 +184,9 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         nodes=resources.nodes,
         procs_per_node=resources.procs_per_node,
         gpus_per_node=resources.gpus_per_node,
+        pool=resources.pool or "",
+        gpu_model=resources.gpu_model or "",
+        node_selector=dict(resources.labels),
         priority=request.priority,
         max_restarts=request.max_restarts,
         state=entry.to,
@@ -271,10 +320,25 @@ def attempt_exited(entry: AttemptExitedEntry) -> bool:
             _attempt_finish(
                 attempt, Attempt.State.FAILED, reason=reason, exit_code=code, retryable=retryable
             )
-        elif not Placement.objects.filter(attempt=attempt, finished_at__isnull=True).exists():
-            # Every share exited, and any non-zero exit would already have ended the attempt.
-            _attempt_finish(attempt, Attempt.State.SUCCEEDED, reason="", exit_code=0)
+            if retryable:
+                # The failure that ended the attempt, and one that bad data or a bad spec
+                # would not explain: it counts against the node (a bad GPU, a full disk).
+                _count_on_node(attempt, rank, failed=True, reason=reason)
+        else:
+            _count_on_node(attempt, rank, failed=False, reason="")
+            if not Placement.objects.filter(attempt=attempt, finished_at__isnull=True).exists():
+                # Every share exited, and any non-zero exit would already have ended it.
+                _attempt_finish(attempt, Attempt.State.SUCCEEDED, reason="", exit_code=0)
         return True
+
+
+def _count_on_node(attempt: Attempt, rank: int, *, failed: bool, reason: str) -> None:
+    node_id = (
+        Placement.objects.filter(attempt=attempt, node_rank=rank)
+        .values_list("node_id", flat=True)
+        .get()
+    )
+    node_share_exited(node_id=node_id, failed=failed, reason=reason)
 
 
 def attempt_lost(*, attempt_id: int, reason: str) -> bool:

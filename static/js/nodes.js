@@ -104,6 +104,11 @@ function onHealth(message) {
     reloadTimer ??= setTimeout(() => window.location.reload(), 1500);
     return;
   }
+  if (message.status && message.status !== card.dataset.status) {
+    // Cordoned, unhealthy or back: the server draws the reasons and the buttons.
+    reloadTimer ??= setTimeout(() => window.location.reload(), 500);
+    return;
+  }
   const key = card.dataset.nodeName;
   const state = message.state || "online";
   const stateBadge = card.querySelector('[data-role="state"]');

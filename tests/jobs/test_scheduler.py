@@ -211,7 +211,7 @@ def test_a_waiting_job_says_which_nodes_are_draining_or_offline(owner, iris, mlp
     assert schedule_pass() == 0
     job.refresh_from_db()
     assert job.state_reason.startswith(
-        "Waiting for nodes: needs 1 node with 2 CPU slots; only 0 online, non-draining "
+        "Waiting for nodes: needs 1 node with 2 CPU slots; only 0 schedulable "
         "nodes are that large ("
     )
     assert f"{draining.name} is draining" in job.state_reason

@@ -73,6 +73,8 @@ def iris_spec(
             device="cpu",
             master_addr="127.0.0.1",
             master_port=29500,
+            gpu_indices=(),
+            cpu_indices=(),
         ),
         checkpoint_dir=str(checkpoint_dir),
     )
