@@ -6,6 +6,7 @@ import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -36,20 +37,6 @@ def _cancel_orphans(node: Node, held: set[int]) -> None:
     for attempt_id in sorted(held - current):
         logger.warning("node %s runs attempt %s, which it should not; cancelling", node, attempt_id)
         node_task_send_on_commit(task=CANCEL_ATTEMPT_TASK, args=[attempt_id], node_name=node.name)
-
-
-def _claimed_attempts(entry: HealthEntry) -> list[int] | None:
-    """The heartbeat's `claimed_attempts`, or None if it has none (an older node) or it is not
-    a list of ids: without it, an attempt the node has not started yet looks gone."""
-    claimed = entry.get("claimed_attempts")
-    if claimed is None:
-        return None
-    if not isinstance(claimed, list) or not all(
-        isinstance(a, int) and not isinstance(a, bool) for a in claimed
-    ):
-        logger.warning("node %s sent malformed claimed_attempts %r", entry["node"], claimed)
-        return None
-    return claimed
 
 
 def _reconcile_gone(node: Node, held: set[int], taken_at: datetime) -> None:
@@ -87,21 +74,21 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
     A node that comes (back) online or whose capacity changed may let a job start, so that
     queues a scheduling pass. Then the node's attempts are reconciled both ways: attempts it
     runs or claims but no longer owns are cancelled on it, and attempts placed on it that it
-    neither runs nor claims are lost after a grace period (see `_reconcile_gone`; only for
-    nodes that report `claimed_attempts`).
+    neither runs nor claims are lost after a grace period (see `_reconcile_gone`).
     """
     now = timezone.now()
     # The row lock waits for a scheduling pass that is deciding with this node's capacity.
     node, created = Node.objects.select_for_update().get_or_create(
-        name=entry["node"], defaults={"registered_at": now}
+        name=entry.node, defaults={"registered_at": now}
     )
     came_online = created or node.state != Node.State.ONLINE
-    resized = (node.cpu_slots, node.gpu_count) != (entry["cpu_slots"], entry["gpu_count"])
-    node.hostname = entry["hostname"] or node.hostname
-    node.address = entry["address"] or node.address
-    node.cpu_slots = entry["cpu_slots"]
-    node.gpu_count = entry["gpu_count"]
-    node.health = dict(entry)
+    resized = (node.cpu_slots, node.gpu_count) != (entry.cpu_slots, entry.gpu_count)
+    node.hostname = entry.hostname or node.hostname
+    node.address = entry.address or node.address
+    node.cpu_slots = entry.cpu_slots
+    node.gpu_count = entry.gpu_count
+    # Stored whole, as the node sent it, and shown to admins.
+    node.health = msgspec.to_builtins(entry)
     node.state = Node.State.ONLINE
     node.last_heartbeat_at = now
     node.save(
@@ -120,13 +107,11 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
     if came_online or resized:
         request_schedule()
     node_health_changed(node)
-    running = set(entry["running_attempts"])
-    claimed = _claimed_attempts(entry)
-    _cancel_orphans(node, running | set(claimed or ()))
-    if claimed is not None:
-        # The node's clock may be off; never take the heartbeat for newer than it arrived.
-        taken_at = min(now, datetime.fromtimestamp(entry["ts"], tz=UTC))
-        _reconcile_gone(node, running | set(claimed), taken_at)
+    held = set(entry.running_attempts) | set(entry.claimed_attempts)
+    _cancel_orphans(node, held)
+    # The node's clock may be off; never take the heartbeat for newer than it arrived.
+    taken_at = min(now, datetime.fromtimestamp(entry.ts, tz=UTC))
+    _reconcile_gone(node, held, taken_at)
     return node
 
 

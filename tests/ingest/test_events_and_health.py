@@ -30,6 +30,7 @@ def exited(attempt: Attempt, node: str, exit_code: int = 0) -> dict[str, Any]:
         "exit_code": exit_code,
         "cancelled": False,
         "reason": "",
+        "retryable": True,
     }
 
 
@@ -47,6 +48,7 @@ def heartbeat(node: str, **fields: Any) -> dict[str, Any]:
         "disk_total": 100 << 30,
         "gpus": [],
         "running_attempts": [],
+        "claimed_attempts": [],
         "ts": 1_750_000_000.0,
     }
     entry.update(fields)
