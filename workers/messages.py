@@ -10,9 +10,10 @@ contract, and both sides use the same declaration:
   constraint and raise `MessageInvalid` naming the field (`$.placement.device`), so a wrong
   value is refused at the door, never deep inside torchrun or an INSERT.
 
-The ranges are what PostgreSQL stores (ids are `bigint`, counts `integer`) and what the portal's
-job schema allows, so anything that passes here can be stored and run. `__post_init__` holds the
-few rules constraints cannot say; it runs on construction too, so none is on a hot path.
+The ranges are what PostgreSQL stores (ids are `bigint`, counts `integer`) and what a node can
+run, so anything that passes here can be stored and run; the portal's own, tighter limits on a
+job are policy and stay in `portal.jobs.schemas`. `__post_init__` holds the few rules
+constraints cannot say; it runs on construction too, so none is on a hot path.
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ class ModelSpec(_Spec, frozen=True):
 
 
 class TrainingSpec(_Spec, frozen=True):
-    # The ranges of `portal.jobs.schemas.TrainingParams`, which a submitted job passed already.
-    epochs: Annotated[int, Meta(ge=1, le=10_000)]
-    batch_size: Annotated[int, Meta(ge=1, le=65_536)]
-    learning_rate: Annotated[float, Meta(gt=0.0, le=10.0)]
+    # What a node can run and store (epochs and steps are `integer` columns). The portal's
+    # tighter limits (`portal.jobs.schemas.TrainingParams`) are policy, and policy is its own.
+    epochs: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    batch_size: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    learning_rate: Annotated[float, Meta(gt=0.0, le=1e6)]
     optimizer: Literal["adam", "sgd"]
     loss: Literal["cross_entropy", "mse"]
     seed: Count
