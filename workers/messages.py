@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import msgspec
 from msgspec import Meta, Struct
@@ -286,8 +287,8 @@ E = TypeVar("E")
 _encoder = msgspec.json.Encoder()
 
 
-def encode(entry: Entry) -> bytes:
-    """The JSON of `entry`, the `data` field of its stream entry."""
+def encode(entry: Struct) -> bytes:
+    """The JSON of `entry` (one of the entries above), the `data` field of its stream entry."""
     return _encoder.encode(entry)
 
 
@@ -298,7 +299,15 @@ def _convert(data: Any, kind: type[E]) -> E:
         raise MessageInvalid(str(exc)) from exc
 
 
-def decode(raw: bytes | str, kind: type[E]) -> E:
+@overload
+def decode(raw: bytes | str, kind: type[E]) -> E: ...
+
+
+@overload
+def decode(raw: bytes | str, kind: UnionType) -> Entry: ...
+
+
+def decode(raw: bytes | str, kind: Any) -> Any:
     """Parse and check one entry's JSON as `kind` (an entry Struct, or `EventEntry`).
 
     Parsed with the standard library first: a Python node's `json.dumps` writes a diverged loss
