@@ -136,7 +136,7 @@ def say(rank: int, message: str, *, error: bool = False) -> None:
 def load_spec(path: str) -> AttemptSpec:
     try:
         return AttemptSpec.from_json(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:  # MessageInvalid is a ValueError
         raise SpecError(f"cannot read the attempt spec {path}: {exc}") from exc
 
 
