@@ -43,6 +43,8 @@ from psycopg import sql
 # bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
 from tables import table
 
+from workers.messages import MetricEntry, encode
+
 if TYPE_CHECKING:
     from portal.jobs.models import Attempt
     from portal.ops.ingest import Ingestor
@@ -85,18 +87,18 @@ def write_entries(client: redis.Redis, stream: str, attempt: Attempt, seqs: rang
     for chunk in range(seqs.start, seqs.stop, 1000):
         pipe = client.pipeline(transaction=False)
         for seq in range(chunk, min(chunk + 1000, seqs.stop)):
-            entry = {
-                "job": attempt.job_id,
-                "attempt": attempt.pk,
-                "seq": seq,
-                "split": "train" if seq % 10 else "val",
-                "step": seq,
-                "epoch": 1 + seq // 100,
-                "loss": 1.0 / (seq + 1),
-                "accuracy": 0.5 + (seq % 50) / 100,
-                "ts": now + seq / 1000,
-            }
-            pipe.xadd(stream, {"data": json.dumps(entry, separators=(",", ":"))})
+            entry = MetricEntry(
+                job=attempt.job_id,
+                attempt=attempt.pk,
+                seq=seq,
+                split="train" if seq % 10 else "val",
+                step=seq,
+                epoch=1 + seq // 100,
+                loss=1.0 / (seq + 1),
+                accuracy=0.5 + (seq % 50) / 100,
+                ts=now + seq / 1000,
+            )
+            pipe.xadd(stream, {"data": encode(entry)})
         pipe.execute()
 
 
@@ -129,25 +131,25 @@ def naive(client: redis.Redis, stream: str, count: int) -> None:
 
     from portal.jobs.models import MetricPoint
     from portal.lib.streams import GROUP
-    from portal.ops.ingest.entries import decode, parse_metric
+    from portal.ops.ingest.entries import entry_parse
 
     stored = 0
     while stored < count:
         response = client.xreadgroup(GROUP, "bench", {stream: ">"}, count=500, block=1000)
         for _name, messages in cast(list[Any], response or []):
             for _entry_id, fields in messages:
-                e = parse_metric(decode(fields))
+                e = cast(MetricEntry, entry_parse("metrics", fields))
                 with transaction.atomic():
                     MetricPoint.objects.create(
-                        job_id=e["job"],
-                        attempt_id=e["attempt"],
-                        seq=e["seq"],
-                        split=e["split"],
-                        step=e["step"],
-                        epoch=e["epoch"],
-                        loss=e["loss"],
-                        accuracy=e["accuracy"],
-                        reported_at=datetime.fromtimestamp(e["ts"], tz=UTC),
+                        job_id=e.job,
+                        attempt_id=e.attempt,
+                        seq=e.seq,
+                        split=e.split,
+                        step=e.step,
+                        epoch=e.epoch,
+                        loss=e.loss,
+                        accuracy=e.accuracy,
+                        reported_at=datetime.fromtimestamp(e.ts, tz=UTC),
                     )
                 stored += 1
             client.xack(stream, GROUP, *[entry_id for entry_id, _fields in messages])

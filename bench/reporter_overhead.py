@@ -23,17 +23,15 @@ compare, not the absolute times.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 import torch
@@ -44,43 +42,44 @@ from redis.retry import Retry
 from tables import table
 from torch import nn
 
+from workers.messages import MetricEntry, encode
 from workers.reporter import StreamReporter
 
-Report = Callable[[Mapping[str, Any]], None]
+Report = Callable[[MetricEntry], None]
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def metric(seq: int) -> dict[str, Any]:
-    """A payload shaped like the trainer's MetricEntry."""
-    return {
-        "job": 1,
-        "attempt": 1,
-        "seq": seq,
-        "split": "train",
-        "step": seq,
-        "epoch": 1 + seq // 8,
-        "loss": 1.0 / (seq + 1),
-        "accuracy": 0.5,
-        "ts": time.time(),
-    }
+def metric(seq: int) -> MetricEntry:
+    """An entry like the trainer's, built as it builds one."""
+    return MetricEntry(
+        job=1,
+        attempt=1,
+        seq=seq,
+        split="train",
+        step=seq,
+        epoch=1 + seq // 8,
+        loss=1.0 / (seq + 1),
+        accuracy=0.5,
+        ts=time.time(),
+    )
 
 
-def nothing(_payload: Mapping[str, Any]) -> None:
+def nothing(_entry: MetricEntry) -> None:
     return None
 
 
-def encode_only(payload: Mapping[str, Any]) -> None:
+def encode_only(entry: MetricEntry) -> None:
     """The reporter's own first step, alone: a control for what encoding costs in the loop."""
-    json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    encode(entry)
 
 
 def sync_xadd(client: redis.Redis, stream: str) -> Report:
     """One round trip per metric, the way a trainer without a reporter would write it."""
 
-    def report(payload: Mapping[str, Any]) -> None:
-        data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    def report(entry: MetricEntry) -> None:
+        data = encode(entry)
         client.xadd(stream, {"data": data}, maxlen=100_000, approximate=True)
 
     return report
@@ -89,9 +88,9 @@ def sync_xadd(client: redis.Redis, stream: str) -> Report:
 def catching(report: Report) -> Report:
     """A naive trainer that at least survives Redis errors (and counts them)."""
 
-    def guarded(payload: Mapping[str, Any]) -> None:
+    def guarded(entry: MetricEntry) -> None:
         try:
-            report(payload)
+            report(entry)
         except redis.RedisError:
             guarded.errors += 1  # type: ignore[attr-defined]
 
@@ -118,14 +117,6 @@ def hung_server() -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
-
-
-def wait_drained(reporter: StreamReporter, target: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while reporter.sent < target:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"reporter delivered {reporter.sent} of {target} entries")
-        time.sleep(0.001)
 
 
 def median(values: list[float]) -> float:
@@ -217,17 +208,17 @@ class Step:
         loss_sum, hits, count = totals.tolist()
         if report is not None:
             report(
-                {
-                    "job": 1,
-                    "attempt": 1,
-                    "seq": self.step,
-                    "split": "train",
-                    "step": self.step,
-                    "epoch": 1,
-                    "loss": loss_sum / count,
-                    "accuracy": hits / count,
-                    "ts": time.time(),
-                }
+                MetricEntry(
+                    job=1,
+                    attempt=1,
+                    seq=self.step,
+                    split="train",
+                    step=self.step,
+                    epoch=1,
+                    loss=loss_sum / count,
+                    accuracy=hits / count,
+                    ts=time.time(),
+                )
             )
 
 
@@ -285,7 +276,7 @@ def training(redis_url: str, stream: str, rounds: int, steps: int) -> dict[str, 
                 "(a) no reporting": None,
                 # The same as (a): how far apart two identical variants land is the noise.
                 "(a2) no reporting again (noise gauge)": None,
-                "(a') json.dumps only, no reporter": encode_only,
+                "(a') encode only, no reporter": encode_only,
                 "(b) reporter": Fresh(redis_url, f"{stream}:reporter"),
                 "(c) sync XADD": sync_xadd(client, f"{stream}:sync"),
             },

@@ -100,10 +100,12 @@ def make_attempt(
 
 def make_heartbeat(name: str, **fields: Any) -> HealthEntry:
     """A node's heartbeat as ingest receives it; `fields` override the defaults."""
-    entry: HealthEntry = {
+    values: dict[str, Any] = {
         "node": name,
         "hostname": "box",
         "address": "10.1.2.3",
+        "pool": "default",
+        "labels": {},
         "cpu_slots": 4,
         "gpu_count": 0,
         "cpu_percent": 10.0,
@@ -116,5 +118,4 @@ def make_heartbeat(name: str, **fields: Any) -> HealthEntry:
         "claimed_attempts": [],
         "ts": time.time(),
     }
-    entry.update(fields)  # type: ignore[typeddict-item]
-    return entry
+    return HealthEntry(**(values | fields))

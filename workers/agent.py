@@ -26,15 +26,17 @@ from typing import Any, Literal
 
 import psutil
 
-import workers
 from workers import attempts, config, storage
 from workers.celery import app
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
-    AttemptExitedEntry,
     AttemptSpec,
+    MessageInvalid,
+    SpecEnvelope,
+    exited_entry,
+    spec_envelope,
     stream_name,
 )
 from workers.reporter import StreamReporter
@@ -60,7 +62,7 @@ LAUNCHER_DIED = "the launcher died"
 
 
 def _report_exited(
-    spec: AttemptSpec,
+    spec: AttemptSpec | SpecEnvelope,
     directory: Path | None,
     *,
     cancelled: bool,
@@ -73,18 +75,14 @@ def _report_exited(
     the attempt as claimed before its exit is on its way. `directory` None: the directory is
     not this spec's (a refused delivery), so nothing is written there.
     """
-    entry: AttemptExitedEntry = {
-        "type": "attempt.exited",
-        "job": spec.job_id,
-        "attempt": spec.attempt_id,
-        "node": spec.node_name,
-        "node_rank": spec.placement.node_rank,
-        "exit_code": -1,
-        "cancelled": cancelled,
-        "reason": reason,
-        "retryable": retryable,
-        "ts": time.time(),
-    }
+    entry = exited_entry(
+        spec=spec,
+        exit_code=-1,
+        cancelled=cancelled,
+        reason=reason,
+        retryable=retryable,
+        ts=time.time(),
+    )
     reporter = StreamReporter(
         redis_url=config.redis_url(), stream=stream_name(config.stream_prefix(), "events")
     )
@@ -92,7 +90,7 @@ def _report_exited(
     if not reporter.close(timeout=10.0):
         logger.error("could not report the exit of attempt %d", spec.attempt_id)
     if directory is not None:
-        attempts.write_json(directory / attempts.EXIT, dict(entry))
+        attempts.write_exit(directory, entry)
 
 
 def _reap_launchers() -> None:
@@ -111,13 +109,6 @@ def _busy(attempt_id: int) -> bool:
         return launcher is not None and launcher.poll() is None
 
 
-def _launcher_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(workers.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
     """Claim the attempt, fetch and verify its dataset, and start its launcher detached.
 
@@ -126,8 +117,11 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
     waiting for an attempt that never runs.
     """
     _reap_launchers()
-    spec = AttemptSpec.from_json(spec_json)
     name = config.node_name()
+    try:
+        spec = AttemptSpec.from_json(spec_json)
+    except MessageInvalid as exc:
+        return _refuse_invalid(spec_json, name, exc)
     if spec.node_name != name:
         logger.error(
             "refusing attempt %d: it is for node %r, not %r", spec.attempt_id, spec.node_name, name
@@ -143,6 +137,23 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
     finally:
         with _launchers_lock:
             _starting.discard(spec.attempt_id)
+
+
+def _refuse_invalid(spec_json: Any, name: str, exc: MessageInvalid) -> RunOutcome:
+    """Refuse a spec that fails its declaration, before anything is claimed or started.
+
+    The portal built it, so another attempt would carry the same fault: when the envelope still
+    says which attempt of which job this node was asked to run, the exit is reported as not
+    retryable, with the field at fault, and the portal fails the job with that reason.
+    """
+    reason = f"the node refused the attempt spec: {exc}"
+    envelope = spec_envelope(spec_json)
+    if envelope is None or envelope.node_name != name:
+        logger.error("refusing an attempt spec that names no attempt of this node: %s", exc)
+        return "refused"
+    logger.error("refusing attempt %d: %s", envelope.attempt_id, reason)
+    _report_exited(envelope, None, cancelled=False, reason=reason, retryable=False)
+    return "refused"
 
 
 def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
@@ -237,7 +248,7 @@ def _launch(spec: AttemptSpec, directory: Path) -> None:
         launcher = subprocess.Popen(
             [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path)],
             cwd=directory,
-            env=_launcher_env(),
+            env=config.launch_env(os.environ),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -310,7 +321,7 @@ def _sweep_one(state_dir: Path, attempt_id: int) -> bool:
         stored = attempts.read_spec_json(directory)
         try:
             spec = AttemptSpec.from_json(stored or {})
-        except (KeyError, TypeError, ValueError) as exc:
+        except MessageInvalid as exc:
             logger.error("attempt %d: unreadable spec (%s); giving it up", attempt_id, exc)
             attempts.write_json(directory / attempts.EXIT, {"reason": f"unreadable spec: {exc}"})
             return False

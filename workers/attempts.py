@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from workers.files import write_atomic
+from workers.messages import AttemptExitedEntry, encode
 
 LAUNCHER_MODULE = "workers.launcher"
 SPEC = "spec.json"
@@ -44,20 +46,13 @@ def cache_dir(state_dir: Path) -> Path:
     return state_dir / "cache"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file so that readers see the old content or the new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, sort_keys=True, indent=2) + "\n")
+
+
+def write_exit(directory: Path, entry: AttemptExitedEntry) -> None:
+    """Record how the attempt ended, as the `attempt.exited` entry that reported it."""
+    write_atomic(directory / EXIT, encode(entry))
 
 
 def write_pid(directory: Path, pid: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -168,3 +169,12 @@ def stream_maxlen() -> int:
     if maxlen < 1000:
         raise ConfigError(f"TRAINYARD_STREAM_MAXLEN={maxlen} must be at least 1000")
     return maxlen
+
+
+def launch_env(base: Mapping[str, str]) -> dict[str, str]:
+    """`base` plus what every process the node starts (launcher, torchrun, ranks) needs: the
+    path to this very `workers` package, whatever the child's cwd."""
+    env = dict(base)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env

@@ -11,7 +11,6 @@ on a machine without a GPU passes a probe of its own.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import threading
@@ -24,7 +23,7 @@ import psutil
 import redis
 
 from workers import attempts, config
-from workers.messages import GpuHealth, HealthEntry, stream_name
+from workers.messages import GpuHealth, HealthEntry, encode, stream_name
 
 logger = logging.getLogger(__name__)
 
@@ -89,17 +88,17 @@ class NvmlProbe:
                     handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC
                 )
             )
-        return {
-            "index": index,
-            "uuid": uuid,
-            "name": name.decode() if isinstance(name, bytes) else str(name),
-            "utilization": utilization,
-            "memory_used": int(memory.used),
-            "memory_total": int(memory.total),
-            "temperature": temperature,
-            "power": power,
-            "ecc_uncorrected": ecc_uncorrected,
-        }
+        return GpuHealth(
+            index=index,
+            uuid=uuid,
+            name=name.decode() if isinstance(name, bytes) else str(name),
+            utilization=utilization,
+            memory_used=int(memory.used),
+            memory_total=int(memory.total),
+            temperature=temperature,
+            power=power,
+            ecc_uncorrected=ecc_uncorrected,
+        )
 
     def close(self) -> None:
         if self._nvml is not None:
@@ -134,25 +133,25 @@ def health_snapshot(node: NodeIdentity, probe: GpuProbe) -> HealthEntry:
     memory = psutil.virtual_memory()
     disk = psutil.disk_usage(str(node.state_dir))
     gpus = probe.gpus()
-    return {
-        "node": node.name,
-        "hostname": socket.gethostname(),
-        "address": node.address,
-        "pool": node.pool,
-        "labels": dict(node.labels),
-        "cpu_slots": node.cpu_slots,
-        "gpu_count": len(gpus),
+    return HealthEntry(
+        node=node.name,
+        hostname=socket.gethostname(),
+        address=node.address,
+        pool=node.pool,
+        labels=dict(node.labels),
+        cpu_slots=node.cpu_slots,
+        gpu_count=len(gpus),
         # Since the previous call: the heartbeat interval, once the loop is running.
-        "cpu_percent": float(psutil.cpu_percent(interval=None)),
-        "memory_used": int(memory.total - memory.available),
-        "memory_total": int(memory.total),
-        "disk_used": int(disk.used),
-        "disk_total": int(disk.total),
-        "gpus": gpus,
-        "running_attempts": attempts.running_attempts(node.state_dir),
-        "claimed_attempts": attempts.claimed_attempts(node.state_dir),
-        "ts": time.time(),
-    }
+        cpu_percent=float(psutil.cpu_percent(interval=None)),
+        memory_used=int(memory.total - memory.available),
+        memory_total=int(memory.total),
+        disk_used=int(disk.used),
+        disk_total=int(disk.total),
+        gpus=gpus,
+        running_attempts=attempts.running_attempts(node.state_dir),
+        claimed_attempts=attempts.claimed_attempts(node.state_dir),
+        ts=time.time(),
+    )
 
 
 class HealthReporter:
@@ -206,7 +205,7 @@ class HealthReporter:
                     entry = health_snapshot(self.node, self.probe)
                     client.xadd(
                         self.stream,
-                        {"data": json.dumps(entry, separators=(",", ":"))},
+                        {"data": encode(entry)},
                         maxlen=self._stream_maxlen,
                         approximate=True,
                     )

@@ -30,13 +30,12 @@ from typing import IO, Literal
 
 import psutil
 
-import workers
 from workers import attempts, config
 from workers.messages import (
-    AttemptExitedEntry,
     AttemptSpec,
     AttemptStartedEntry,
     LogEntry,
+    exited_entry,
     stream_name,
 )
 from workers.reporter import StreamReporter
@@ -99,12 +98,9 @@ def torchrun_command(spec: AttemptSpec, spec_path: Path) -> list[str]:
 def torchrun_env(
     spec: AttemptSpec, settings: LaunchSettings, base: Mapping[str, str]
 ) -> dict[str, str]:
-    env = dict(base)
+    env = config.launch_env(base)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("OMP_NUM_THREADS", "1")
-    # The ranks must import this very `workers` package, whatever the launcher's cwd.
-    root = str(Path(workers.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["REDIS_URL"] = settings.redis_url
     env["TRAINYARD_STREAM_PREFIX"] = settings.stream_prefix
     env["TRAINYARD_NODE_NAME"] = spec.node_name
@@ -141,15 +137,15 @@ class LogPump:
     def emit(self, stream: Literal["stdout", "stderr"], line: str) -> None:
         line = line[:MAX_LINE]
         with self._lock:
-            entry: LogEntry = {
-                "job": self._spec.job_id,
-                "attempt": self._spec.attempt_id,
-                "node_rank": self._spec.placement.node_rank,
-                "seq": self._seq,
-                "stream": stream,
-                "line": line,
-                "ts": time.time(),
-            }
+            entry = LogEntry(
+                job=self._spec.job_id,
+                attempt=self._spec.attempt_id,
+                node_rank=self._spec.placement.node_rank,
+                seq=self._seq,
+                stream=stream,
+                line=line,
+                ts=time.time(),
+            )
             # Reported under the lock so the buffer holds entries in seq order.
             self._reporter.report(entry)
             self._seq += 1
@@ -295,35 +291,30 @@ class Supervisor:
         return self._cancel.is_set() or attempts.cancel_requested(self.directory)
 
     def _report_started(self) -> None:
-        entry: AttemptStartedEntry = {
-            "type": "attempt.started",
-            "job": self.spec.job_id,
-            "attempt": self.spec.attempt_id,
-            "node": self.spec.node_name,
-            "node_rank": self.spec.placement.node_rank,
-            "ts": time.time(),
-        }
+        entry = AttemptStartedEntry(
+            job=self.spec.job_id,
+            attempt=self.spec.attempt_id,
+            node=self.spec.node_name,
+            node_rank=self.spec.placement.node_rank,
+            ts=time.time(),
+        )
         self._events.report(entry)
 
     def _report_exited(
         self, *, exit_code: int, cancelled: bool, reason: str, retryable: bool = True
     ) -> None:
-        entry: AttemptExitedEntry = {
-            "type": "attempt.exited",
-            "job": self.spec.job_id,
-            "attempt": self.spec.attempt_id,
-            "node": self.spec.node_name,
-            "node_rank": self.spec.placement.node_rank,
-            "exit_code": exit_code,
-            "cancelled": cancelled,
-            "reason": reason,
-            "retryable": retryable,
-            "ts": time.time(),
-        }
+        entry = exited_entry(
+            spec=self.spec,
+            exit_code=exit_code,
+            cancelled=cancelled,
+            reason=reason,
+            retryable=retryable,
+            ts=time.time(),
+        )
         self._events.report(entry)
         with contextlib.suppress(OSError):
-            attempts.write_json(self.directory / "exit.json", dict(entry))
-        logger.info("attempt %d exited %d (cancelled=%s)", entry["attempt"], exit_code, cancelled)
+            attempts.write_exit(self.directory, entry)
+        logger.info("attempt %d exited %d (cancelled=%s)", entry.attempt, exit_code, cancelled)
 
     def run(self) -> int:
         """Supervise torchrun to the end; returns its exit status (-1 if it never started)."""

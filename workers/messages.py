@@ -1,15 +1,30 @@
-"""The contract between the planes: the attempt spec a node receives, and what it reports.
+"""The contract between the planes: every node-plane message, declared once.
 
-The portal validates a job with pydantic and serialises it into the plain JSON of
-`AttemptSpec.to_json()`; the node rebuilds the frozen dataclasses with `AttemptSpec.from_json()`.
-Stream entries are `TypedDict`s because they cross a process boundary as JSON.
+Each message is a `msgspec.Struct` whose annotations and `Meta` constraints are the whole
+contract, and both sides use the same declaration:
+
+- a sender builds the Struct with its constructor (which does not validate: building one costs
+  about as much as a tuple, so the trainer can report a metric every step) and sends it with
+  `encode()` (a stream entry) or `AttemptSpec.to_json()` (a Celery argument);
+- a receiver parses with `decode()` / `AttemptSpec.from_json()`, which check every type and
+  constraint and raise `MessageInvalid` naming the field (`$.placement.device`), so a wrong
+  value is refused at the door, never deep inside torchrun or an INSERT.
+
+The ranges are what PostgreSQL stores (ids are `bigint`, counts `integer`) and what a node can
+run, so anything that passes here can be stored and run; the portal's own, tighter limits on a
+job are policy and stay in `portal.jobs.schemas`. `__post_init__` holds the few rules
+constraints cannot say; it runs on construction too, so none is on a hot path.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+import math
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, overload
+
+import msgspec
+from msgspec import Meta, Struct
 
 # Celery task names on a node's queue (`node.<name>`). The portal sends them by name, so it
 # never imports the node code.
@@ -20,196 +35,327 @@ CANCEL_ATTEMPT_TASK = "workers.agent.cancel_attempt"
 # attempt longer ago than this cannot belong to a run message that arrives now.
 RUN_ATTEMPT_EXPIRES_S = 600
 
+# A runaway line (a progress bar without newlines, a dumped tensor) is cut, not refused.
+MAX_LINE_CHARS = 16_384
+
+# PositiveIntegerField is a PostgreSQL `integer`; ids and byte counts are `bigint`.
+Id = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+Count = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+ByteCount = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+NodeName = Annotated[str, Meta(min_length=1, max_length=100)]
+# Seconds since the epoch, up to the last second Python's datetime can hold (year 9999).
+# NaN fails both bounds.
+Timestamp = Annotated[float, Meta(ge=0.0, le=253_402_300_799.0)]
+Text = Annotated[str, Meta(max_length=1000)]
+Column = Annotated[str, Meta(min_length=1, max_length=200)]
+# A pool name, or a label key or value, as a node's configuration sets them.
+Label = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
 
 def node_queue(node_name: str) -> str:
     return f"node.{node_name}"
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    uri: str
-    sha256: str
+class MessageInvalid(ValueError):
+    """A message that does not match its declaration; the text names the field and why."""
+
+
+# ---- the attempt spec (portal -> node, as a Celery argument) ---------------------------------
+
+
+class _Spec(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A part of the spec: immutable, and an unknown field is an error, not a silent drop."""
+
+
+class DatasetSpec(_Spec, frozen=True):
+    uri: Annotated[str, Meta(min_length=1, max_length=2000)]
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
     format: Literal["csv"]
-    feature_columns: tuple[str, ...]
-    label_column: str
-    classes: tuple[str, ...]
+    feature_columns: Annotated[tuple[Column, ...], Meta(min_length=1, max_length=10_000)]
+    label_column: Column
+    classes: Annotated[tuple[Column, ...], Meta(min_length=1, max_length=10_000)]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(_Spec, frozen=True):
     architecture: Literal["mlp"]
-    hidden_sizes: tuple[int, ...]
+    hidden_sizes: Annotated[tuple[Annotated[int, Meta(ge=1, le=4096)], ...], Meta(max_length=64)]
     activation: Literal["relu", "tanh", "gelu"]
-    dropout: float
+    dropout: Annotated[float, Meta(ge=0.0, lt=1.0)]
 
 
-@dataclass(frozen=True)
-class TrainingSpec:
-    epochs: int
-    batch_size: int
-    learning_rate: float
+class TrainingSpec(_Spec, frozen=True):
+    # What a node can run and store (epochs and steps are `integer` columns). The portal's
+    # tighter limits (`portal.jobs.schemas.TrainingParams`) are policy, and policy is its own.
+    epochs: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    batch_size: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    learning_rate: Annotated[float, Meta(gt=0.0, le=1e6)]
     optimizer: Literal["adam", "sgd"]
     loss: Literal["cross_entropy", "mse"]
-    seed: int
-    val_fraction: float
+    seed: Count
+    val_fraction: Annotated[float, Meta(gt=0.0, lt=1.0)]
 
 
-@dataclass(frozen=True)
-class PlacementSpec:
+class PlacementSpec(_Spec, frozen=True):
     """Where this node sits in the attempt's gang."""
 
-    nnodes: int
-    node_rank: int
-    nproc_per_node: int
+    nnodes: Annotated[int, Meta(ge=1, le=1024)]
+    node_rank: Annotated[int, Meta(ge=0, le=1023)]
+    nproc_per_node: Annotated[int, Meta(ge=1, le=1024)]
     device: Literal["cpu", "cuda"]
-    master_addr: str
-    master_port: int
+    master_addr: Annotated[str, Meta(min_length=1, max_length=255)]
+    master_port: Annotated[int, Meta(ge=1, le=65_535)]
     # This node's GPUs (NVML indices) or CPU slots that the share holds: the launcher sets
     # CUDA_VISIBLE_DEVICES to the GPUs and pins the ranks to the CPUs of the slots.
-    gpu_indices: tuple[int, ...]
-    cpu_indices: tuple[int, ...]
+    gpu_indices: Annotated[tuple[Annotated[int, Meta(ge=0, le=1023)], ...], Meta(max_length=64)]
+    cpu_indices: Annotated[tuple[Annotated[int, Meta(ge=0, le=65_535)], ...], Meta(max_length=1024)]
+
+    def __post_init__(self) -> None:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes}")
+        if len(set(self.gpu_indices)) != len(self.gpu_indices):
+            raise ValueError(f"gpu_indices {list(self.gpu_indices)} name a GPU twice")
+        if len(set(self.cpu_indices)) != len(self.cpu_indices):
+            raise ValueError(f"cpu_indices {list(self.cpu_indices)} name a CPU slot twice")
 
 
-@dataclass(frozen=True)
-class AttemptSpec:
+class AttemptSpec(_Spec, frozen=True):
     """Everything a node needs to run its share of one attempt of one job."""
 
-    job_id: int
-    attempt_id: int
-    job_name: str
-    node_name: str
+    job_id: Id
+    attempt_id: Id
+    job_name: Annotated[str, Meta(max_length=200)]
+    node_name: NodeName
     dataset: DatasetSpec
     model: ModelSpec
     training: TrainingSpec
     placement: PlacementSpec
-    checkpoint_dir: str
+    checkpoint_dir: Annotated[str, Meta(min_length=1, max_length=4096)]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as JSON builtins, the form it crosses Celery in."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AttemptSpec:
-        dataset = dict(data["dataset"])
-        dataset["feature_columns"] = tuple(dataset["feature_columns"])
-        dataset["classes"] = tuple(dataset["classes"])
-        model = dict(data["model"])
-        model["hidden_sizes"] = tuple(model["hidden_sizes"])
-        placement = dict(data["placement"])
-        placement["gpu_indices"] = tuple(placement["gpu_indices"])
-        placement["cpu_indices"] = tuple(placement["cpu_indices"])
-        return cls(
-            job_id=int(data["job_id"]),
-            attempt_id=int(data["attempt_id"]),
-            job_name=str(data["job_name"]),
-            node_name=str(data["node_name"]),
-            dataset=DatasetSpec(**dataset),
-            model=ModelSpec(**model),
-            training=TrainingSpec(**data["training"]),
-            placement=PlacementSpec(**placement),
-            checkpoint_dir=str(data["checkpoint_dir"]),
-        )
+    def from_json(cls, data: Any) -> AttemptSpec:
+        """The spec a node received, checked field by field; `MessageInvalid` says what is wrong."""
+        return _convert(data, cls)
 
     def dumps(self) -> str:
+        """The spec as the canonical JSON text a node stores in `spec.json`."""
         return json.dumps(self.to_json(), sort_keys=True)
 
 
-# ---- Redis Streams ---------------------------------------------------------------------------
-# Each entry has one field, "data", holding the JSON of one of the payloads below.
+class _EnvelopePlacement(Struct):
+    node_rank: Annotated[int, Meta(ge=0, le=1023)]
+
+
+class SpecEnvelope(Struct):
+    """What a node can still read of a spec it refuses: enough to address an exit report."""
+
+    job_id: Id
+    attempt_id: Id
+    node_name: NodeName
+    placement: _EnvelopePlacement
+
+
+def spec_envelope(data: Any) -> SpecEnvelope | None:
+    """The addressing fields of a spec that failed `AttemptSpec.from_json`, if they are sound."""
+    try:
+        return msgspec.convert(data, SpecEnvelope, strict=True)
+    except msgspec.ValidationError:
+        return None
+
+
+# ---- Redis Streams (node -> portal) ----------------------------------------------------------
+# Each entry has one field, "data", holding the JSON of one of the entries below (`encode`).
 
 
 def stream_name(prefix: str, kind: Literal["metrics", "logs", "events", "health"]) -> str:
     return f"{prefix}:{kind}"
 
 
-class MetricEntry(TypedDict):
-    """One metric point from the trainer's rank 0, all-reduced across ranks."""
+class _Entry(Struct, kw_only=True):
+    """A stream entry. Unknown fields are ignored, so a portal can read a node that sends more."""
 
-    job: int
-    attempt: int
-    seq: int  # contiguous from 0 within an attempt
+
+class MetricEntry(_Entry):
+    """One metric point from the trainer's reporting rank, all-reduced across ranks.
+
+    No `__post_init__`: it is built every training step. A diverging run's NaN or infinite loss
+    is a fact worth keeping, so `loss` is any float.
+    """
+
+    job: Id
+    attempt: Id
+    seq: Count  # contiguous from 0 within an attempt
     split: Literal["train", "val"]
-    step: int
-    epoch: int
+    step: Count
+    epoch: Count
     loss: float
     accuracy: float | None
-    ts: float
+    ts: Timestamp
 
 
-class LogEntry(TypedDict):
+class LogEntry(_Entry):
     """One line of a rank's stdout or stderr, captured by the launcher on its node."""
 
-    job: int
-    attempt: int
-    node_rank: int
-    seq: int  # contiguous from 0 per (attempt, node_rank)
+    job: Id
+    attempt: Id
+    node_rank: Count
+    seq: Count  # contiguous from 0 per (attempt, node_rank)
     stream: Literal["stdout", "stderr"]
     line: str
-    ts: float
+    ts: Timestamp
+
+    def __post_init__(self) -> None:
+        # PostgreSQL text cannot hold NUL; a binary blob on stdout must not poison the batch.
+        if "\x00" in self.line:
+            self.line = self.line.replace("\x00", "\ufffd")
+        if len(self.line) > MAX_LINE_CHARS:
+            self.line = self.line[:MAX_LINE_CHARS]
 
 
-class AttemptStartedEntry(TypedDict):
-    type: Literal["attempt.started"]
-    job: int
-    attempt: int
-    node: str
-    node_rank: int
-    ts: float
+class AttemptStartedEntry(_Entry, tag_field="type", tag="attempt.started"):
+    job: Id
+    attempt: Id
+    node: NodeName
+    node_rank: Count
+    ts: Timestamp
 
 
-class AttemptExitedEntry(TypedDict):
-    type: Literal["attempt.exited"]
-    job: int
-    attempt: int
-    node: str
-    node_rank: int
-    exit_code: int
+class AttemptExitedEntry(_Entry, tag_field="type", tag="attempt.exited"):
+    job: Id
+    attempt: Id
+    node: NodeName
+    node_rank: Count
+    exit_code: Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
     cancelled: bool
     reason: str
-    ts: float
-    # False when another attempt would fail the same way (bad data, a diverging loss, a
-    # dataset checksum mismatch): the portal then fails the job instead of requeueing it.
-    # Absent (a node from before this field) means True.
-    retryable: NotRequired[bool]
+    # False when another attempt would fail the same way (bad data or spec, a diverging loss,
+    # a dataset checksum mismatch): the portal then fails the job instead of requeueing it.
+    retryable: bool
+    ts: Timestamp
+
+    def __post_init__(self) -> None:
+        if "\x00" in self.reason:
+            self.reason = self.reason.replace("\x00", "\ufffd")
 
 
 EventEntry = AttemptStartedEntry | AttemptExitedEntry
 
 
-class GpuHealth(TypedDict):
-    index: int
-    uuid: str
-    name: str
-    utilization: float  # percent
-    memory_used: int  # bytes
-    memory_total: int
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+class GpuHealth(_Entry):
+    index: Count
+    uuid: Text
+    name: Text
+    # NVML reads NaN for a sensor that is not there; PostgreSQL's JSON has no NaN, and one such
+    # heartbeat would fail its batch on every retry, so a missing reading is None.
+    utilization: float | None  # percent
+    memory_used: ByteCount
+    memory_total: ByteCount
     temperature: float | None  # Celsius
     power: float | None  # watts
     # Uncorrectable ECC errors since the driver loaded (None where NVML cannot say): any makes
     # the node unhealthy, so it takes no new work.
-    ecc_uncorrected: int | None
+    ecc_uncorrected: Count | None
+
+    def __post_init__(self) -> None:
+        self.utilization = _finite_or_none(self.utilization)
+        self.temperature = _finite_or_none(self.temperature)
+        self.power = _finite_or_none(self.power)
 
 
-class HealthEntry(TypedDict):
+class HealthEntry(_Entry):
     """A node's heartbeat: who it is, what it offers and how it is doing."""
 
-    node: str
-    hostname: str
-    address: str
-    pool: str
-    labels: dict[str, str]
-    cpu_slots: int
-    gpu_count: int
-    cpu_percent: float
-    memory_used: int
-    memory_total: int
-    disk_used: int
-    disk_total: int
+    node: NodeName
+    hostname: Text
+    address: Text
+    pool: Label
+    labels: Annotated[dict[Label, Label], Meta(max_length=16)]
+    cpu_slots: Count
+    gpu_count: Count
+    cpu_percent: Annotated[float, Meta(ge=0.0, le=1e6)]
+    memory_used: ByteCount
+    memory_total: ByteCount
+    disk_used: ByteCount
+    disk_total: ByteCount
     gpus: list[GpuHealth]
     # Attempts whose launcher is alive on this node.
-    running_attempts: list[int]
+    running_attempts: list[Id]
     # Attempts this node has taken on and not yet finished: a spec is on disk and no exit has
     # been recorded (it may still be fetching data, or its launcher may be running). The
-    # portal loses an active attempt placed here that is in neither list. Absent (a node from
-    # before this field): the portal does no such reconciliation for this node.
-    claimed_attempts: NotRequired[list[int]]
-    ts: float
+    # portal loses an active attempt placed here that is in neither list.
+    claimed_attempts: list[Id]
+    ts: Timestamp
+
+
+Entry = MetricEntry | LogEntry | AttemptStartedEntry | AttemptExitedEntry | HealthEntry
+E = TypeVar("E")
+
+# Module-level, so `encode()` pays for no set-up: the reporter calls it every training step.
+# msgspec writes NaN and infinity as null (JSON has neither).
+_encoder = msgspec.json.Encoder()
+
+
+def encode(entry: Struct) -> bytes:
+    """The JSON of `entry` (one of the entries above), the `data` field of its stream entry."""
+    return _encoder.encode(entry)
+
+
+def _convert(data: Any, kind: type[E]) -> E:
+    try:
+        return msgspec.convert(data, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise MessageInvalid(str(exc)) from exc
+
+
+@overload
+def decode(raw: bytes | str, kind: type[E]) -> E: ...
+
+
+@overload
+def decode(raw: bytes | str, kind: UnionType) -> Entry: ...
+
+
+def decode(raw: bytes | str, kind: Any) -> Any:
+    """Parse and check one entry's JSON as `kind` (an entry Struct, or `EventEntry`).
+
+    Parsed with the standard library first: a Python node's `json.dumps` writes a diverged loss
+    as `NaN`, which is not JSON and which msgspec's own parser refuses.
+    """
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageInvalid(f"data is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MessageInvalid("data is not a JSON object")
+    return _convert(data, kind)
+
+
+def exited_entry(
+    *,
+    spec: AttemptSpec | SpecEnvelope,
+    exit_code: int,
+    cancelled: bool,
+    reason: str,
+    retryable: bool,
+    ts: float,
+) -> AttemptExitedEntry:
+    """The exit report of this node's share of `spec`: the one the launcher and the agent send."""
+    return AttemptExitedEntry(
+        job=spec.job_id,
+        attempt=spec.attempt_id,
+        node=spec.node_name,
+        node_rank=spec.placement.node_rank,
+        exit_code=exit_code,
+        cancelled=cancelled,
+        reason=reason,
+        retryable=retryable,
+        ts=ts,
+    )

@@ -8,11 +8,11 @@ its checksum matched: a crash never leaves a file in the cache that looks verifi
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from workers.files import atomic_writer
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -53,26 +53,19 @@ def dataset_fetch(*, uri: str, sha256: str, cache_dir: Path) -> Path:
         return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{expected[:12]}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with source.open("rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except OSError as exc:
-                raise StorageError(f"cannot read dataset {uri!r}: {exc.strerror or exc}") from exc
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_writer(cached) as out:
+        try:
+            with source.open("rb") as src:
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot read dataset {uri!r}: {exc.strerror or exc}") from exc
         actual = digest.hexdigest()
         if actual != expected:
+            # Raised inside the block: the copy is discarded, never renamed into the cache.
             raise ChecksumMismatch(
                 f"dataset {uri!r} has SHA-256 {actual}, expected {expected}: "
                 "the file changed after it was validated"
             )
-        tmp.replace(cached)
-    finally:
-        tmp.unlink(missing_ok=True)
     return cached

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
 from portal.catalog.models import Dataset, ModelArchitecture
+from workers.files import write_atomic
 
 IRIS_SLUG = "iris"
 MLP_SLUG = "mlp"
@@ -41,14 +40,7 @@ def _install_file(source: Path, target: Path) -> None:
     if target.exists() and _sha256(target) == _sha256(source):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(source.read_bytes())
-        Path(temporary).replace(target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(target, source.read_bytes())
 
 
 def _describe_csv(path: Path, label_column: str) -> tuple[list[str], list[str], int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import msgspec
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -38,22 +39,23 @@ def node_heartbeat(*, entry: HealthEntry) -> Node:
     now = timezone.now()
     # The row lock waits for a scheduling pass that is deciding with this node's capacity.
     node, created = Node.objects.select_for_update().get_or_create(
-        name=entry["node"], defaults={"registered_at": now}
+        name=entry.node, defaults={"registered_at": now}
     )
     came_online = created or node.state != Node.State.ONLINE
-    offer = (entry["cpu_slots"], entry["gpu_count"], entry["pool"], entry["labels"])
+    offer = (entry.cpu_slots, entry.gpu_count, entry.pool, entry.labels)
     reshaped = (node.cpu_slots, node.gpu_count, node.pool, node.labels) != offer
     unhealthy = unhealthy_reason(entry)
     health_changed = unhealthy != node.unhealthy_reason
-    node.hostname = entry["hostname"] or node.hostname
-    node.address = entry["address"] or node.address
-    node.cpu_slots = entry["cpu_slots"]
-    node.gpu_count = entry["gpu_count"]
-    node.pool = entry["pool"]
-    node.labels = dict(entry["labels"])
-    node.gpu_model = entry["gpus"][0]["name"] if entry["gpus"] else ""
+    node.hostname = entry.hostname or node.hostname
+    node.address = entry.address or node.address
+    node.cpu_slots = entry.cpu_slots
+    node.gpu_count = entry.gpu_count
+    node.pool = entry.pool
+    node.labels = dict(entry.labels)
+    node.gpu_model = entry.gpus[0].name if entry.gpus else ""
     node.unhealthy_reason = unhealthy
-    node.health = dict(entry)
+    # Stored whole, as the node sent it, and shown to admins.
+    node.health = msgspec.to_builtins(entry)
     node.state = Node.State.ONLINE
     node.last_heartbeat_at = now
     node.save(
@@ -89,9 +91,9 @@ def unhealthy_reason(entry: HealthEntry) -> str:
     """Why a heartbeat says its node should take no new work ("" when healthy): a GPU that
     counts uncorrectable ECC errors will corrupt or crash whatever runs on it."""
     bad = [
-        f"GPU {gpu['index']} has {gpu['ecc_uncorrected']} uncorrectable ECC errors"
-        for gpu in entry["gpus"]
-        if gpu["ecc_uncorrected"]
+        f"GPU {gpu.index} has {gpu.ecc_uncorrected} uncorrectable ECC errors"
+        for gpu in entry.gpus
+        if gpu.ecc_uncorrected
     ]
     return "; ".join(bad)
 

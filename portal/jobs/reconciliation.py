@@ -77,10 +77,10 @@ def _reconcile_gone(node: Node, held: set[int], taken_at: datetime) -> None:
 def attempts_reconcile_with_heartbeat(*, node: Node, entry: HealthEntry) -> None:
     """Reconcile `node`'s attempts with the heartbeat `entry` that was just recorded for it
     (`portal.cluster.services.node_heartbeat`, whose row lock the caller still holds)."""
-    held = set(entry["running_attempts"]) | set(entry["claimed_attempts"])
+    held = set(entry.running_attempts) | set(entry.claimed_attempts)
     _cancel_orphans(node, held)
     # The node's clock may be off; never take the heartbeat for newer than it arrived.
-    taken_at = min(timezone.now(), datetime.fromtimestamp(entry["ts"], tz=UTC))
+    taken_at = min(timezone.now(), datetime.fromtimestamp(entry.ts, tz=UTC))
     _reconcile_gone(node, held, taken_at)
 
 

@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from portal.catalog.models import Dataset, ModelArchitecture
+from portal.jobs.events import MetricPointPayload
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
 from portal.lib.realtime import json_finite
@@ -170,7 +171,10 @@ class MetricPointSerializer(serializers.ModelSerializer[MetricPoint]):
 
     class Meta:
         model = MetricPoint
-        fields = ["attempt", "seq", "split", "step", "epoch", "loss", "accuracy", "ts"]
+        # The fields of the point a job's WebSocket sends (`metric_point_payload`, which ingest
+        # and the backfill use), so one shape and one cursor serve both; only `ts` is written
+        # differently here, as ISO 8601.
+        fields = list(MetricPointPayload.__annotations__)
         read_only_fields = fields
 
 

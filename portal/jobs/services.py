@@ -266,14 +266,14 @@ def _locked_active_attempt(attempt_id: int, job_id: int | None = None) -> Attemp
 def attempt_started(entry: AttemptStartedEntry) -> bool:
     """A node started its share of an attempt. True if it changed anything."""
     with transaction.atomic():
-        attempt = _locked_active_attempt(entry["attempt"], entry["job"])
+        attempt = _locked_active_attempt(entry.attempt, entry.job)
         if attempt is None:
             return False
         now = timezone.now()
         if not Placement.objects.filter(
             attempt=attempt,
-            node_rank=entry["node_rank"],
-            node__name=entry["node"],
+            node_rank=entry.node_rank,
+            node__name=entry.node,
             started_at__isnull=True,
         ).update(started_at=now):
             return False  # a repeated report, or one about a placement this attempt lacks
@@ -295,28 +295,27 @@ def attempt_exited(entry: AttemptExitedEntry) -> bool:
     The exit of a share whose attempt has already ended (a node of a failed gang that stopped
     as told) changes only its placement: the node's capacity is free from then on."""
     with transaction.atomic():
-        attempt = _locked_attempt(entry["attempt"], entry["job"])
+        attempt = _locked_attempt(entry.attempt, entry.job)
         if attempt is None:
             return False
-        rank, code = entry["node_rank"], entry["exit_code"]
+        rank, code = entry.node_rank, entry.exit_code
         now = timezone.now()
         if not Placement.objects.filter(
-            attempt=attempt, node_rank=rank, node__name=entry["node"], finished_at__isnull=True
+            attempt=attempt, node_rank=rank, node__name=entry.node, finished_at__isnull=True
         ).update(exit_code=code, finished_at=now, started_at=Coalesce(F("started_at"), now)):
             return False
         if attempt.state not in Attempt.ACTIVE:
             logger.info("attempt %s (%s): rank %s has stopped", attempt.pk, attempt.state, rank)
             request_schedule()
             return True
-        detail = entry["reason"].strip().rstrip(".")
-        where = f"on {entry['node']} (rank {rank})"
-        if entry["cancelled"]:
+        detail = entry.reason.strip().rstrip(".")
+        where = f"on {entry.node} (rank {rank})"
+        if entry.cancelled:
             reason = f"{detail or 'cancelled'} {where}"
             _attempt_finish(attempt, Attempt.State.CANCELLED, reason=reason, exit_code=code)
         elif code != 0:
             reason = f"{detail or f'exit code {code}'} {where}"
-            # Only an explicit False counts: a node from before the field retries as before.
-            retryable = entry.get("retryable", True) is not False
+            retryable = entry.retryable
             _attempt_finish(
                 attempt, Attempt.State.FAILED, reason=reason, exit_code=code, retryable=retryable
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any, cast
@@ -12,7 +11,7 @@ import redis
 from pytest_django.fixtures import Settings
 
 from portal.lib.streams import GROUP
-from workers.messages import HealthEntry, stream_name
+from workers.messages import HealthEntry, encode, stream_name
 
 
 class HealthStream:
@@ -29,7 +28,7 @@ class HealthStream:
 
     def send(self, entry: HealthEntry) -> bytes:
         """A node's heartbeat, not yet read by ingest."""
-        return cast(bytes, self.redis.xadd(self.name, {"data": json.dumps(entry)}))
+        return cast(bytes, self.redis.xadd(self.name, {"data": encode(entry)}))
 
     def read(self, consumer: str = "stalled") -> list[bytes]:
         """Read every new entry as an ingest consumer that has not stored them yet."""

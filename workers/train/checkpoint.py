@@ -9,13 +9,13 @@ own, after a restart of the same attempt, or else its latest predecessor's.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from workers.files import atomic_writer
 
 LATEST = "latest.pt"
 ATTEMPT_PREFIX = "attempt-"
@@ -40,8 +40,7 @@ def checkpoint_to_resume(checkpoint_dir: Path, attempt_id: int) -> Path | None:
     """The checkpoint attempt `attempt_id` resumes from, or None to start afresh.
 
     The newest `attempt-<id>/latest.pt` with `id <= attempt_id`; a later attempt's file is
-    never read (it belongs to the attempt that fenced this one off). A `latest.pt` directly
-    in `checkpoint_dir`, from before per-attempt files, is the fallback.
+    never read (it belongs to the attempt that fenced this one off).
     """
     newest: tuple[int, Path] | None = None
     if checkpoint_dir.is_dir():
@@ -52,36 +51,25 @@ def checkpoint_to_resume(checkpoint_dir: Path, attempt_id: int) -> Path | None:
             path = entry / LATEST
             if path.is_file() and (newest is None or int(number) > newest[0]):
                 newest = (int(number), path)
-    if newest is not None:
-        return newest[1]
-    legacy = checkpoint_dir / LATEST
-    return legacy if legacy.is_file() else None
+    return newest[1] if newest is not None else None
 
 
 def checkpoint_save(directory: Path, checkpoint: Checkpoint) -> Path:
-    """Write `latest.pt` via a temporary file and `os.replace`, so a crash leaves the old one."""
+    """Write `latest.pt` whole (`workers.files`), so a crash leaves the previous one."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / LATEST
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{LATEST}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            torch.save(
-                {
-                    "model": checkpoint.model,
-                    "optimizer": checkpoint.optimizer,
-                    "epoch": checkpoint.epoch,
-                    "step": checkpoint.step,
-                    "seq": checkpoint.seq,
-                    "attempt": checkpoint.attempt,
-                },
-                out,
-            )
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp_name).replace(target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as out:
+        torch.save(
+            {
+                "model": checkpoint.model,
+                "optimizer": checkpoint.optimizer,
+                "epoch": checkpoint.epoch,
+                "step": checkpoint.step,
+                "seq": checkpoint.seq,
+                "attempt": checkpoint.attempt,
+            },
+            out,
+        )
     return target
 
 

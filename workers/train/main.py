@@ -2,11 +2,15 @@
 
 torchrun starts this once per local rank with RANK, LOCAL_RANK, WORLD_SIZE and the rendezvous
 in the environment. Every rank trains on its `DistributedSampler` shard; losses and accuracies
-are all-reduced so rank 0 reports the whole gang's numbers as `MetricEntry`s and writes the
-checkpoints. Every rank prints one `[rank N]` line per epoch so the job's log shows all of them.
+are all-reduced so the reporting rank (`REPORTING_RANK`, 0) reports the whole gang's numbers as
+`MetricEntry`s and writes the checkpoints. `train` is the references' shape (pytorch/examples
+`multigpu_torchrun.py`, torchtitan's trainer): `build`, `resume`, then `run_epoch` and
+`save_checkpoint` per epoch; `main` is setup, that loop, and a `finally` that always cleans up.
+A GPU placement on a host without CUDA fails at once (`placement_device`), never silently on
+the CPU. Every rank prints one `[rank N]` line per epoch so the job's log shows all of them.
 
-Resuming: rank 0 writes `checkpoint_dir/attempt-<id>/latest.pt`, and a start resumes from
-the newest checkpoint of this attempt or an earlier one (see `workers.train.checkpoint`), then
+Resuming: the reporting rank writes `checkpoint_dir/attempt-<id>/latest.pt`, and a start resumes
+from the newest checkpoint of this attempt or an earlier one (see `workers.train.checkpoint`), then
 continues after its epoch. Within the same attempt the metric `seq` continues from the
 checkpoint; a new attempt (a requeue) starts its own `seq` at 0, because the portal keys
 metrics by `(attempt, seq)`.
@@ -54,6 +58,10 @@ class SpecError(Exception):
     """The spec file is missing or malformed."""
 
 
+class PlacementError(Exception):
+    """The placement asks for something this node does not have (a GPU on a CPU-only host)."""
+
+
 class TrainingDiverged(Exception):
     """The gang's loss stopped being a finite number: more steps cannot bring it back."""
 
@@ -68,6 +76,11 @@ def check_finite(totals: torch.Tensor, *, step: int, epoch: int) -> None:
         )
 
 
+# The one rank that reports metrics and writes checkpoints. Its numbers are the gang's: the
+# totals it reports are all-reduced over every rank.
+REPORTING_RANK = 0
+
+
 @dataclass(frozen=True)
 class Gang:
     rank: int
@@ -76,8 +89,12 @@ class Gang:
     device: torch.device
 
 
+def is_reporting(gang: Gang) -> bool:
+    return gang.rank == REPORTING_RANK
+
+
 class Metrics:
-    """Numbers rank 0 reports, with `seq` contiguous within the attempt."""
+    """Numbers the reporting rank reports, with `seq` contiguous within the attempt."""
 
     def __init__(self, *, spec: AttemptSpec, reporter: StreamReporter, seq: int) -> None:
         self._spec = spec
@@ -88,22 +105,24 @@ class Metrics:
         self, *, split: Literal["train", "val"], step: int, epoch: int, totals: torch.Tensor
     ) -> None:
         loss_sum, correct, count = (float(value) for value in totals.tolist())
-        entry: MetricEntry = {
-            "job": self._spec.job_id,
-            "attempt": self._spec.attempt_id,
-            "seq": self.seq,
-            "split": split,
-            "step": step,
-            "epoch": epoch,
-            "loss": loss_sum / count if count else math.nan,
-            "accuracy": correct / count if count else None,
-            "ts": time.time(),
-        }
-        # JSON has no NaN; training stops on a non-finite loss (check_finite), and an empty
-        # shard reports nothing, so seq stays contiguous.
-        if count and math.isfinite(entry["loss"]):
-            self._reporter.report(entry)
-            self.seq += 1
+        # JSON has no NaN: training stops on a non-finite loss (check_finite), and an empty
+        # shard or a non-finite validation loss reports nothing, so seq stays contiguous.
+        if not count or not math.isfinite(loss_sum):
+            return
+        self._reporter.report(
+            MetricEntry(
+                job=self._spec.job_id,
+                attempt=self._spec.attempt_id,
+                seq=self.seq,
+                split=split,
+                step=step,
+                epoch=epoch,
+                loss=loss_sum / count,
+                accuracy=correct / count,
+                ts=time.time(),
+            )
+        )
+        self.seq += 1
 
 
 def say(rank: int, message: str, *, error: bool = False) -> None:
@@ -117,7 +136,7 @@ def say(rank: int, message: str, *, error: bool = False) -> None:
 def load_spec(path: str) -> AttemptSpec:
     try:
         return AttemptSpec.from_json(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:  # MessageInvalid is a ValueError
         raise SpecError(f"cannot read the attempt spec {path}: {exc}") from exc
 
 
@@ -130,16 +149,31 @@ def load_data(spec: AttemptSpec) -> Splits:
     return split(features, labels, seed=spec.training.seed, val_fraction=spec.training.val_fraction)
 
 
-def setup(spec: AttemptSpec) -> Gang:
+def placement_device(spec: AttemptSpec) -> torch.device:
+    """The device this rank trains on; a GPU placement on a host without CUDA fails at once.
+
+    Training such a job on the CPU instead would run it slowly on resources nobody asked
+    for, and another attempt on this node would fail the same way: a `PlacementError`.
+    """
+    if spec.placement.device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise PlacementError(
+            f"attempt {spec.attempt_id} is placed on GPUs but node {spec.node_name} has no "
+            "CUDA device (no NVIDIA driver, or a CPU-only torch build)"
+        )
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup(device: torch.device) -> Gang:
+    """Join the gang: NCCL on GPUs, Gloo on CPUs."""
     if "RANK" not in os.environ:
         raise SpecError("run the trainer under torchrun: RANK and WORLD_SIZE are not set")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if spec.placement.device == "cuda" and torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl", device_id=device)
     else:
-        device = torch.device("cpu")
         dist.init_process_group(backend="gloo")
     return Gang(
         rank=dist.get_rank(),
@@ -200,18 +234,26 @@ def agree_on_start(checkpoint: Checkpoint | None, gang: Gang) -> None:
         )
 
 
-def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporter | None) -> None:
+@dataclass
+class Run:
+    """What one rank trains with, built once by `build` and moved on by `run_epoch`."""
+
+    model: nn.Module
+    ddp: DistributedDataParallel
+    optimizer: torch.optim.Optimizer
+    loss_fn: LossFn
+    sampler: DistributedSampler[int]
+    loader: DataLoader[tuple[torch.Tensor, ...]]
+    epoch: int = 0  # the last completed epoch
+    step: int = 0
+
+
+def build(spec: AttemptSpec, splits: Splits, gang: Gang) -> Run:
+    """The model, its DDP wrapper, the optimizer and this rank's shard of the data."""
     training = spec.training
     classes = len(spec.dataset.classes)
     torch.manual_seed(training.seed)
-    model = build_model(spec.model, inputs=splits.train_x.shape[1], outputs=classes)
-    checkpoint_dir = Path(spec.checkpoint_dir)
-    resume_from = checkpoint_to_resume(checkpoint_dir, spec.attempt_id)
-    checkpoint = checkpoint_load(resume_from) if resume_from else None
-    agree_on_start(checkpoint, gang)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint.model)
-    model.to(gang.device)
+    model = build_model(spec.model, inputs=splits.train_x.shape[1], outputs=classes).to(gang.device)
     ddp = DistributedDataParallel(
         model, device_ids=[gang.local_rank] if gang.device.type == "cuda" else None
     )
@@ -220,62 +262,97 @@ def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporte
         optimizer = torch.optim.Adam(ddp.parameters(), lr=training.learning_rate)
     else:
         optimizer = torch.optim.SGD(ddp.parameters(), lr=training.learning_rate)
-    start_epoch, step, seq = 0, 0, 0
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint.optimizer)
-        start_epoch, step = checkpoint.epoch, checkpoint.step
-        seq = checkpoint.seq if checkpoint.attempt == spec.attempt_id else 0
-        say(gang.rank, f"resuming after epoch {start_epoch} (step {step}) from {resume_from}")
-    metrics = Metrics(spec=spec, reporter=reporter, seq=seq) if reporter else None
-    loss_fn = loss_function(training.loss, classes)
-
     dataset = TensorDataset(splits.train_x, splits.train_y)
     sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=gang.world_size, rank=gang.rank, shuffle=True, seed=training.seed
     )
-    loader = DataLoader(dataset, batch_size=training.batch_size, sampler=sampler)
+    return Run(
+        model=model,
+        ddp=ddp,
+        optimizer=optimizer,
+        loss_fn=loss_function(training.loss, classes),
+        sampler=sampler,
+        loader=DataLoader(dataset, batch_size=training.batch_size, sampler=sampler),
+    )
 
-    for epoch in range(start_epoch + 1, training.epochs + 1):
-        sampler.set_epoch(epoch)
-        ddp.train()
-        local = torch.zeros(3, dtype=torch.float64, device=gang.device)
-        for x_cpu, y_cpu in loader:
-            x, y = x_cpu.to(gang.device), y_cpu.to(gang.device)
-            optimizer.zero_grad(set_to_none=True)
-            outputs = ddp(x)
-            loss = loss_fn(outputs, y)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            totals = batch_totals(outputs, y, loss)
-            local += totals
-            dist.all_reduce(totals)
-            check_finite(totals, step=step, epoch=epoch)
-            if metrics:
-                metrics.report(split="train", step=step, epoch=epoch, totals=totals)
-        val = evaluate(model, splits, gang, loss_fn)
-        loss_sum, _, count = local.tolist()
-        say(gang.rank, f"epoch {epoch}/{training.epochs} local train loss {loss_sum / count:.4f}")
+
+def resume(spec: AttemptSpec, run: Run, gang: Gang) -> int:
+    """Load the checkpoint this attempt resumes from, if any; returns the next metric seq.
+
+    Within the same attempt the seq continues; a new attempt starts its own at 0."""
+    resume_from = checkpoint_to_resume(Path(spec.checkpoint_dir), spec.attempt_id)
+    checkpoint = checkpoint_load(resume_from) if resume_from else None
+    agree_on_start(checkpoint, gang)
+    if checkpoint is None:
+        return 0
+    # Loaded into the module DDP wraps: DDP keeps the parameters, not copies of them.
+    run.model.load_state_dict(checkpoint.model)
+    run.optimizer.load_state_dict(checkpoint.optimizer)
+    run.epoch, run.step = checkpoint.epoch, checkpoint.step
+    say(gang.rank, f"resuming after epoch {run.epoch} (step {run.step}) from {resume_from}")
+    return checkpoint.seq if checkpoint.attempt == spec.attempt_id else 0
+
+
+def run_epoch(
+    spec: AttemptSpec, run: Run, splits: Splits, gang: Gang, metrics: Metrics | None
+) -> None:
+    """Train one epoch on this rank's shard, then validate; the reporting rank reports both."""
+    epochs = spec.training.epochs
+    epoch = run.epoch + 1
+    run.sampler.set_epoch(epoch)
+    run.ddp.train()
+    local = torch.zeros(3, dtype=torch.float64, device=gang.device)
+    for x_cpu, y_cpu in run.loader:
+        x, y = x_cpu.to(gang.device), y_cpu.to(gang.device)
+        run.optimizer.zero_grad(set_to_none=True)
+        outputs = run.ddp(x)
+        loss = run.loss_fn(outputs, y)
+        loss.backward()
+        run.optimizer.step()
+        run.step += 1
+        totals = batch_totals(outputs, y, loss)
+        local += totals
+        dist.all_reduce(totals)
+        check_finite(totals, step=run.step, epoch=epoch)
         if metrics:
-            metrics.report(split="val", step=step, epoch=epoch, totals=val)
-            val_loss, val_correct, val_count = val.tolist()
-            say(
-                gang.rank,
-                f"epoch {epoch}/{training.epochs} step {step} "
-                f"val loss {val_loss / val_count:.4f} accuracy {val_correct / val_count:.3f}",
-            )
-        if gang.rank == 0:
-            checkpoint_save(
-                attempt_checkpoint_dir(checkpoint_dir, spec.attempt_id),
-                Checkpoint(
-                    model=model.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    epoch=epoch,
-                    step=step,
-                    seq=metrics.seq if metrics else 0,
-                    attempt=spec.attempt_id,
-                ),
-            )
+            metrics.report(split="train", step=run.step, epoch=epoch, totals=totals)
+    val = evaluate(run.model, splits, gang, run.loss_fn)
+    run.epoch = epoch
+    loss_sum, _, count = local.tolist()
+    say(gang.rank, f"epoch {epoch}/{epochs} local train loss {loss_sum / count:.4f}")
+    if metrics:
+        metrics.report(split="val", step=run.step, epoch=epoch, totals=val)
+        val_loss, val_correct, val_count = val.tolist()
+        say(
+            gang.rank,
+            f"epoch {epoch}/{epochs} step {run.step} "
+            f"val loss {val_loss / val_count:.4f} accuracy {val_correct / val_count:.3f}",
+        )
+
+
+def save_checkpoint(spec: AttemptSpec, run: Run, seq: int) -> Path:
+    """Write this attempt's checkpoint after `run.epoch` (the reporting rank only)."""
+    return checkpoint_save(
+        attempt_checkpoint_dir(Path(spec.checkpoint_dir), spec.attempt_id),
+        Checkpoint(
+            model=run.model.state_dict(),
+            optimizer=run.optimizer.state_dict(),
+            epoch=run.epoch,
+            step=run.step,
+            seq=seq,
+            attempt=spec.attempt_id,
+        ),
+    )
+
+
+def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporter | None) -> None:
+    run = build(spec, splits, gang)
+    seq = resume(spec, run, gang)
+    metrics = Metrics(spec=spec, reporter=reporter, seq=seq) if reporter else None
+    while run.epoch < spec.training.epochs:
+        run_epoch(spec, run, splits, gang, metrics)
+        if is_reporting(gang):
+            save_checkpoint(spec, run, metrics.seq if metrics else 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,12 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter: StreamReporter | None = None
     try:
         spec = load_spec(args.spec)
-        # Data first: every rank reads the same file, so bad data fails all of them alike,
-        # before any of them waits in a collective for a peer that already exited.
+        device = placement_device(spec)
+        # Data before the gang: every rank reads the same file, so bad data fails all of them
+        # alike, before any of them waits in a collective for a peer that already exited.
         splits = load_data(spec)
-        gang = setup(spec)
+        gang = setup(device)
         rank = gang.rank
-        if rank == 0:
+        if is_reporting(gang):
             reporter = StreamReporter(
                 redis_url=config.redis_url(),
                 stream=stream_name(config.stream_prefix(), "metrics"),
@@ -299,10 +377,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         say(rank, f"training on {gang.device} as rank {rank} of {gang.world_size}")
         train(spec, splits, gang, reporter)
-        if rank == 0:
+        if is_reporting(gang):
             say(rank, "training finished")
         return 0
-    except (SpecError, DatasetError, StorageError, config.ConfigError, TrainingDiverged) as exc:
+    except (
+        SpecError,
+        PlacementError,
+        DatasetError,
+        StorageError,
+        config.ConfigError,
+        TrainingDiverged,
+    ) as exc:
         say(rank, f"{ERROR_MARK} {exc}", error=True)
         return 2
     finally:

@@ -25,10 +25,15 @@ from django.db.models import Exists, OuterRef, Q
 
 from portal.cluster import services as cluster_services
 from portal.jobs import services as job_services
-from portal.jobs.events import LogLinePayload, MetricPointPayload
+from portal.jobs.events import (
+    LogLinePayload,
+    MetricPointPayload,
+    log_line_payload,
+    metric_point_payload,
+)
 from portal.jobs.models import Attempt, LogLine, MetricPoint
 from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
-from workers.messages import EventEntry, HealthEntry, LogEntry, MetricEntry
+from workers.messages import AttemptStartedEntry, EventEntry, HealthEntry, LogEntry, MetricEntry
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +46,6 @@ class Batch:
     logs: list[LogEntry] = field(default_factory=list)
     events: list[EventEntry] = field(default_factory=list)
     health: list[HealthEntry] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.metrics) + len(self.logs) + len(self.events) + len(self.health)
 
 
 @dataclass
@@ -88,43 +90,31 @@ def _apply_metrics(
     accepted: dict[tuple[int, int], MetricEntry] = {}
     fenced = 0
     for entry in entries:
-        if current.get(entry["attempt"]) != entry["job"]:
+        if current.get(entry.attempt) != entry.job:
             fenced += 1
             continue
         # Within a batch the first copy wins, as ON CONFLICT DO NOTHING does across batches.
-        accepted.setdefault((entry["attempt"], entry["seq"]), entry)
-    MetricPoint.objects.bulk_create(
-        [
-            MetricPoint(
-                job_id=e["job"],
-                attempt_id=e["attempt"],
-                seq=e["seq"],
-                split=e["split"],
-                step=e["step"],
-                epoch=e["epoch"],
-                loss=e["loss"],
-                accuracy=e["accuracy"],
-                reported_at=_ts(e["ts"]),
-            )
-            for e in accepted.values()
-        ],
-        ignore_conflicts=True,
-    )
-    points: dict[int, list[MetricPointPayload]] = defaultdict(list)
-    for (_attempt, _seq), e in sorted(accepted.items()):
-        points[e["job"]].append(
-            {
-                "attempt": e["attempt"],
-                "seq": e["seq"],
-                "split": e["split"],
-                "step": e["step"],
-                "epoch": e["epoch"],
-                "loss": e["loss"],
-                "accuracy": e["accuracy"],
-                # Through the stored datetime, so live points match backfilled ones exactly.
-                "ts": _ts(e["ts"]).timestamp(),
-            }
+        accepted.setdefault((entry.attempt, entry.seq), entry)
+    rows = [
+        MetricPoint(
+            job_id=e.job,
+            attempt_id=e.attempt,
+            seq=e.seq,
+            split=e.split,
+            step=e.step,
+            epoch=e.epoch,
+            loss=e.loss,
+            accuracy=e.accuracy,
+            reported_at=_ts(e.ts),
         )
+        for _key, e in sorted(accepted.items())
+    ]
+    MetricPoint.objects.bulk_create(rows, ignore_conflicts=True)
+    # The live payload of each row is the backfill's (`metric_point_payload`), so a page
+    # sees the same point whichever way it arrived.
+    points: dict[int, list[MetricPointPayload]] = defaultdict(list)
+    for row in rows:
+        points[row.job_id].append(metric_point_payload(row))
     return dict(points), fenced
 
 
@@ -134,22 +124,22 @@ def _apply_logs(
     accepted: dict[tuple[int, int, int], LogEntry] = {}
     fenced = 0
     for entry in entries:
-        if current.get(entry["attempt"]) != entry["job"]:
+        if current.get(entry.attempt) != entry.job:
             fenced += 1
             continue
-        accepted.setdefault((entry["attempt"], entry["node_rank"], entry["seq"]), entry)
+        accepted.setdefault((entry.attempt, entry.node_rank, entry.seq), entry)
     if not accepted:
         return {}, fenced
     LogLine.objects.bulk_create(
         [
             LogLine(
-                job_id=e["job"],
-                attempt_id=e["attempt"],
-                node_rank=e["node_rank"],
-                seq=e["seq"],
-                stream=e["stream"],
-                line=e["line"],
-                reported_at=_ts(e["ts"]),
+                job_id=e.job,
+                attempt_id=e.attempt,
+                node_rank=e.node_rank,
+                seq=e.seq,
+                stream=e.stream,
+                line=e.line,
+                reported_at=_ts(e.ts),
             )
             for e in accepted.values()
         ],
@@ -166,16 +156,8 @@ def _apply_logs(
     )
     lines: dict[int, list[LogLinePayload]] = defaultdict(list)
     rows = LogLine.objects.filter(where).order_by("id")
-    for row in rows.values("id", "job_id", "attempt_id", "node_rank", "stream", "line"):
-        lines[row["job_id"]].append(
-            {
-                "id": row["id"],
-                "attempt": row["attempt_id"],
-                "node_rank": row["node_rank"],
-                "stream": row["stream"],
-                "line": row["line"],
-            }
-        )
+    for row in rows.only("id", "job_id", "attempt_id", "node_rank", "stream", "line"):
+        lines[row.job_id].append(log_line_payload(row))
     return dict(lines), fenced
 
 
@@ -183,20 +165,20 @@ def batch_apply(batch: Batch) -> Applied:
     """Write `batch`; the caller holds the transaction. Metrics and logs go first, so a job's
     final points are stored before the exit event that finishes it is applied."""
     current = _current_attempts(
-        {e["attempt"] for e in batch.metrics} | {e["attempt"] for e in batch.logs}
+        {e.attempt for e in batch.metrics} | {e.attempt for e in batch.logs}
     )
     points, fenced_points = _apply_metrics(batch.metrics, current)
     lines, fenced_lines = _apply_logs(batch.logs, current)
     for event in batch.events:
-        if event["type"] == "attempt.started":
+        if isinstance(event, AttemptStartedEntry):
             job_services.attempt_started(event)
         else:
             job_services.attempt_exited(event)
     # A heartbeat is a snapshot: of several from one node in a batch, only the newest matters.
     latest: dict[str, HealthEntry] = {}
     for entry in batch.health:
-        if entry["node"] not in latest or entry["ts"] >= latest[entry["node"]]["ts"]:
-            latest[entry["node"]] = entry
+        if entry.node not in latest or entry.ts >= latest[entry.node].ts:
+            latest[entry.node] = entry
     for entry in latest.values():
         node = cluster_services.node_heartbeat(entry=entry)
         attempts_reconcile_with_heartbeat(node=node, entry=entry)

@@ -20,7 +20,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -37,16 +36,7 @@ from django.db import (
 from portal.jobs import events
 from portal.lib.streams import GROUP, parse_stream_id
 from portal.ops.ingest.apply import Applied, Batch, batch_apply
-from portal.ops.ingest.entries import (
-    KINDS,
-    Kind,
-    MalformedEntry,
-    decode,
-    parse_event,
-    parse_health,
-    parse_log,
-    parse_metric,
-)
+from portal.ops.ingest.entries import KINDS, Kind, MalformedEntry, entry_parse
 from portal.ops.ingest.lock import IngestLock
 from workers.messages import stream_name
 
@@ -55,12 +45,6 @@ logger = logging.getLogger(__name__)
 # Connection-level database failures: the next try may well succeed, so never give up on them.
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
-_PARSERS: dict[Kind, Callable[[dict[str, Any]], Any]] = {
-    "metrics": parse_metric,
-    "logs": parse_log,
-    "events": parse_event,
-    "health": parse_health,
-}
 
 
 @dataclass(frozen=True)
@@ -339,7 +323,7 @@ class Ingestor:
             kind = self._kind_of[name]
             for entry_id, fields in messages:
                 try:
-                    parsed = _PARSERS[kind](decode(fields))
+                    parsed = entry_parse(kind, fields)
                 except MalformedEntry as exc:
                     logger.warning("skipping malformed entry %s %s: %s", name, entry_id, exc)
                     read.malformed.setdefault(name, []).append(entry_id)
