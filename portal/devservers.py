@@ -316,10 +316,10 @@ def admin_credentials(state_dir: Path) -> tuple[str, str, Path | None]:
     `admin` and the password is generated once and kept in the state dir, so a second run
     prints the same one.
     """
-    from portal.env import env_optional
+    from portal.env import env
 
-    username = env_optional("TRAINYARD_ADMIN_USER") or DEFAULT_ADMIN_USER
-    password = env_optional("TRAINYARD_ADMIN_PASSWORD")
+    username = env.optional("TRAINYARD_ADMIN_USER") or DEFAULT_ADMIN_USER
+    password = env.optional("TRAINYARD_ADMIN_PASSWORD")
     if password:
         return username, password, None
     path = state_dir / "admin-password"

@@ -55,6 +55,8 @@ def test_it_reads_the_broker_url_from_a_file(monkeypatch: pytest.MonkeyPatch, tm
         ("TRAINYARD_NODE_IFNAME", "eth0; rm -rf /"),
         ("TRAINYARD_NODE_NAME", "../etc"),
         ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("TRAINYARD_STREAM_MAXLEN", "999"),
+        ("TRAINYARD_NODE_ADDRESS", "10.0.0.1/24"),
     ],
 )
 def test_it_fails_loudly_on_a_malformed_value(monkeypatch: pytest.MonkeyPatch, name, value):
@@ -66,6 +68,21 @@ def test_it_fails_loudly_on_a_malformed_value(monkeypatch: pytest.MonkeyPatch, n
         "TRAINYARD_NODE_IFNAME": config.node_ifname,
         "TRAINYARD_NODE_NAME": config.node_name,
         "REDIS_URL": config.redis_url,
+        "TRAINYARD_STREAM_MAXLEN": config.stream_maxlen,
+        "TRAINYARD_NODE_ADDRESS": config.node_address,
     }[name]
     with pytest.raises(config.ConfigError, match=name):
         reader()
+
+
+def test_an_unreadable_secret_file_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("REDIS_URL_FILE", "/nonexistent/redis-url")
+    with pytest.raises(config.ConfigError, match="REDIS_URL_FILE"):
+        config.redis_url()
+
+
+def test_a_blank_value_counts_as_unset(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAINYARD_HEARTBEAT_S", "  ")
+    monkeypatch.setenv("TRAINYARD_STREAM_MAXLEN", "")
+    assert config.heartbeat_s() == 2.0
+    assert config.stream_maxlen() == 100_000
