@@ -13,10 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env
 from workers import config as shared
+
+# Generic Django classes (ModelAdmin[Job]) subscriptable at runtime, as django-stubs types them.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env.text("TRAINYARD_STATE_DIR", str(BASE_DIR / ".trainyard")))
