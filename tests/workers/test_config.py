@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,11 @@ def test_it_reads_the_broker_url_from_a_file(monkeypatch: pytest.MonkeyPatch, tm
         ("TRAINYARD_NODE_ADDRESS", "10.0.0.1/24"),
     ],
 )
-def test_it_fails_loudly_on_a_malformed_value(monkeypatch: pytest.MonkeyPatch, name, value):
+def test_it_fails_loudly_on_a_malformed_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
-    reader = {
+    readers: dict[str, Callable[[], object]] = {
         "TRAINYARD_NODE_CPU_SLOTS": config.node_cpu_slots,
         "TRAINYARD_HEARTBEAT_S": config.heartbeat_s,
         "TRAINYARD_CANCEL_GRACE_S": config.cancel_grace_s,
@@ -70,9 +73,9 @@ def test_it_fails_loudly_on_a_malformed_value(monkeypatch: pytest.MonkeyPatch, n
         "REDIS_URL": config.redis_url,
         "TRAINYARD_STREAM_MAXLEN": config.stream_maxlen,
         "TRAINYARD_NODE_ADDRESS": config.node_address,
-    }[name]
+    }
     with pytest.raises(config.ConfigError, match=name):
-        reader()
+        readers[name]()
 
 
 def test_an_unreadable_secret_file_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch):
