@@ -147,3 +147,26 @@ def test_a_teams_members_are_edited_in_the_admin(
 
     assert response.status_code == 302, response.content.decode()[:2000]
     assert list(team.members.all()) == [joiner]
+
+
+def test_an_operator_finds_the_jobs_on_a_node_and_of_an_owner(
+    admin_client_for: Client, world: Callable[[], None]
+) -> None:
+    owner, other = make_user("alice"), make_user("bob")
+    suspect, healthy = make_node("suspect"), make_node("healthy")
+    on_suspect = make_job(owner, state=Job.State.RUNNING, name="on-suspect")
+    make_attempt(on_suspect, nodes=[suspect, healthy])
+    make_attempt(on_suspect, nodes=[suspect], number=2, state=Attempt.State.RUNNING)
+    elsewhere = make_job(other, state=Job.State.RUNNING, name="elsewhere")
+    make_attempt(elsewhere, nodes=[healthy])
+
+    by_node = admin_client_for.get(
+        url(Job, "changelist"), {"attempts__placements__node__id__exact": suspect.pk}
+    )
+    by_owner = admin_client_for.get(
+        url(Job, "changelist"), {"owner__id__exact": other.pk, "state": "running"}
+    )
+
+    # Once each, though the job ran on the node twice.
+    assert list(by_node.context["cl"].result_list) == [on_suspect]
+    assert list(by_owner.context["cl"].result_list) == [elsewhere]
