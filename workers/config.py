@@ -33,7 +33,10 @@ NODE_ENV = Env(ConfigError)
 def redis_url(env: Env = NODE_ENV) -> str:
     value = env.text("REDIS_URL", "redis://127.0.0.1:6379/0")
     if not value.startswith(("redis://", "rediss://", "unix://")):
-        env.fail(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {value!r}")
+        # Only the scheme: the rest of the URL may carry the Redis password.
+        scheme, separator, _ = value.partition("://")
+        given = f", not {scheme}://..." if separator else ""
+        env.fail(f"REDIS_URL must be a redis://, rediss:// or unix:// URL{given}")
     return value
 
 

@@ -89,3 +89,12 @@ def test_a_blank_value_counts_as_unset(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TRAINYARD_STREAM_MAXLEN", "")
     assert config.heartbeat_s() == 2.0
     assert config.stream_maxlen() == 100_000
+
+
+def test_a_bad_broker_url_is_refused_without_echoing_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://:hunter2@redis.internal:6379/0")
+    with pytest.raises(config.ConfigError, match="REDIS_URL") as refused:
+        config.redis_url()
+    assert "hunter2" not in str(refused.value)
