@@ -164,7 +164,7 @@ def test_an_operator_finds_the_jobs_on_a_node_and_of_an_owner(
         url(Job, "changelist"), {"attempts__placements__node__id__exact": suspect.pk}
     )
     by_owner = admin_client_for.get(
-        url(Job, "changelist"), {"owner__id__exact": other.pk, "state": "running"}
+        url(Job, "changelist"), {"owner__id__exact": str(other.pk), "state": "running"}
     )
 
     # Once each, though the job ran on the node twice.
