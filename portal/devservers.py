@@ -8,7 +8,7 @@ Two commands, both run *before* Django loads its settings (settings read DATABAS
 
     python -m portal.devservers up [--host H] [--port 8000] [--node-name local] [--no-node]
         embedded servers if needed, migrate, seed (built-ins, admin, this machine as a node),
-        then every process of `portal.ops.processes.process_table` under the Supervisor.
+        then every process of `portal.ops.processes.process_table` under the ProcessSupervisor.
     python -m portal.devservers run -- CMD [ARGS...]
         embedded servers if needed, CMD with the URLs in its environment, then stop them;
         exits with CMD's status. `bin/dev test` runs pytest this way.
@@ -316,10 +316,10 @@ def admin_credentials(state_dir: Path) -> tuple[str, str, Path | None]:
     `admin` and the password is generated once and kept in the state dir, so a second run
     prints the same one.
     """
-    from portal.env import env_optional
+    from portal.env import env
 
-    username = env_optional("TRAINYARD_ADMIN_USER") or DEFAULT_ADMIN_USER
-    password = env_optional("TRAINYARD_ADMIN_PASSWORD")
+    username = env.optional("TRAINYARD_ADMIN_USER") or DEFAULT_ADMIN_USER
+    password = env.optional("TRAINYARD_ADMIN_PASSWORD")
     if password:
         return username, password, None
     path = state_dir / "admin-password"
@@ -354,7 +354,7 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def cmd_up(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     from portal.ops.processes import ALL_PROCESSES, NODE, process_table
-    from portal.ops.supervisor import Supervisor
+    from portal.ops.supervisor import ProcessSupervisor
 
     if not _port_is_free(args.host, args.port):
         _say(out, f"port {args.port} on {args.host} is in use; choose another with --port")
@@ -386,7 +386,7 @@ def cmd_up(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
             )
             shown_host = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host  # noqa: S104
             url = f"http://{shown_host}:{args.port}/"
-            supervisor = Supervisor(specs, out=out)
+            supervisor = ProcessSupervisor(specs, out=out)
             where = f"(password kept in {password_file})" if password_file else ""
 
             def announce() -> None:

@@ -2,29 +2,40 @@
 
 `python manage.py up` and the test suite start embedded PostgreSQL and Redis and export
 DATABASE_URL and REDIS_URL before Django loads, so this module never has to know about them.
+
+Values are read with `portal.env.env` (the node plane's one reader, `workers.env.Env`): a
+missing or malformed value raises `ImproperlyConfigured` naming the variable. The settings the
+node plane reads too are defined once, in `workers.config`, with one bound for both planes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-from portal.env import env_bool, env_float, env_int, env_list, env_optional, env_str
+import dj_database_url
+import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.env import env
+from workers import config as shared
+
+# Generic Django classes (ModelAdmin[Job]) subscriptable at runtime, as django-stubs types them.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(env_str("TRAINYARD_STATE_DIR", str(BASE_DIR / ".trainyard")))
+STATE_DIR = Path(env.text("TRAINYARD_STATE_DIR", str(BASE_DIR / ".trainyard")))
 
-DEBUG = env_bool("DJANGO_DEBUG", False)
-_secret = env_optional("DJANGO_SECRET_KEY")
+DEBUG = env.flag("DJANGO_DEBUG", False)
+_secret = env.optional("DJANGO_SECRET_KEY")
 if _secret is None:
-    if not DEBUG and not env_bool("TRAINYARD_DEV", False):
-        raise RuntimeError(
+    if not DEBUG and not env.flag("TRAINYARD_DEV", False):
+        raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set outside development"
         )
     _secret = "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
 SECRET_KEY = _secret
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+ALLOWED_HOSTS = env.items("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.items("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
@@ -77,29 +88,30 @@ TEMPLATES = [
 ]
 
 
-def _database_from_url(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        raise RuntimeError(f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme}://")
-    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        # A unix-socket directory arrives as ?host=/path (embedded PostgreSQL uses one).
-        "HOST": unquote(query.get("host", parts.hostname or "")),
-        "PORT": str(parts.port or ""),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
-        "CONN_HEALTH_CHECKS": True,
-        "TEST": {"NAME": env_optional("DATABASE_TEST_NAME")},
-    }
+def _database(url: str) -> dj_database_url.DBConfig:
+    try:
+        database = dj_database_url.parse(
+            url,
+            conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+            conn_health_checks=True,
+            test_options={"NAME": env.optional("DATABASE_TEST_NAME")},
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
+    if database.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL")
+    # libpq names a unix-socket directory as `?host=/path` (embedded PostgreSQL's URL does):
+    # Django's place for it is HOST, where dbshell and the test database find it too.
+    socket_dir = database.get("OPTIONS", {}).pop("host", None)
+    if socket_dir:
+        database["HOST"] = str(socket_dir)
+    return database
 
 
-DATABASES = {"default": _database_from_url(env_str("DATABASE_URL", "postgresql:///trainyard"))}
+DATABASES = {"default": _database(env.text("DATABASE_URL", "postgresql:///trainyard"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = shared.redis_url(env)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -121,7 +133,7 @@ STATICFILES_DIRS = [
 ]
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = env.flag("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -177,32 +189,35 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {
         "task": "portal.jobs.tasks.scheduler_tick",
-        "schedule": env_float("TRAINYARD_SCHEDULER_TICK_S", 5.0),
+        "schedule": env.number("TRAINYARD_SCHEDULER_TICK_S", 5.0, above=0.0),
     },
     "reap-nodes": {
         "task": "portal.jobs.tasks.reap_nodes",
-        "schedule": env_float("TRAINYARD_REAP_TICK_S", 5.0),
+        "schedule": env.number("TRAINYARD_REAP_TICK_S", 5.0, above=0.0),
     },
 }
 
 # Trainyard itself.
-TRAINYARD_STORAGE_ROOT = Path(env_str("TRAINYARD_STORAGE_ROOT", str(STATE_DIR / "storage")))
-TRAINYARD_HEARTBEAT_S = env_float("TRAINYARD_HEARTBEAT_S", 2.0)
+TRAINYARD_STORAGE_ROOT = Path(env.text("TRAINYARD_STORAGE_ROOT", str(STATE_DIR / "storage")))
+TRAINYARD_HEARTBEAT_S = shared.heartbeat_s(env)
 # A node that misses this many heartbeats is offline and its attempts are lost.
-TRAINYARD_MISSED_HEARTBEATS = env_int("TRAINYARD_MISSED_HEARTBEATS", 3, minimum=1)
-TRAINYARD_CANCEL_GRACE_S = env_float("TRAINYARD_CANCEL_GRACE_S", 5.0)
+TRAINYARD_MISSED_HEARTBEATS = env.integer("TRAINYARD_MISSED_HEARTBEATS", 3, minimum=1)
+TRAINYARD_CANCEL_GRACE_S = shared.cancel_grace_s(env)
 # An active attempt that its node neither runs nor claims this long after it was placed is
 # lost (its run message was lost or expired, or it ended without a report).
-TRAINYARD_ATTEMPT_START_GRACE_S = env_float("TRAINYARD_ATTEMPT_START_GRACE_S", 30.0)
-TRAINYARD_STREAM_PREFIX = env_str("TRAINYARD_STREAM_PREFIX", "trainyard")
+TRAINYARD_ATTEMPT_START_GRACE_S = env.number("TRAINYARD_ATTEMPT_START_GRACE_S", 30.0, above=0.0)
+TRAINYARD_STREAM_PREFIX = shared.stream_prefix(env)
+# Read by the nodes; checked here too, so `manage.py up` (whose node agent inherits this
+# environment) refuses a bad value at start rather than on the first stream write.
+TRAINYARD_STREAM_MAXLEN = shared.stream_maxlen(env)
 # A node whose shares of attempts fail this many times in a row is cordoned (0: never).
-TRAINYARD_NODE_FAILURES_TO_CORDON = env_int("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
+TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("TRAINYARD_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.text("TRAINYARD_LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }

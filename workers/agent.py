@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import psutil
 
-from workers import attempts, config, storage
+from workers import attempts, config, files, storage
 from workers.celery import app
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
@@ -166,7 +166,7 @@ def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
             if claim != "claimed":
                 return claim
             claimed = True
-            attempts.write_atomic(directory / attempts.SPEC, spec.dumps())
+            files.write_atomic(directory / attempts.SPEC, spec.dumps())
         except Exception as exc:
             # Before the claim the directory is not ours to write an exit into.
             return _start_failed(spec, directory if claimed else None, exc)
@@ -214,7 +214,7 @@ def _claim(spec: AttemptSpec, state_dir: Path, directory: Path) -> _Claim:
         age = attempts.cancel_age_s(directory)
         if age is not None and age < RUN_ATTEMPT_EXPIRES_S:
             # The cancel overtook the run message; answer the run with the exit it is owed.
-            attempts.write_atomic(directory / attempts.SPEC, spec.dumps())
+            files.write_atomic(directory / attempts.SPEC, spec.dumps())
             _report_exited(
                 spec, directory, cancelled=True, reason="cancelled before start", retryable=True
             )

@@ -5,7 +5,10 @@ helpers when they need a value, so a test (or the agent, for the processes it st
 the environment first. A malformed value raises `ConfigError` naming the variable, rather than
 falling back to a default that would hide a typo on a production node.
 
-Secrets (the broker URL carries Redis credentials) may come from `<NAME>_FILE` instead.
+The settings both planes read (`redis_url`, `stream_prefix`, `heartbeat_s`, `cancel_grace_s`,
+`stream_maxlen`) take the `Env` to read with: the portal's settings pass theirs, which raises
+`ImproperlyConfigured`, so one definition and one bound hold on both planes. Every value may
+come from `<NAME>_FILE` instead (the broker URL carries Redis credentials); see `workers.env`.
 """
 
 from __future__ import annotations
@@ -15,60 +18,55 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+# ConfigError is re-exported: the node's code catches `config.ConfigError`.
+from workers.env import ConfigError as ConfigError
+from workers.env import Env
+
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}(,[A-Za-z0-9_.:@-]{1,15})*$")
 
 
-class ConfigError(ValueError):
-    """A node setting in the environment is missing or malformed."""
+# The node plane reads with this; the portal's settings pass their own `Env` (which raises
+# ImproperlyConfigured) to the settings both planes share, so each has one rule and one bound.
+NODE_ENV = Env(ConfigError)
 
 
-def _raw(name: str) -> str | None:
-    file_name = os.environ.get(f"{name}_FILE")
-    if file_name:
-        try:
-            return Path(file_name).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE={file_name!r} cannot be read: {exc}") from exc
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return None
-    return value.strip()
-
-
-def _float(name: str, default: float, *, minimum: float, inclusive: bool) -> float:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={value!r} is not a number") from exc
-    too_small = number < minimum if inclusive else number <= minimum
-    if too_small or number != number or number in (float("inf"), float("-inf")):
-        bound = f">= {minimum}" if inclusive else f"> {minimum}"
-        raise ConfigError(f"{name}={value!r} must be a finite number {bound}")
-    return number
-
-
-def redis_url() -> str:
-    value = _raw("REDIS_URL") or "redis://127.0.0.1:6379/0"
+def redis_url(env: Env = NODE_ENV) -> str:
+    value = env.text("REDIS_URL", "redis://127.0.0.1:6379/0")
     if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {value!r}")
+        # Only the scheme: the rest of the URL may carry the Redis password.
+        scheme, separator, _ = value.partition("://")
+        given = f", not {scheme}://..." if separator else ""
+        env.fail(f"REDIS_URL must be a redis://, rediss:// or unix:// URL{given}")
     return value
 
 
-def stream_prefix() -> str:
-    value = _raw("TRAINYARD_STREAM_PREFIX") or "trainyard"
+def stream_prefix(env: Env = NODE_ENV) -> str:
+    value = env.text("TRAINYARD_STREAM_PREFIX", "trainyard")
     if any(ch.isspace() for ch in value):
-        raise ConfigError(f"TRAINYARD_STREAM_PREFIX={value!r} must not contain whitespace")
+        env.fail(f"TRAINYARD_STREAM_PREFIX={value!r} must not contain whitespace")
     return value
+
+
+def heartbeat_s(env: Env = NODE_ENV) -> float:
+    """Seconds between a node's heartbeats; the portal counts missed ones against the same."""
+    return env.number("TRAINYARD_HEARTBEAT_S", 2.0, above=0.0)
+
+
+def cancel_grace_s(env: Env = NODE_ENV) -> float:
+    """Seconds between SIGTERM and SIGKILL when an attempt is cancelled."""
+    return env.number("TRAINYARD_CANCEL_GRACE_S", 5.0, at_least=0.0)
+
+
+def stream_maxlen(env: Env = NODE_ENV) -> int:
+    """Approximate cap on each stream's length, so a node never fills Redis if ingest stops."""
+    return env.integer("TRAINYARD_STREAM_MAXLEN", 100_000, minimum=1000)
 
 
 def validate_node_name(name: str, *, source: str = "node name") -> str:
     # The name becomes a queue name and a directory name: keep it to a safe alphabet.
     if not _NODE_NAME.match(name):
-        raise ConfigError(
+        NODE_ENV.fail(
             f"{source} {name!r} must be 1-63 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
         )
@@ -76,30 +74,21 @@ def validate_node_name(name: str, *, source: str = "node name") -> str:
 
 
 def node_name() -> str:
-    value = _raw("TRAINYARD_NODE_NAME")
+    value = NODE_ENV.optional("TRAINYARD_NODE_NAME")
     if value is None:
-        raise ConfigError("TRAINYARD_NODE_NAME must be set (or pass --name to the node agent)")
+        NODE_ENV.fail("TRAINYARD_NODE_NAME must be set (or pass --name to the node agent)")
     return validate_node_name(value, source="TRAINYARD_NODE_NAME")
 
 
 def node_address() -> str:
-    value = _raw("TRAINYARD_NODE_ADDRESS") or "127.0.0.1"
+    value = NODE_ENV.text("TRAINYARD_NODE_ADDRESS", "127.0.0.1")
     if any(ch.isspace() for ch in value) or "/" in value:
-        raise ConfigError(f"TRAINYARD_NODE_ADDRESS={value!r} is not a host name or address")
+        NODE_ENV.fail(f"TRAINYARD_NODE_ADDRESS={value!r} is not a host name or address")
     return value
 
 
 def node_cpu_slots() -> int:
-    value = _raw("TRAINYARD_NODE_CPU_SLOTS")
-    if value is None:
-        return os.cpu_count() or 1
-    try:
-        slots = int(value)
-    except ValueError as exc:
-        raise ConfigError(f"TRAINYARD_NODE_CPU_SLOTS={value!r} is not an integer") from exc
-    if slots < 1:
-        raise ConfigError(f"TRAINYARD_NODE_CPU_SLOTS={slots} must be at least 1")
-    return slots
+    return NODE_ENV.integer("TRAINYARD_NODE_CPU_SLOTS", os.cpu_count() or 1, minimum=1)
 
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -107,9 +96,9 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 def node_pool() -> str:
     """The pool this node belongs to (TRAINYARD_NODE_POOL, default `default`)."""
-    value = _raw("TRAINYARD_NODE_POOL") or "default"
+    value = NODE_ENV.text("TRAINYARD_NODE_POOL", "default")
     if not _LABEL.match(value):
-        raise ConfigError(
+        NODE_ENV.fail(
             f"TRAINYARD_NODE_POOL={value!r} must be 1-63 letters, digits, '_', '.' or '-'"
         )
     return value
@@ -117,58 +106,33 @@ def node_pool() -> str:
 
 def node_labels() -> dict[str, str]:
     """This node's labels, `TRAINYARD_NODE_LABELS=zone=a,disk=nvme`; jobs select on them."""
-    value = _raw("TRAINYARD_NODE_LABELS")
     labels: dict[str, str] = {}
-    for item in (value or "").split(","):
-        if not item.strip():
-            continue
+    for item in NODE_ENV.items("TRAINYARD_NODE_LABELS", []):
         key, sep, label = (part.strip() for part in item.partition("="))
         if not sep or not _LABEL.match(key) or not _LABEL.match(label):
-            raise ConfigError(
+            NODE_ENV.fail(
                 f"TRAINYARD_NODE_LABELS item {item!r} must be key=value, each 1-63 letters, "
                 "digits, '_', '.' or '-'"
             )
         labels[key] = label
     if len(labels) > 16:
-        raise ConfigError("TRAINYARD_NODE_LABELS may carry at most 16 labels")
+        NODE_ENV.fail("TRAINYARD_NODE_LABELS may carry at most 16 labels")
     return labels
 
 
 def node_state_dir(name: str) -> Path:
     """Where this node keeps attempt directories and its dataset cache (absolute)."""
-    value = _raw("TRAINYARD_NODE_STATE_DIR")
+    value = NODE_ENV.optional("TRAINYARD_NODE_STATE_DIR")
     path = Path(value) if value else Path(".trainyard") / f"node-{validate_node_name(name)}"
     return path.expanduser().resolve()
 
 
-def heartbeat_s() -> float:
-    return _float("TRAINYARD_HEARTBEAT_S", 2.0, minimum=0.0, inclusive=False)
-
-
-def cancel_grace_s() -> float:
-    return _float("TRAINYARD_CANCEL_GRACE_S", 5.0, minimum=0.0, inclusive=True)
-
-
 def node_ifname() -> str | None:
     """The network interface(s) Gloo and NCCL should use, when the default guess is wrong."""
-    value = _raw("TRAINYARD_NODE_IFNAME")
+    value = NODE_ENV.optional("TRAINYARD_NODE_IFNAME")
     if value is not None and not _IFNAME.match(value):
-        raise ConfigError(f"TRAINYARD_NODE_IFNAME={value!r} is not an interface name")
+        NODE_ENV.fail(f"TRAINYARD_NODE_IFNAME={value!r} is not an interface name")
     return value
-
-
-def stream_maxlen() -> int:
-    """Approximate cap on each stream's length, so a node never fills Redis if ingest stops."""
-    value = _raw("TRAINYARD_STREAM_MAXLEN")
-    if value is None:
-        return 100_000
-    try:
-        maxlen = int(value)
-    except ValueError as exc:
-        raise ConfigError(f"TRAINYARD_STREAM_MAXLEN={value!r} is not an integer") from exc
-    if maxlen < 1000:
-        raise ConfigError(f"TRAINYARD_STREAM_MAXLEN={maxlen} must be at least 1000")
-    return maxlen
 
 
 def launch_env(base: Mapping[str, str]) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The processes that make up one Trainyard machine, as data.
 
 `python -m portal.devservers up` (and so `python manage.py up` and `bin/dev run`) starts exactly
-this table under the `Supervisor`, and the end-to-end tests start it too, so what a developer
+this table under the `ProcessSupervisor`, and the end-to-end tests start it too, so what a developer
 runs and what the tests exercise cannot drift apart. `compose.yaml` runs the same programs as
 services; tests/ops checks that the two agree.
 """

@@ -99,13 +99,13 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-class Supervisor:
+class ProcessSupervisor:
     """Start processes, prefix and multiplex their output, and stop them all together.
 
     Usable in the foreground (`run()`, which handles Ctrl-C and SIGTERM) or as a context
     manager from tests::
 
-        with Supervisor(specs, log_dir=tmp_path) as sup:
+        with ProcessSupervisor(specs, log_dir=tmp_path) as sup:
             sup.wait_for_http("http://127.0.0.1:8000/login/")
             ...
 
@@ -349,7 +349,7 @@ class Supervisor:
         if self.procs:
             self.say("all processes stopped")
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> ProcessSupervisor:
         self.start()
         return self
 

@@ -96,9 +96,7 @@ function setDrainButton(card, draining) {
 
 function onHealth(message) {
   const name = String(message.node);
-  const card =
-    document.querySelector(`[data-node-name="${CSS.escape(name)}"]`) ||
-    document.querySelector(`[data-node-id="${CSS.escape(name)}"]`);
+  const card = document.querySelector(`[data-node-name="${CSS.escape(name)}"]`);
   if (!card) {
     // A node we have not drawn yet joined: one reload draws it.
     reloadTimer ??= setTimeout(() => window.location.reload(), 1500);

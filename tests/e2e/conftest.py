@@ -19,7 +19,7 @@ from django.db import connection
 
 from portal.devservers import free_port
 from portal.ops.processes import process_table
-from portal.ops.supervisor import Supervisor
+from portal.ops.supervisor import ProcessSupervisor
 
 
 @pytest.hookimpl(trylast=True)
@@ -35,7 +35,7 @@ class Stack:
     base_url: str
     ws_url: str
     node_name: str
-    supervisor: Supervisor
+    supervisor: ProcessSupervisor
     log_dir: Path
 
     def logs(self) -> str:
@@ -76,7 +76,7 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         state_dir=state_dir,
     )
     log_dir = state_dir / "logs"
-    with Supervisor(specs, log_dir=log_dir, env=env) as supervisor:
+    with ProcessSupervisor(specs, log_dir=log_dir, env=env) as supervisor:
         supervisor.wait_for_http(f"http://127.0.0.1:{port}/login/", timeout=90)
         yield Stack(
             base_url=f"http://127.0.0.1:{port}",

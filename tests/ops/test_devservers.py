@@ -68,7 +68,7 @@ def devservers_env(state_dir: Path) -> dict[str, str]:
 def gone(pid: int) -> bool:
     """Not running (a zombie waiting for init to reap it has stopped too)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -82,7 +82,8 @@ def port_closed(port: int) -> bool:
 
 
 def report(stdout: str) -> dict[str, object]:
-    return json.loads(stdout.strip().splitlines()[-1])
+    data: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
+    return data
 
 
 def test_run_starts_postgres_and_redis_keeps_their_data_and_stops_them(

@@ -1,4 +1,4 @@
-"""The Supervisor with real child processes: process groups, shutdown, and crash handling."""
+"""The ProcessSupervisor with real child processes: process groups, shutdown, and crash handling."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from portal.devservers import free_port
 from portal.ops.processes import ProcessSpec
-from portal.ops.supervisor import ProcessExited, Supervisor
+from portal.ops.supervisor import ProcessExited, ProcessSupervisor
 
 PY = sys.executable
 
@@ -40,7 +40,7 @@ time.sleep(600)
 
 def gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -63,12 +63,12 @@ def test_sigterm_stops_every_process_and_its_children_and_leaves_no_orphans():
         f"""
         import sys
         from portal.ops.processes import ProcessSpec
-        from portal.ops.supervisor import Supervisor
+        from portal.ops.supervisor import ProcessSupervisor
         specs = [
             ProcessSpec("sleeper", (sys.executable, "-c", {SLEEPER!r})),
             ProcessSpec("family", (sys.executable, "-u", "-c", {FAMILY!r})),
         ]
-        sys.exit(Supervisor(specs, stop_timeout=5).run())
+        sys.exit(ProcessSupervisor(specs, stop_timeout=5).run())
         """
     )
     with subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True) as supervisor:
@@ -102,7 +102,7 @@ time.sleep(600)
 
 
 def test_stopping_also_stops_descendants_that_left_for_a_session_of_their_own(tmp_path: Path):
-    with Supervisor([py("agent", ESCAPER)], log_dir=tmp_path, stop_timeout=5) as supervisor:
+    with ProcessSupervisor([py("agent", ESCAPER)], log_dir=tmp_path, stop_timeout=5) as supervisor:
         deadline = time.monotonic() + 30
         while "launcher" not in supervisor.tail("agent") and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -113,7 +113,7 @@ def test_stopping_also_stops_descendants_that_left_for_a_session_of_their_own(tm
 
 def test_a_crash_stops_the_others_restarts_nothing_and_exits_non_zero():
     out = io.StringIO()
-    sup = Supervisor(
+    sup = ProcessSupervisor(
         [py("steady", SLEEPER), py("crasher", "import sys, time; time.sleep(0.5); sys.exit(3)")],
         out=out,
     )
@@ -128,7 +128,7 @@ def test_a_crash_stops_the_others_restarts_nothing_and_exits_non_zero():
 
 def test_output_is_prefixed_with_the_process_name_line_by_line():
     out = io.StringIO()
-    sup = Supervisor(
+    sup = ProcessSupervisor(
         [py("talker", "print('one'); print('two', flush=True); raise SystemExit(0)")],
         out=out,
         colour=False,
@@ -152,7 +152,7 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_pat
         time.sleep(600)
         """,
     )
-    with Supervisor([stubborn], log_dir=tmp_path, stop_timeout=1, out=io.StringIO()) as sup:
+    with ProcessSupervisor([stubborn], log_dir=tmp_path, stop_timeout=1, out=io.StringIO()) as sup:
         deadline = time.monotonic() + 20
         while "ready" not in sup.log_path("stubborn").read_text():
             assert time.monotonic() < deadline, sup.tail("stubborn")
@@ -168,7 +168,7 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_pat
 def test_wait_for_http_returns_once_the_server_answers(tmp_path: Path):
     port = free_port()
     server = ProcessSpec("http", (PY, "-m", "http.server", "--bind", "127.0.0.1", str(port)), {})
-    with Supervisor([server], log_dir=tmp_path, out=io.StringIO()) as sup:
+    with ProcessSupervisor([server], log_dir=tmp_path, out=io.StringIO()) as sup:
         sup.wait_for_http(f"http://127.0.0.1:{port}/", timeout=30)
         sup.check()
         assert sup.log_path("http").exists()
@@ -177,7 +177,7 @@ def test_wait_for_http_returns_once_the_server_answers(tmp_path: Path):
 def test_wait_for_http_fails_fast_when_a_process_dies(tmp_path: Path):
     port = free_port()
     with (
-        Supervisor(
+        ProcessSupervisor(
             [py("dies", "print('bye'); raise SystemExit(4)")], log_dir=tmp_path, out=io.StringIO()
         ) as sup,
         pytest.raises(ProcessExited) as raised,
@@ -190,7 +190,7 @@ def test_wait_for_http_fails_fast_when_a_process_dies(tmp_path: Path):
 
 def test_a_supervisor_that_cannot_start_a_process_stops_those_it_started():
     out = io.StringIO()
-    sup = Supervisor(
+    sup = ProcessSupervisor(
         [py("first", SLEEPER), ProcessSpec("missing", ("/nonexistent/program",))], out=out
     )
     with pytest.raises(FileNotFoundError):
@@ -200,14 +200,14 @@ def test_a_supervisor_that_cannot_start_a_process_stops_those_it_started():
 
 def test_process_names_must_be_unique():
     with pytest.raises(ValueError, match="unique"):
-        Supervisor([py("a", SLEEPER), py("a", SLEEPER)])
+        ProcessSupervisor([py("a", SLEEPER), py("a", SLEEPER)])
 
 
 def test_json_is_not_mangled_by_the_prefix():
     # Each line stays whole after the prefix, so logs stay machine-readable.
     out = io.StringIO()
     payload = {"loss": 0.5, "text": "a | b"}
-    Supervisor(
+    ProcessSupervisor(
         [py("j", f"import json; print(json.dumps({payload!r}))")], out=out, colour=False
     ).run()
     line = next(x for x in out.getvalue().splitlines() if x.startswith("j "))
@@ -220,10 +220,10 @@ def test_a_reader_that_goes_away_does_not_spoil_a_clean_shutdown():
         """
         import sys
         from portal.ops.processes import ProcessSpec
-        from portal.ops.supervisor import Supervisor
+        from portal.ops.supervisor import ProcessSupervisor
         specs = [ProcessSpec("chatty", (sys.executable, "-u", "-c",
             "import time\\nwhile True:\\n    print('tick', flush=True)\\n    time.sleep(0.01)"))]
-        sys.exit(Supervisor(specs, stop_timeout=5).run())
+        sys.exit(ProcessSupervisor(specs, stop_timeout=5).run())
         """
     )
     with subprocess.Popen(

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,7 +21,7 @@ from workers.agent import attempts_sweep, cancel_attempt, run_attempt
 from workers.messages import RUN_ATTEMPT_EXPIRES_S, AttemptSpec
 
 
-def events(client: redis.Redis, node: Node) -> list[dict]:
+def events(client: redis.Redis, node: Node) -> list[dict[str, Any]]:
     return entries(client, node.stream("events"))
 
 
@@ -120,7 +121,7 @@ def test_a_cancel_that_overtakes_its_run_message_wins(
     assert attempts.read_pid(attempts.attempt_dir(node.state_dir, 34)) is None
 
 
-def exits(client: redis.Redis, node: Node) -> list[dict]:
+def exits(client: redis.Redis, node: Node) -> list[dict[str, Any]]:
     return [e for e in events(client, node) if e["type"] == "attempt.exited"]
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,17 +56,45 @@ def test_it_reads_the_broker_url_from_a_file(monkeypatch: pytest.MonkeyPatch, tm
         ("TRAINYARD_NODE_IFNAME", "eth0; rm -rf /"),
         ("TRAINYARD_NODE_NAME", "../etc"),
         ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("TRAINYARD_STREAM_MAXLEN", "999"),
+        ("TRAINYARD_NODE_ADDRESS", "10.0.0.1/24"),
     ],
 )
-def test_it_fails_loudly_on_a_malformed_value(monkeypatch: pytest.MonkeyPatch, name, value):
+def test_it_fails_loudly_on_a_malformed_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
-    reader = {
+    readers: dict[str, Callable[[], object]] = {
         "TRAINYARD_NODE_CPU_SLOTS": config.node_cpu_slots,
         "TRAINYARD_HEARTBEAT_S": config.heartbeat_s,
         "TRAINYARD_CANCEL_GRACE_S": config.cancel_grace_s,
         "TRAINYARD_NODE_IFNAME": config.node_ifname,
         "TRAINYARD_NODE_NAME": config.node_name,
         "REDIS_URL": config.redis_url,
-    }[name]
+        "TRAINYARD_STREAM_MAXLEN": config.stream_maxlen,
+        "TRAINYARD_NODE_ADDRESS": config.node_address,
+    }
     with pytest.raises(config.ConfigError, match=name):
-        reader()
+        readers[name]()
+
+
+def test_an_unreadable_secret_file_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("REDIS_URL_FILE", "/nonexistent/redis-url")
+    with pytest.raises(config.ConfigError, match="REDIS_URL_FILE"):
+        config.redis_url()
+
+
+def test_a_blank_value_counts_as_unset(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAINYARD_HEARTBEAT_S", "  ")
+    monkeypatch.setenv("TRAINYARD_STREAM_MAXLEN", "")
+    assert config.heartbeat_s() == 2.0
+    assert config.stream_maxlen() == 100_000
+
+
+def test_a_bad_broker_url_is_refused_without_echoing_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://:hunter2@redis.internal:6379/0")
+    with pytest.raises(config.ConfigError, match="REDIS_URL") as refused:
+        config.redis_url()
+    assert "hunter2" not in str(refused.value)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -36,7 +37,7 @@ def start_launcher(spec: AttemptSpec, node: Node) -> tuple[subprocess.Popen[byte
     return process, directory
 
 
-def events_of(client: redis.Redis, node: Node, kind: str) -> list[dict]:
+def events_of(client: redis.Redis, node: Node, kind: str) -> list[dict[str, Any]]:
     return [e for e in entries(client, node.stream("events")) if e["type"] == kind]
 
 

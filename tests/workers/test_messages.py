@@ -41,7 +41,7 @@ def spec_json() -> dict[str, Any]:
 
 def changed(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """`data` with the field at dotted `path` set to `value` (or removed, for `...`)."""
-    copy = json.loads(json.dumps(data))
+    copy: dict[str, Any] = json.loads(json.dumps(data))
     *parents, last = path.split(".")
     target = copy
     for key in parents:

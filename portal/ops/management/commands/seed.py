@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import IntegrityError, transaction
 
-from portal.env import env_optional
+from portal.env import env
 
 
 def _gpu_count() -> int:
@@ -58,8 +58,8 @@ class Command(BaseCommand):
             self._register_node(options["register_node"], options["node_address"])
 
     def _ensure_admin(self) -> None:
-        username = env_optional("TRAINYARD_ADMIN_USER")
-        password = env_optional("TRAINYARD_ADMIN_PASSWORD")
+        username = env.optional("TRAINYARD_ADMIN_USER")
+        password = env.optional("TRAINYARD_ADMIN_PASSWORD")
         if not (username and password):
             self.stdout.write("no TRAINYARD_ADMIN_USER/_PASSWORD: not creating an admin")
             return

@@ -1,0 +1,67 @@
+"""Admin for datasets and models: who owns and sees them is editable; what they are is not.
+
+A dataset's file, checksum, columns and state come from validation, and a model's family and
+defaults are what submitted jobs were checked against, so those fields are read-only. Rows are
+created by the catalog (uploads, the built-ins) and never deleted here (jobs refer to them).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from portal.catalog.models import Dataset, ModelArchitecture
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin[Dataset]):
+    list_display = ["name", "slug", "state", "owner", "team", "is_public", "num_rows", "created_at"]
+    list_filter = [
+        "state",
+        "is_public",
+        "format",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "team",
+    ]
+    list_select_related = ["owner", "team"]
+    search_fields = ["name", "slug", "uri", "owner__username"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["owner"]
+    readonly_fields = [
+        "slug",
+        "state",
+        "state_reason",
+        "uri",
+        "sha256",
+        "size_bytes",
+        "format",
+        "feature_columns",
+        "label_column",
+        "classes",
+        "num_rows",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Dataset | None = None) -> bool:
+        return False
+
+
+@admin.register(ModelArchitecture)
+class ModelArchitectureAdmin(admin.ModelAdmin[ModelArchitecture]):
+    list_display = ["name", "slug", "family", "owner", "team", "is_public", "created_at"]
+    list_filter = ["family", "is_public", ("owner", admin.RelatedOnlyFieldListFilter), "team"]
+    list_select_related = ["owner", "team"]
+    search_fields = ["name", "slug", "owner__username"]
+    raw_id_fields = ["owner"]
+    readonly_fields = ["slug", "family", "default_params", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ModelArchitecture | None = None
+    ) -> bool:
+        return False

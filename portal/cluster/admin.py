@@ -1,0 +1,43 @@
+"""Admin for nodes: read-only (heartbeats write them); draining is an action on the service."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from portal.cluster.models import Node
+from portal.cluster.services import node_set_draining
+from portal.lib.admin import ReadOnlyAdmin
+
+
+@admin.register(Node)
+class NodeAdmin(ReadOnlyAdmin[Node]):
+    list_display = [
+        "name",
+        "state",
+        "is_draining",
+        "address",
+        "cpu_slots",
+        "gpu_count",
+        "last_heartbeat_at",
+        "registered_at",
+    ]
+    list_filter = ["state", "is_draining"]
+    search_fields = ["name", "hostname", "address"]
+    actions = ["drain", "undrain"]
+
+    def _set_draining(self, request: HttpRequest, nodes: QuerySet[Node], draining: bool) -> None:
+        changed = [node for node in nodes if node.is_draining != draining]
+        for node in changed:
+            node_set_draining(node=node, draining=draining)
+        verb = "Draining" if draining else "Undrained"
+        self.message_user(request, f"{verb} {len(changed)} node(s).", messages.SUCCESS)
+
+    @admin.action(description="Drain selected nodes (finish their work, take no new work)")
+    def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_draining(request, queryset, True)
+
+    @admin.action(description="Undrain selected nodes")
+    def undrain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_draining(request, queryset, False)

@@ -1,0 +1,70 @@
+"""A world with rows in every table, for the admin pages to show."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from portal.accounts.models import ApiToken
+from portal.accounts.services import api_token_create
+from portal.jobs.models import Job, LogLine, MetricPoint
+from tests.factories import make_attempt, make_job, make_node, make_team, make_user
+
+_world = itertools.count(1)
+
+
+def build_world() -> None:
+    """One more of everything: a team, a token, two nodes, a job with two attempts (placed on
+    both nodes) and their metric points and log lines. Called again, it adds as many again."""
+    n = next(_world)
+    owner = make_user(f"researcher{n}")
+    make_team(f"team{n}", owner)
+    api_token_create(user=owner, name=f"ci{n}", scope=ApiToken.Scope.READ, expires_in=None)
+    nodes = [make_node(f"cpu{n}-a"), make_node(f"cpu{n}-b")]
+    job = make_job(owner, state=Job.State.RUNNING, nodes=2)
+    now = timezone.now()
+    for number, state in ((1, "lost"), (2, "running")):
+        attempt = make_attempt(job, nodes=nodes, state=state, number=number)
+        MetricPoint.objects.bulk_create(
+            MetricPoint(
+                job=job,
+                attempt=attempt,
+                seq=seq,
+                split="train",
+                step=seq,
+                epoch=0,
+                loss=1.0,
+                reported_at=now,
+            )
+            for seq in range(3)
+        )
+        LogLine.objects.bulk_create(
+            LogLine(
+                job=job,
+                attempt=attempt,
+                node_rank=rank,
+                seq=0,
+                stream="stdout",
+                line=f"rank {rank} says hello",
+                reported_at=now,
+            )
+            for rank in range(2)
+        )
+
+
+@pytest.fixture
+def world(db: None) -> Callable[[], None]:
+    build_world()
+    return build_world
+
+
+@pytest.fixture
+def admin_client_for(client: Client, admin_user: User) -> Client:
+    """A client signed in as a staff superuser (what the Django admin requires)."""
+    client.force_login(admin_user)
+    return client
