@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from portal.cluster.models import Node
+from portal.cluster.models import Node, NodeEvent
 from portal.cluster.services import node_set_draining
 from portal.lib.admin import ReadOnlyAdmin
 
@@ -18,13 +18,16 @@ class NodeAdmin(ReadOnlyAdmin[Node]):
         "state",
         "is_draining",
         "address",
+        "status",
+        "pool",
         "cpu_slots",
         "gpu_count",
+        "gpu_model",
         "last_heartbeat_at",
         "registered_at",
     ]
-    list_filter = ["state", "is_draining"]
-    search_fields = ["name", "hostname", "address"]
+    list_filter = ["state", "is_draining", "is_cordoned", "pool"]
+    search_fields = ["name", "hostname", "address", "cordon_reason", "unhealthy_reason"]
     actions = ["drain", "undrain"]
 
     def _set_draining(self, request: HttpRequest, nodes: QuerySet[Node], draining: bool) -> None:
@@ -41,3 +44,14 @@ class NodeAdmin(ReadOnlyAdmin[Node]):
     @admin.action(description="Undrain selected nodes")
     def undrain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         self._set_draining(request, queryset, False)
+
+
+@admin.register(NodeEvent)
+class NodeEventAdmin(ReadOnlyAdmin[NodeEvent]):
+    """Who drained, cordoned or brought back which node, and when: written by the services."""
+
+    list_display = ["at", "node", "kind", "actor", "reason"]
+    list_filter = ["kind", "node"]
+    list_select_related = ["node", "actor"]
+    search_fields = ["node__name", "reason"]
+    date_hierarchy = "at"

@@ -14,6 +14,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
+from portal.cluster.selectors import PoolCapacity, pools_with_capacity
 from portal.jobs.schemas import JobRequest, MlpParams, Resources, TrainingParams
 
 # Form field -> its path inside JobRequest. Errors travel back along the same map.
@@ -34,6 +35,8 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "nodes": ("resources", "nodes"),
     "procs_per_node": ("resources", "procs_per_node"),
     "gpus_per_node": ("resources", "gpus_per_node"),
+    "pool": ("resources", "pool"),
+    "gpu_model": ("resources", "gpu_model"),
     "priority": ("priority",),
     "max_restarts": ("max_restarts",),
 }
@@ -52,7 +55,15 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "seed",
         "val_fraction",
     ),
-    "Resources": ("nodes", "procs_per_node", "gpus_per_node", "priority", "max_restarts"),
+    "Resources": (
+        "nodes",
+        "procs_per_node",
+        "gpus_per_node",
+        "pool",
+        "gpu_model",
+        "priority",
+        "max_restarts",
+    ),
 }
 
 
@@ -88,6 +99,13 @@ def _number(attrs: dict[str, str] | None = None) -> forms.NumberInput:
 _MLP = MlpParams()
 _TRAINING = TrainingParams()
 _RESOURCES = Resources()
+
+
+def _pool_label(pool: PoolCapacity) -> str:
+    free = f"{pool['cpu_slots_free']} of {pool['cpu_slots']} CPU slots"
+    if pool["gpus"]:
+        free = f"{pool['gpus_free']} of {pool['gpus']} GPUs, " + free
+    return f"{pool['name']} ({free} free)"
 
 
 class JobForm(forms.Form):
@@ -139,6 +157,17 @@ class JobForm(forms.Form):
         widget=_number(),
         help_text="0 runs on CPU slots; one process per GPU otherwise.",
     )
+    pool = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any pool")],
+        help_text="Where it may run; each pool shows what is free now.",
+    )
+    gpu_model = forms.CharField(
+        label="GPU model",
+        required=False,
+        max_length=100,
+        help_text='Optional: only GPUs whose name contains this, like "H200".',
+    )
     priority = forms.IntegerField(
         initial=JobRequest.model_fields["priority"].default,
         widget=_number(),
@@ -160,6 +189,11 @@ class JobForm(forms.Form):
         dataset_field.queryset = datasets_visible_to(user).filter(state=Dataset.State.READY)
         self.models = models_visible_to(user)
         model_field.queryset = self.models
+        pool_field = self.fields["pool"]
+        assert isinstance(pool_field, forms.ChoiceField)
+        pool_field.choices = [("", "Any pool")] + [
+            (pool["name"], _pool_label(pool)) for pool in pools_with_capacity()
+        ]
         self.job_request: JobRequest | None = None
         if not self.is_bound:
             self._prefill_model_defaults()
@@ -182,6 +216,12 @@ class JobForm(forms.Form):
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(title, [self[name] for name in names]) for title, names in SECTIONS.items()]
+
+    def clean_pool(self) -> str | None:
+        return self.cleaned_data["pool"] or None
+
+    def clean_gpu_model(self) -> str | None:
+        return self.cleaned_data["gpu_model"].strip() or None
 
     def clean_hidden_sizes(self) -> list[int]:
         text: str = self.cleaned_data["hidden_sizes"]

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_create
+from portal.cluster.models import NodeEvent
 from portal.jobs.models import Job, LogLine, MetricPoint
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
@@ -26,6 +27,7 @@ def build_world() -> None:
     make_team(f"team{n}", owner)
     api_token_create(user=owner, name=f"ci{n}", scope=ApiToken.Scope.READ, expires_in=None)
     nodes = [make_node(f"cpu{n}-a"), make_node(f"cpu{n}-b")]
+    NodeEvent.objects.create(node=nodes[0], kind=NodeEvent.Kind.CORDON, actor=owner, reason="hot")
     job = make_job(owner, state=Job.State.RUNNING, nodes=2)
     now = timezone.now()
     for number, state in ((1, "lost"), (2, "running")):

@@ -14,12 +14,21 @@ from django.urls import reverse
 
 from portal.accounts.models import ApiToken, Team
 from portal.catalog.models import Dataset, ModelArchitecture
-from portal.cluster.models import Node
+from portal.cluster.models import Node, NodeEvent
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
 from tests.admin.test_registry import our_models
 from tests.factories import make_attempt, make_job, make_node, make_user
 
-READ_ONLY: list[type[Model]] = [ApiToken, Node, Job, Attempt, Placement, MetricPoint, LogLine]
+READ_ONLY: list[type[Model]] = [
+    ApiToken,
+    Node,
+    NodeEvent,
+    Job,
+    Attempt,
+    Placement,
+    MetricPoint,
+    LogLine,
+]
 NOT_ADDED_OR_DELETED: list[type[Model]] = [*READ_ONLY, Dataset, ModelArchitecture]
 
 

@@ -16,6 +16,7 @@ def test_node_health_goes_to_the_nodes_group(channel_layer, django_capture_on_co
             "type": "node.health",
             "node": worker.name,
             "state": "online",
+            "status": "online",
             "is_draining": False,
             "health": {"cpu_percent": 12.5},
         }

@@ -46,6 +46,7 @@ def test_an_admin_gets_every_node_then_live_health(admin_user: User) -> None:
                 "type": "health",
                 "node": "gpu-a",
                 "state": "online",
+                "status": "online",
                 "is_draining": False,
                 "health": {"cpu_percent": 10.0},
             }

@@ -39,6 +39,8 @@ def heartbeat(node: str, **fields: Any) -> dict[str, Any]:
         "node": node,
         "hostname": "gpu-box",
         "address": "10.0.0.7",
+        "pool": "default",
+        "labels": {},
         "cpu_slots": 8,
         "gpu_count": 0,
         "cpu_percent": 12.5,
@@ -136,12 +138,14 @@ def test_a_malformed_heartbeat_is_skipped(streams: Streams, transactional_db: No
 def test_a_gpu_reading_of_nan_is_stored_as_null(streams: Streams, transactional_db: None) -> None:
     gpu = {
         "index": 0,
+        "uuid": "GPU-0",
         "name": "H200",
         "utilization": 97.0,
         "memory_used": 1 << 30,
         "memory_total": 141 << 30,
         "temperature": float("nan"),
         "power": float("inf"),
+        "ecc_uncorrected": None,
     }
     # What a node's json.dumps writes for an NVML sensor that returned NaN.
     streams.add("health", heartbeat("gpu-d", gpu_count=1, gpus=[gpu]))

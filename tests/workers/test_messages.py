@@ -148,17 +148,21 @@ EXITED: dict[str, Any] = STARTED | {
 }
 GPU: dict[str, Any] = {
     "index": 0,
+    "uuid": "GPU-5e2b",
     "name": "H200",
     "utilization": 97.0,
     "memory_used": 1,
     "memory_total": 2,
     "temperature": 60.0,
     "power": 300.0,
+    "ecc_uncorrected": 0,
 }
 HEALTH: dict[str, Any] = {
     "node": "n1",
     "hostname": "box",
     "address": "10.0.0.7",
+    "pool": "default",
+    "labels": {"zone": "a"},
     "cpu_slots": 8,
     "gpu_count": 1,
     "cpu_percent": 12.5,
