@@ -24,6 +24,7 @@ from operator import or_
 from django.db.models import Exists, OuterRef, Q
 
 from portal.cluster import services as cluster_services
+from portal.cluster.models import Node
 from portal.jobs import services as job_services
 from portal.jobs.events import (
     LogLinePayload,
@@ -164,6 +165,17 @@ def _apply_logs(
 def batch_apply(batch: Batch) -> Applied:
     """Write `batch`; the caller holds the transaction. Metrics and logs go first, so a job's
     final points are stored before the exit event that finishes it is applied."""
+    # A heartbeat of several from one node in a batch: only the newest matters (a snapshot).
+    latest: dict[str, HealthEntry] = {}
+    for entry in batch.health:
+        if entry.node not in latest or entry.ts >= latest[entry.node].ts:
+            latest[entry.node] = entry
+    # Lock every node this batch touches (an exit counts against its node, a heartbeat
+    # rewrites it) up front and in name order, the order the scheduler pass locks them in, so
+    # the two can never deadlock on nodes.
+    touched = {event.node for event in batch.events} | set(latest)
+    if touched:
+        list(Node.objects.select_for_update().filter(name__in=touched).order_by("name"))
     current = _current_attempts(
         {e.attempt for e in batch.metrics} | {e.attempt for e in batch.logs}
     )
@@ -174,12 +186,7 @@ def batch_apply(batch: Batch) -> Applied:
             job_services.attempt_started(event)
         else:
             job_services.attempt_exited(event)
-    # A heartbeat is a snapshot: of several from one node in a batch, only the newest matters.
-    latest: dict[str, HealthEntry] = {}
-    for entry in batch.health:
-        if entry.node not in latest or entry.ts >= latest[entry.node].ts:
-            latest[entry.node] = entry
-    for entry in latest.values():
+    for entry in sorted(latest.values(), key=lambda entry: entry.node):
         node = cluster_services.node_heartbeat(entry=entry)
         attempts_reconcile_with_heartbeat(node=node, entry=entry)
     fenced = fenced_points + fenced_lines
