@@ -126,3 +126,9 @@ def channel_layer(settings: Any) -> Any:
         }
     }
     return get_channel_layer()
+
+
+@pytest.fixture(autouse=True)
+def _no_submit_rate_limit(settings: Any) -> None:
+    """The suite submits many jobs per user; tests of the limit set TRAINYARD_SUBMIT_RATE."""
+    settings.TRAINYARD_SUBMIT_RATE = None

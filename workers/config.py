@@ -35,6 +35,11 @@ def _raw(name: str) -> str | None:
     return value.strip()
 
 
+def raw_setting(name: str) -> str | None:
+    """The stripped value of `name` (or the contents of `<name>_FILE`); None when unset."""
+    return _raw(name)
+
+
 def _float(name: str, default: float, *, minimum: float, inclusive: bool) -> float:
     value = _raw(name)
     if value is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -47,7 +48,9 @@ class _NodeDrainingApi(APIView):
 
     def post(self, request: Request, name: str) -> Response:
         node = get_object_or_404(Node, name=name)
-        services.node_set_draining(node=node, draining=self.draining)
+        user = request.user
+        by = user if isinstance(user, User) else None
+        services.node_set_draining(node=node, draining=self.draining, by=by)
         # Answer with the node as the list shows it, capacity in use included.
         return Response(NodeSerializer(selectors.nodes_with_usage().get(pk=node.pk)).data)
 

@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_record
 from portal.cluster.models import Node
 from portal.core.ingest.progress import health_backlog
 from portal.jobs.events import node_health_changed
@@ -167,10 +170,15 @@ def node_register(*, name: str, address: str, cpu_slots: int, gpu_count: int) ->
 
 
 @transaction.atomic
-def node_set_draining(*, node: Node, draining: bool) -> Node:
+def node_set_draining(*, node: Node, draining: bool, by: User | None = None) -> Node:
     """Start or stop draining: a draining node finishes what it runs but takes no new work."""
     if Node.objects.filter(pk=node.pk, is_draining=not draining).update(is_draining=draining):
         node.refresh_from_db()
+        audit_record(
+            action=AuditEvent.Action.NODE_DRAINED if draining else AuditEvent.Action.NODE_UNDRAINED,
+            actor=by,
+            target=f"node {node.name}",
+        )
         node_health_changed(node)
         # Undraining frees capacity; draining changes why waiting jobs wait.
         request_schedule()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -59,7 +60,8 @@ def node_drain(request: HttpRequest, node_id: int) -> HttpResponseRedirect:
     _require_staff(request)
     node = get_object_or_404(Node, pk=node_id)
     draining = request.POST.get("draining") == "true"
-    node_set_draining(node=node, draining=draining)
+    user = request.user
+    node_set_draining(node=node, draining=draining, by=user if isinstance(user, User) else None)
     verb = "Draining" if draining else "Undrained"
     messages.success(request, f"{verb} {node.name}.")
     return redirect("cluster:nodes")

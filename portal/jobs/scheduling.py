@@ -28,6 +28,7 @@ from portal.jobs import events
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import JobRequest
 from portal.jobs.selectors import placements_holding_capacity
+from workers import signing
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
@@ -54,7 +55,9 @@ MASTER_PORT_RANGE = 2000
 
 
 def _send_node_task(task: str, args: list[Any], node_name: str, expires_s: float | None) -> None:
-    celery_app.send_task(task, args=args, queue=node_queue(node_name), expires=expires_s)
+    # Nodes act only on messages signed with the key they share with the portal.
+    signed = signing.signed_args(task, args)
+    celery_app.send_task(task, args=signed, queue=node_queue(node_name), expires=expires_s)
 
 
 def node_task_send_on_commit(

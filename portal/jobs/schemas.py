@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from portal.lib.text import check_safe_text
 
 HiddenSize = Annotated[int, Field(ge=1, le=4096)]
+# No NUL (PostgreSQL refuses it), other control characters or bidi overrides.
+SafeName = Annotated[str, AfterValidator(check_safe_text)]
 
 
 class _Strict(BaseModel):
@@ -49,7 +53,7 @@ class Resources(_Strict):
 
 
 class JobRequest(_Strict):
-    name: str = Field(default="", max_length=200)
+    name: SafeName = Field(default="", max_length=200)
     dataset: int = Field(description="Id of a ready dataset you can see.")
     model: int = Field(description="Id of a model architecture you can see.")
     hyperparameters: MlpParams = Field(default_factory=MlpParams)

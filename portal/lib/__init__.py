@@ -1,0 +1,1 @@
+"""Plumbing several apps share; no models, and it imports no app."""
