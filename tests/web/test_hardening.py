@@ -97,7 +97,7 @@ def messages_cookie(key: str) -> str:
 
     with override_settings(SECRET_KEY=key):
         storage = CookieStorage(HttpRequest())
-        storage.add(20, mark_safe(PAYLOAD))
+        storage.add(20, mark_safe(PAYLOAD))  # noqa: S308 - the attack under test
         response = HttpResponse()
         storage.update(response)
     return response.cookies["messages"].value
