@@ -263,9 +263,8 @@ CACHES = {
     }
 }
 # Job submissions per user, from the API and the form together ("30/minute"; empty: no limit).
-TRAINYARD_SUBMIT_RATE = env_optional("TRAINYARD_SUBMIT_RATE") or "30/minute"
-if TRAINYARD_SUBMIT_RATE.lower() in {"off", "none"}:
-    TRAINYARD_SUBMIT_RATE = None
+_submit_rate = env_optional("TRAINYARD_SUBMIT_RATE") or "30/minute"
+TRAINYARD_SUBMIT_RATE = None if _submit_rate.lower() in {"off", "none"} else _submit_rate
 
 # Request bodies: the API's JSON parser and Django's form parsing both refuse larger ones.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TRAINYARD_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)

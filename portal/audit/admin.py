@@ -9,7 +9,7 @@ from portal.audit.models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the log is written by services and signals, never edited."""
 
     list_display = ["created_at", "actor_name", "action", "target", "ip_address"]

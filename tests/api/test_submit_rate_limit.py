@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from tests.factories import make_user
 
 
 @pytest.fixture
-def rate(settings: Any) -> str:
+def rate(settings: Any) -> Iterator[str]:
     settings.TRAINYARD_SUBMIT_RATE = "3/minute"
     cache.clear()
     yield settings.TRAINYARD_SUBMIT_RATE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -12,7 +14,7 @@ from tests.factories import PASSWORD, make_user
 LOGIN_PAGES = ["/login/", "/admin/login/"]
 
 
-def sign_in(client: Client, page: str, username: str, password: str) -> object:
+def sign_in(client: Client, page: str, username: str, password: str) -> Any:
     return client.post(page, {"username": username, "password": password})
 
 
