@@ -16,7 +16,6 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 # Deep enough for any job request (which nests three levels), far below the recursion limit.
 JSON_MAX_DEPTH = 32
@@ -99,6 +98,9 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with request-content errors (parse, too large) in the 400 shape:
     `{"errors": {"__all__": ["..."]}}`. Other statuses keep `{"detail": "..."}`."""
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES (this module) on import.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ParseError | RequestTooLarge):
         response.data = {"errors": {"__all__": [str(exc.detail)]}}
