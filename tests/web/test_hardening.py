@@ -192,3 +192,21 @@ def test_no_template_has_an_inline_script_or_event_handler() -> None:
         text = template.read_text()
         assert not inline.search(text), f"{template}: inline <script>"
         assert not handler.search(text), f"{template}: inline event handler"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/jobs/100000000000000000000/", "/?page=100000000000000000000", "/audit/?page=-1"]
+)
+def test_huge_ids_and_pages_on_the_pages_are_not_server_errors(
+    client: Client, admin_user: User, path: str
+) -> None:
+    client.force_login(admin_user)
+    assert client.get(path).status_code in {200, 404}
+
+
+@pytest.mark.django_db
+def test_a_huge_node_id_on_the_drain_form_is_a_404(client: Client, admin_user: User) -> None:
+    client.force_login(admin_user)
+    response = client.post("/cluster/nodes/100000000000000000000/drain/", {"draining": "true"})
+    assert response.status_code == 404
