@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
@@ -101,6 +102,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES (this module) on import.
     from rest_framework.views import exception_handler
 
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses a large body when DRF reads `request.body` (before our parser runs).
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = RequestTooLarge(f"The request body is larger than {limit} bytes.")
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ParseError | RequestTooLarge):
         response.data = {"errors": {"__all__": [str(exc.detail)]}}
