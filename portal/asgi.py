@@ -11,19 +11,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from portal.accounts.websocket import WebSocketAuthMiddleware  # noqa: E402
+from portal.lib.websocket_origin import SameOriginValidator  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Static files are served in-process so one `daphne` is a whole portal; a deployment
-        # behind a CDN or reverse proxy can serve STATIC_ROOT there instead.
-        "http": ASGIStaticFilesHandler(django_http),
-        "websocket": AllowedHostsOriginValidator(
-            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
+        # Static files are served by WhiteNoise's middleware inside Django, so one `daphne` is
+        # a whole portal; a deployment behind a reverse proxy can serve STATIC_ROOT there.
+        "http": django_http,
+        # Scheme, host and port of the page must be the portal's own (docs/security.md).
+        "websocket": SameOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

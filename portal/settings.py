@@ -10,6 +10,7 @@ node plane reads too are defined once, in `workers.config`, with one bound for b
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -17,6 +18,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env
+from portal.lib.secretfile import state_secret
 from workers import config as shared
 
 # Generic Django classes (ModelAdmin[Job]) subscriptable at runtime, as django-stubs types them.
@@ -32,7 +34,8 @@ if _secret is None:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set outside development"
         )
-    _secret = "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
+    # Generated once per state directory (0600), never a constant that ships with the code.
+    _secret = state_secret(STATE_DIR / "secret-key", nbytes=50)
 SECRET_KEY = _secret
 ALLOWED_HOSTS = env.items("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.items("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -48,7 +51,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "axes",
+    "csp",
     "portal.ops",
+    "portal.audit",
     "portal.accounts",
     "portal.catalog",
     "portal.cluster",
@@ -57,6 +63,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files before anything else: no session, no login redirect, 404 for traversal.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -64,6 +73,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.audit.middleware.ClientAddressMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -125,7 +137,10 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` puts files for WhiteNoise (or a reverse proxy) to serve; unset, WhiteNoise
+# serves straight from the finders below.
+_static_root = env.optional("TRAINYARD_STATIC_ROOT")
+STATIC_ROOT = Path(_static_root) if _static_root else None
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Front-end libraries come from npm (package-lock.json), never pasted into the repo.
@@ -150,7 +165,9 @@ REST_FRAMEWORK = {
         "portal.accounts.authentication.TokenScopePermission",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "portal.lib.drf.BoundedLimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": ["portal.lib.drf.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "portal.lib.drf.api_exception_handler",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
@@ -219,5 +236,91 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.text("TRAINYARD_LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        # django-axes announces itself at INFO in every process; lockouts are WARNING.
+        "axes.apps": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        # The periodic ticks (every 2-5 s) would log "sending", "received" and "succeeded" lines
+        # forever; failures still show (WARNING and up). TRAINYARD_TICK_LOG_LEVEL=INFO: all.
+        "celery.beat": {"level": env.text("TRAINYARD_TICK_LOG_LEVEL", "WARNING")},
+        "celery.app.trace": {"level": env.text("TRAINYARD_TICK_LOG_LEVEL", "WARNING")},
+        "celery.worker.strategy": {"level": env.text("TRAINYARD_TICK_LOG_LEVEL", "WARNING")},
+    },
 }
+
+
+# ---- Security: hardening against hostile input and abuse (see docs/security.md) -------------
+# Kept together so the threat model reads in one place.
+
+AUTHENTICATION_BACKENDS = [
+    # django-axes refuses a locked-out login before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.integer("TRAINYARD_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.number("TRAINYARD_LOGIN_COOLOFF_MIN", 15.0, above=0.0))
+# Username and address together: a guesser is stopped without letting anyone lock a user out
+# from everywhere by typing their name wrong.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Behind a reverse proxy, the client's address is in X-Forwarded-For (set TRAINYARD_PROXY_COUNT).
+AXES_IPWARE_PROXY_COUNT = env.integer("TRAINYARD_PROXY_COUNT", 0, minimum=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+
+# Throttle state (submissions per user) is shared by every web process through Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "trainyard-cache",
+    }
+}
+# Job submissions per user, from the API and the form together ("30/minute"; empty: no limit).
+_submit_rate = env.optional("TRAINYARD_SUBMIT_RATE") or "30/minute"
+TRAINYARD_SUBMIT_RATE = None if _submit_rate.lower() in {"off", "none"} else _submit_rate
+
+# Request bodies: the API's JSON parser and Django's form parsing both refuse larger ones.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.integer("TRAINYARD_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+
+# Static files: WhiteNoise serves STATIC_ROOT (collectstatic) when set, else the finders; it
+# serves only the files it indexed at start-up, so traversal in any encoding is a plain 404.
+WHITENOISE_USE_FINDERS = STATIC_ROOT is None
+
+# Content-Security-Policy: scripts only from our own origin, never inline.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # Progress bars set their width in a style attribute; styles cannot run code.
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Behind TLS (DJANGO_SECURE_COOKIES=true): secure cookies (above), HSTS and HTTPS redirects.
+# The reverse proxy must set X-Forwarded-Proto, which is trusted only then.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if SESSION_COOKIE_SECURE:
+    SECURE_SSL_REDIRECT = env.flag("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.integer("DJANGO_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env.flag("DJANGO_HSTS_PRELOAD", True)
+
+# WebSocket handshakes must come from the portal's own origins: scheme, host and port.
+# Default: http(s)://<each allowed host> on the web port, plus the CSRF trusted origins.
+TRAINYARD_WEBSOCKET_ORIGINS = env.items("TRAINYARD_WEBSOCKET_ORIGINS", [])

@@ -5,8 +5,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from portal.audit import views as audit_views
+from portal.lib.static import static_not_found
+
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.jobs.api_urls")),
+    path("audit/", include("portal.audit.api_urls")),
     path("", include("portal.catalog.api_urls")),
     path("", include("portal.cluster.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -17,6 +21,10 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("audit/", audit_views.audit_log, name="audit"),
+    # WhiteNoise answers for every file it has; anything else under static/ is a plain 404,
+    # for anonymous callers too (not a login redirect), however the path is encoded.
+    path("static/<path:missing>", static_not_found),
     path("", include("portal.jobs.urls")),
     path("catalog/", include("portal.catalog.urls")),
     path("cluster/", include("portal.cluster.urls")),

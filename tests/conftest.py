@@ -20,6 +20,8 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
 from portal.cluster.models import Node
 from tests.factories import make_node, make_team, make_user
+from workers import signing
+from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK
 
 
 @pytest.fixture
@@ -80,8 +82,12 @@ class QueuedTask:
     args: list[Any]
 
 
+SIGNED_TASKS = {RUN_ATTEMPT_TASK, CANCEL_ATTEMPT_TASK}
+
+
 class Broker:
     """Reads (and removes) the Celery messages waiting in a queue of the real Redis broker.
+    Node tasks' signatures are checked and stripped.
 
     Use queue names unique to the test (nodes named with a random suffix): the broker is
     shared by every test run on this machine."""
@@ -96,7 +102,12 @@ class Broker:
         while (raw := cast(bytes | None, self.redis.lpop(queue))) is not None:
             message = json.loads(raw)
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            tasks.append(QueuedTask(message["headers"]["task"], args))
+            name = message["headers"]["task"]
+            if name in SIGNED_TASKS:
+                # Every message to a node is signed; tests see the arguments the node acts on.
+                *args, signature = args
+                assert signing.signature_problem(name, args, signature) is None, message
+            tasks.append(QueuedTask(name, args))
         return tasks
 
     def close(self) -> None:
@@ -126,3 +137,9 @@ def channel_layer(settings: Any) -> Any:
         }
     }
     return get_channel_layer()
+
+
+@pytest.fixture(autouse=True)
+def _no_submit_rate_limit(settings: Any) -> None:
+    """The suite submits many jobs per user; tests of the limit set TRAINYARD_SUBMIT_RATE."""
+    settings.TRAINYARD_SUBMIT_RATE = None

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import psutil
 
-from workers import attempts, config, files, storage
+from workers import attempts, config, files, gate, storage
 from workers.celery import app
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
@@ -56,6 +56,7 @@ _claim_lock = threading.RLock()
 
 RunOutcome = Literal["started", "duplicate", "refused", "failed", "cancelled"]
 CancelOutcome = Literal["signalled", "stopped", "not-running", "marked"]
+Refused = Literal["refused"]
 _Claim = Literal["claimed", "duplicate", "cancelled", "refused"]
 
 LAUNCHER_DIED = "the launcher died"
@@ -348,10 +349,19 @@ def sweep_forever(stop: threading.Event, interval_s: float) -> None:
 
 
 @app.task(name=RUN_ATTEMPT_TASK, ignore_result=True)
-def run_attempt(spec_json: dict[str, Any]) -> RunOutcome:
+def run_attempt(spec_json: dict[str, Any], signature: str | None = None) -> RunOutcome:
+    # Signed by the portal and within this node's bounds, or nothing starts (workers.gate).
+    problem = gate.run_message_problem(spec_json, signature)
+    if problem is not None:
+        logger.error("refusing a run message: %s", problem)
+        return "refused"
     return attempt_start(spec_json=spec_json)
 
 
 @app.task(name=CANCEL_ATTEMPT_TASK, ignore_result=True)
-def cancel_attempt(attempt_id: int) -> CancelOutcome:
+def cancel_attempt(attempt_id: int, signature: str | None = None) -> CancelOutcome | Refused:
+    problem = gate.cancel_message_problem(attempt_id, signature)
+    if problem is not None:
+        logger.error("refusing a cancel message: %s", problem)
+        return "refused"
     return attempt_cancel(attempt_id=int(attempt_id))

@@ -31,6 +31,11 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}(,[A-Za-z0-9_.:@-]{1,15})*$")
 NODE_ENV = Env(ConfigError)
 
 
+def raw_setting(name: str) -> str | None:
+    """The stripped value of `name` (or the contents of `<name>_FILE`); None when unset."""
+    return NODE_ENV.raw(name)
+
+
 def redis_url(env: Env = NODE_ENV) -> str:
     value = env.text("REDIS_URL", "redis://127.0.0.1:6379/0")
     if not value.startswith(("redis://", "rediss://", "unix://")):

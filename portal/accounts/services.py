@@ -11,6 +11,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from portal.accounts.models import ApiToken
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_record
 
 TOKEN_PREFIX = "ty_"  # noqa: S105 - a public marker, not a secret
 
@@ -43,11 +45,28 @@ def api_token_create(
         scope=scope,
         expires_at=timezone.now() + expires_in if expires_in else None,
     )
+    audit_record(
+        action=AuditEvent.Action.TOKEN_CREATED,
+        actor=user,
+        target=f"token {prefix} ({name})",
+        details={
+            "scope": scope,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
+    )
     return IssuedToken(token=token, plaintext=f"{TOKEN_PREFIX}{prefix}_{secret}")
 
 
 def api_token_revoke(*, token: ApiToken) -> None:
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        audit_record(
+            action=AuditEvent.Action.TOKEN_REVOKED,
+            actor=token.user,
+            target=f"token {token.prefix} ({token.name})",
+        )
 
 
 def api_token_authenticate(plaintext: str) -> ApiToken | None:

@@ -14,10 +14,15 @@ from portal.accounts.http import AuthenticatedHttpRequest
 from portal.accounts.models import ApiToken
 from portal.accounts.selectors import api_tokens_of
 from portal.accounts.services import IssuedToken, api_token_create, api_token_revoke
+from portal.lib.text import validate_safe_text
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “laptop CLI”.")
+    name = forms.CharField(
+        max_length=100,
+        validators=[validate_safe_text],
+        help_text="What the token is for, e.g. “laptop CLI”.",
+    )
     scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.WRITE)
     expires_in_days = forms.IntegerField(
         label="Expires after (days)",

@@ -13,11 +13,14 @@ from typing import Any
 from django.db import transaction
 
 from portal.celery import app as celery_app
+from workers import signing
 from workers.messages import node_queue
 
 
 def _send(task: str, args: list[Any], node_name: str, expires_s: float | None) -> None:
-    celery_app.send_task(task, args=args, queue=node_queue(node_name), expires=expires_s)
+    # Nodes act only on messages signed with the key they share with the portal.
+    signed = signing.signed_args(task, args)
+    celery_app.send_task(task, args=signed, queue=node_queue(node_name), expires=expires_s)
 
 
 def node_task_send_on_commit(

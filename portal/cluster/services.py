@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_record
 from portal.cluster.events import node_health_changed
 from portal.cluster.models import Node, NodeEvent
 from portal.lib.streams import health_backlog
@@ -134,8 +136,22 @@ def node_register(*, name: str, address: str, cpu_slots: int, gpu_count: int) ->
     return node
 
 
+_AUDITED = {
+    NodeEvent.Kind.DRAIN: AuditEvent.Action.NODE_DRAINED,
+    NodeEvent.Kind.UNDRAIN: AuditEvent.Action.NODE_UNDRAINED,
+    NodeEvent.Kind.CORDON: AuditEvent.Action.NODE_CORDONED,
+    NodeEvent.Kind.UNCORDON: AuditEvent.Action.NODE_UNCORDONED,
+}
+
+
 def _admin_change(
-    node: Node, *, field: str, value: bool, kind: str, actor: AbstractBaseUser | None, reason: str
+    node: Node,
+    *,
+    field: str,
+    value: bool,
+    kind: NodeEvent.Kind,
+    actor: AbstractBaseUser | None,
+    reason: str,
 ) -> bool:
     """Set an admin flag with a conditional update and record who did it; True if it changed."""
     update: dict[str, object] = {field: value}
@@ -148,6 +164,13 @@ def _admin_change(
         return False
     NodeEvent.objects.create(
         node=node, kind=kind, actor_id=actor.pk if actor else None, reason=reason
+    )
+    audit_record(
+        action=_AUDITED[kind],
+        actor=actor,
+        actor_name="" if actor else "trainyard",
+        target=f"node {node.name}",
+        details={"reason": reason} if reason else None,
     )
     node.refresh_from_db()
     node_health_changed(node)

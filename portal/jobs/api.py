@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,6 +33,8 @@ from portal.jobs.serializers import (
     MetricsPageSerializer,
     MetricsQuerySerializer,
 )
+from portal.jobs.throttling import SubmitRateThrottle
+from portal.lib.drf import BoundedJSONParser
 
 API_PERMISSIONS = [IsAuthenticated, TokenScopePermission]
 NOT_FOUND = OpenApiResponse(description="No such job, or not one you can see.")
@@ -59,7 +60,9 @@ def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Re
 
 class JobListCreateApi(generics.ListAPIView[Job]):
     permission_classes = API_PERMISSIONS
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
+    # Submissions only (POST); listing is not limited.
+    throttle_classes = [SubmitRateThrottle]
     serializer_class = JobSerializer
 
     def get_queryset(self) -> QuerySet[Job]:
@@ -82,7 +85,12 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         description="The body is a job request; it is queued, and placed when capacity allows. "
         "Numbers must be JSON numbers: strings are not converted.",
         request=JobRequest,
-        responses={201: JobSerializer, 400: ErrorsSerializer},
+        responses={
+            201: JobSerializer,
+            400: ErrorsSerializer,
+            413: ErrorsSerializer,
+            429: OpenApiResponse(description="Too many submissions; wait `Retry-After` seconds."),
+        },
     )
     def post(self, request: Request) -> Response:
         try:

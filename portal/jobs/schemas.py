@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from portal.lib.text import check_safe_text
 
 HiddenSize = Annotated[int, Field(ge=1, le=4096)]
+# No NUL (PostgreSQL refuses it), other control characters or bidi overrides.
+SafeName = Annotated[str, AfterValidator(check_safe_text)]
 # Pools and label keys and values: short names a node's configuration sets.
 LabelText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 GpuModelText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")]
@@ -62,7 +73,7 @@ class Resources(_Strict):
 
 
 class JobRequest(_Strict):
-    name: str = Field(default="", max_length=200)
+    name: SafeName = Field(default="", max_length=200)
     dataset: int = Field(description="Id of a ready dataset you can see.")
     model: int = Field(description="Id of a model architecture you can see.")
     hyperparameters: MlpParams = Field(default_factory=MlpParams)

@@ -21,6 +21,8 @@ from portal.lib.realtime import json_finite
 
 METRICS_PAGE_MAX = 5000
 LOGS_PAGE_MAX = 1000
+# Ids and cursors are PostgreSQL bigints; a larger value is a 400, not a DataError.
+BIGINT_MAX = 2**63 - 1
 
 
 # The body of every 400 answer.
@@ -180,9 +182,12 @@ class MetricPointSerializer(serializers.ModelSerializer[MetricPoint]):
 
 class MetricsCursorSerializer(serializers.Serializer[Any]):
     after_attempt = serializers.IntegerField(
-        min_value=0, default=0, help_text="Attempt id of the last point you have."
+        min_value=0,
+        max_value=BIGINT_MAX,
+        default=0,
+        help_text="Attempt id of the last point you have.",
     )
-    after_seq = serializers.IntegerField(min_value=-1, default=-1)
+    after_seq = serializers.IntegerField(min_value=-1, max_value=BIGINT_MAX, default=-1)
 
 
 class MetricsQuerySerializer(MetricsCursorSerializer):
@@ -212,7 +217,7 @@ class LogLineSerializer(serializers.ModelSerializer[LogLine]):
 
 
 class LogsCursorSerializer(serializers.Serializer[Any]):
-    after_id = serializers.IntegerField(min_value=0, default=0)
+    after_id = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, default=0)
 
 
 class LogsQuerySerializer(LogsCursorSerializer):

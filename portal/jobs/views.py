@@ -23,6 +23,7 @@ from portal.jobs.selectors import (
     jobs_visible_to,
 )
 from portal.jobs.services import job_cancel, job_submit
+from portal.jobs.throttling import submit_retry_after
 
 JOBS_PER_PAGE = 50
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -77,6 +78,20 @@ def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = JobForm(request.POST or None, user=request.user)
+    retry_after = submit_retry_after(request) if request.method == "POST" else None
+    if retry_after is not None:
+        form.add_error(
+            None,
+            f"You are submitting jobs too fast; try again in {retry_after} seconds.",
+        )
+        response = render(
+            request,
+            "jobs/new.html",
+            {"form": form, "model_defaults": form.model_defaults()},
+            status=429,
+        )
+        response["Retry-After"] = str(retry_after)
+        return response
     if request.method == "POST" and form.is_valid():
         assert form.job_request is not None
         try:

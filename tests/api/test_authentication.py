@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_create, api_token_revoke
 from tests.api.conftest import TokenClient
-from tests.factories import PASSWORD, make_node
+from tests.factories import make_node
 
 ROUTES = [
     ("get", "/api/v1/jobs/"),
@@ -115,14 +115,14 @@ def test_a_read_only_admin_token_cannot_drain_a_node(
 
 def test_a_browser_session_can_use_the_api(owner: User) -> None:
     client = APIClient()
-    assert client.login(username=owner.username, password=PASSWORD)
+    client.force_login(owner)
 
     assert client.get("/api/v1/jobs/").status_code == 200
 
 
 def test_a_session_must_send_a_csrf_token_to_write(owner: User, job_body: dict[str, Any]) -> None:
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username=owner.username, password=PASSWORD)
+    client.force_login(owner)
 
     response = client.post("/api/v1/jobs/", job_body, format="json")
 

@@ -22,6 +22,8 @@ from pytest_django.fixtures import Settings
 from portal.asgi import application
 
 ORIGIN = b"http://127.0.0.1"
+# A browser's handshake names the address it connects to; the origin check compares with it.
+HOST = b"127.0.0.1"
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def isolated_channel_layer(settings: Settings) -> Iterator[str]:
 
 def session_headers(user: AbstractBaseUser | None) -> list[tuple[bytes, bytes]]:
     """What a browser sends: its origin and, when signed in, the session cookie."""
-    headers = [(b"origin", ORIGIN)]
+    headers = [(b"origin", ORIGIN), (b"host", HOST)]
     if user is not None:
         client = Client()
         client.force_login(cast(User, user))

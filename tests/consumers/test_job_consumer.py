@@ -16,6 +16,7 @@ from portal.jobs.consumers import BACKFILL_CHUNK, LOG_TAIL
 from portal.jobs.events import job_group
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from tests.consumers.support import (
+    HOST,
     ORIGIN,
     close_code,
     open_socket,
@@ -294,7 +295,7 @@ def test_an_idle_page_stays_connected(owner: User) -> None:
 def test_a_token_authenticates_a_script(owner: User) -> None:
     job = make_job(owner)
     token = api_token_create(user=owner, name="cli").plaintext
-    headers = [(b"origin", ORIGIN), (b"authorization", f"Bearer {token}".encode())]
+    headers = [(b"origin", ORIGIN), (b"host", HOST), (b"authorization", f"Bearer {token}".encode())]
 
     async def scenario() -> None:
         socket = await open_socket(f"/ws/jobs/{job.pk}/", headers)

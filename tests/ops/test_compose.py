@@ -87,6 +87,8 @@ def test_secrets_come_from_files_never_from_the_compose_file(compose):
         assert "DJANGO_SECRET_KEY" not in env
         assert "DATABASE_URL" not in env
         assert {"django_secret_key", "database_url"} <= set(services[name]["secrets"])
+    for name in PORTAL_SERVICES:
+        assert "node_secret" in services[name]["secrets"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/")
     assert all("file" in secret for secret in compose["secrets"].values())
 
@@ -99,7 +101,9 @@ def test_the_node_reserves_nvidia_gpus_and_needs_only_redis(compose):
     assert "REDIS_URL" in node["environment"]
     assert not any(key.startswith(("DATABASE", "DJANGO")) for key in node["environment"])
     assert "depends_on" not in node, "a GPU host runs the node on its own"
-    assert "secrets" not in node
+    # The key that checks the portal's signatures, and nothing else.
+    assert node["secrets"] == ["node_secret"]
+    assert node["environment"]["TRAINYARD_NODE_SECRET_FILE"] == "/run/secrets/node_secret"
 
 
 def test_the_image_runs_as_a_non_root_user_from_pinned_packages():

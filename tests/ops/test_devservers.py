@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -172,3 +173,64 @@ def test_run_passes_on_the_commands_exit_status_and_needs_a_command(tmp_path: Pa
     assert failing.returncode == 3
     assert empty.returncode == 2
     assert "nothing to run" in empty.stderr
+
+
+def test_embedded_redis_requires_its_generated_password(tmp_path: Path):
+    import redis
+
+    from portal.devservers import start_redis
+
+    url, stop = start_redis(tmp_path / "redis")
+    try:
+        password_file = tmp_path / "redis" / "password"
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        assert password_file.read_text().strip() in url
+        assert redis.Redis.from_url(url).ping()
+        anonymous = f"redis://127.0.0.1:{urlsplit(url).port}/0"
+        try:
+            redis.Redis.from_url(anonymous).ping()
+        except redis.AuthenticationError:
+            pass
+        else:
+            raise AssertionError("Redis answered without a password")
+        # Not in the process list either.
+        cmdlines = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+        assert not [c for c in cmdlines if password_file.read_text().strip() in c]
+    finally:
+        stop()
+    again, stop = start_redis(tmp_path / "redis")
+    stop()
+    assert again.split("@")[0] == url.split("@")[0], "the password is kept across runs"
+
+
+def test_the_admin_password_is_generated_once_and_reported_as_new_only_then(
+    tmp_path: Path, monkeypatch
+):
+    from portal.devservers import admin_credentials
+
+    monkeypatch.delenv("TRAINYARD_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("TRAINYARD_ADMIN_PASSWORD_FILE", raising=False)
+    user, password, where, first = admin_credentials(tmp_path)
+    assert (user, where, first) == ("admin", tmp_path / "admin-password", True)
+    assert (tmp_path / "admin-password").stat().st_mode & 0o777 == 0o600
+    assert admin_credentials(tmp_path) == ("admin", password, where, False)
+
+
+def test_a_local_run_generates_its_secrets_once_per_state_dir(tmp_path: Path, monkeypatch):
+    from portal.devservers import _export_generated_secrets
+
+    for name in ("DJANGO_SECRET_KEY", "TRAINYARD_NODE_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"{name}_FILE", raising=False)
+    _export_generated_secrets(tmp_path)
+    key = (tmp_path / "secret-key").read_text()
+    for name, file in (
+        ("DJANGO_SECRET_KEY", "secret-key"),
+        ("TRAINYARD_NODE_SECRET", "node-secret"),
+    ):
+        assert os.environ[f"{name}_FILE"] == str(tmp_path / file)
+        assert (tmp_path / file).stat().st_mode & 0o777 == 0o600
+        assert len((tmp_path / file).read_text().strip()) >= 50
+    monkeypatch.delenv("DJANGO_SECRET_KEY_FILE")
+    _export_generated_secrets(tmp_path)
+    assert (tmp_path / "secret-key").read_text() == key

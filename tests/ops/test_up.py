@@ -28,7 +28,7 @@ def clean_env(state_dir: Path) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR", "TRAINYARD_DEV"}
-        and not key.startswith(("TRAINYARD_NODE_", "TRAINYARD_ADMIN_"))
+        and not key.startswith(("TRAINYARD_NODE_", "TRAINYARD_ADMIN_", "DJANGO_SECRET_KEY"))
     }
     env["TRAINYARD_STATE_DIR"] = str(state_dir)
     return env
@@ -83,6 +83,11 @@ def test_up_serves_the_login_page_and_ctrl_c_stops_every_process(state_dir: Path
                 time.sleep(0.2)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=10) as page:
                 login_page = page.read().decode()
+            # Long enough for beat's ticks (every 5 s) to have run twice while idle.
+            quiet_from = len(lines)
+            time.sleep(12)
+            idle = lines[quiet_from:]
+            assert up.poll() is None, "\n".join(lines[-60:])
             postmaster = int((state_dir / "postgres" / "postmaster.pid").read_text().split()[0])
             redis_server = int((state_dir / "redis" / "redis.pid").read_text())
         finally:
@@ -102,7 +107,13 @@ def test_up_serves_the_login_page_and_ctrl_c_stops_every_process(state_dir: Path
     password = (state_dir / "admin-password").read_text().strip()
     assert f"log in as 'admin' with password '{password}'" in output
     assert f"node {node!r} registered" in output
-    assert "TRAINYARD_DEV=1" in output
+    # Idle, the terminal stays quiet: no line per periodic tick.
+    ticks = ("Sending due task", "Task portal.", "succeeded in")
+    assert not [line for line in idle if any(tick in line for tick in ticks)], idle
+    # Generated secrets, private, and the Redis password never printed.
+    for name in ("secret-key", "node-secret", "redis/password", "admin-password"):
+        assert (state_dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert (state_dir / "redis" / "password").read_text().strip() not in output
 
     assert members_of(set(started.values())) == []
     assert not running(postmaster)

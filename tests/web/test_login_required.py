@@ -1,8 +1,8 @@
 """Every page sends an anonymous visitor to the login page, and acts on nothing.
 
 The routes come from the URL resolver, not a hand-kept list, so a new page cannot slip past the
-check. Left out: the admin site and the API (each has its own authentication) and the login and
-logout pages themselves. Which pages only admins may see is tested with each page.
+check. Left out: the admin site and the API (each has its own authentication), the login and
+logout pages themselves, and static files. Which pages only admins may see is tested with each page.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from portal.cluster.models import Node
 from portal.jobs.models import Job
 from tests.factories import PASSWORD, make_job, make_node, make_user
 
-EXEMPT_PREFIXES = ("admin/", "api/")
+# static/: a file WhiteNoise does not have is a plain 404 for anyone (tests/web/test_hardening.py).
+EXEMPT_PREFIXES = ("admin/", "api/", "static/")
 EXEMPT_NAMES = {"login", "logout"}
 PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 

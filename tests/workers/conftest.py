@@ -52,6 +52,9 @@ def node(
     monkeypatch.setenv("TRAINYARD_NODE_NAME", this.name)
     monkeypatch.setenv("TRAINYARD_NODE_STATE_DIR", str(this.state_dir))
     monkeypatch.setenv("TRAINYARD_CANCEL_GRACE_S", "3")
+    # A node reads datasets and writes checkpoints only under these (workers.bounds).
+    monkeypatch.setenv("TRAINYARD_STORAGE_ROOT", str(tmp_path))
+    monkeypatch.setenv("TRAINYARD_CHECKPOINT_ROOT", str(tmp_path))
     yield this
     keys = list(redis_client.scan_iter(match=f"{this.prefix}:*"))
     keys += list(redis_client.scan_iter(match=f"*node.{this.name}*"))

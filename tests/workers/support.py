@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -13,7 +15,10 @@ from typing import Any, TypeVar, cast
 import psutil
 import redis
 
+from workers import signing
 from workers.messages import (
+    CANCEL_ATTEMPT_TASK,
+    RUN_ATTEMPT_TASK,
     AttemptSpec,
     DatasetSpec,
     ModelSpec,
@@ -39,10 +44,11 @@ def iris_spec(
     checkpoint_dir: Path,
     epochs: int = 30,
     job_id: int = 1,
-    data: Path = IRIS,
+    data: Path | None = None,
     sha256: str | None = None,
     nproc_per_node: int = 2,
 ) -> AttemptSpec:
+    data = data or iris_in_storage()
     return AttemptSpec(
         job_id=job_id,
         attempt_id=attempt_id,
@@ -78,6 +84,25 @@ def iris_spec(
         ),
         checkpoint_dir=str(checkpoint_dir),
     )
+
+
+def iris_in_storage() -> Path:
+    """Iris under the node's TRAINYARD_STORAGE_ROOT: a node reads datasets only from there."""
+    root = Path(os.environ["TRAINYARD_STORAGE_ROOT"])
+    copy = root / "datasets" / "iris.csv"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(IRIS, copy)
+    return copy
+
+
+def signed_run(spec_json: dict[str, Any]) -> list[Any]:
+    """A run message's arguments as the portal sends them: the spec and its signature."""
+    return signing.signed_args(RUN_ATTEMPT_TASK, [spec_json])
+
+
+def signed_cancel(attempt_id: int) -> list[Any]:
+    return signing.signed_args(CANCEL_ATTEMPT_TASK, [attempt_id])
 
 
 def entries(client: redis.Redis, stream: str) -> list[dict[str, Any]]:

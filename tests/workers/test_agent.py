@@ -15,7 +15,14 @@ import pytest
 import redis
 
 from tests.workers.conftest import Node
-from tests.workers.support import entries, iris_spec, processes_running, wait_for
+from tests.workers.support import (
+    entries,
+    iris_spec,
+    processes_running,
+    signed_cancel,
+    signed_run,
+    wait_for,
+)
 from workers import attempts
 from workers.agent import attempts_sweep, cancel_attempt, run_attempt
 from workers.messages import RUN_ATTEMPT_EXPIRES_S, AttemptSpec
@@ -31,19 +38,19 @@ def test_run_attempt_starts_one_launcher_for_a_duplicate_delivery(
     spec = iris_spec(
         node_name=node.name, attempt_id=31, checkpoint_dir=tmp_path / "ck", epochs=100_000
     )
-    assert run_attempt(spec.to_json()) == "started"
-    assert run_attempt(spec.to_json()) == "duplicate"
+    assert run_attempt(*signed_run(spec.to_json())) == "started"
+    assert run_attempt(*signed_run(spec.to_json())) == "duplicate"
     wait_for(
         lambda: attempts.running_attempts(node.state_dir) == [31], timeout=30, what="the launcher"
     )
-    assert cancel_attempt(31) == "signalled"
+    assert cancel_attempt(*signed_cancel(31)) == "signalled"
     wait_for(
         lambda: attempts.running_attempts(node.state_dir) == [], timeout=30, what="the launcher"
     )
     # Each launcher reports exactly one exit: one exit, one launcher.
     exited = [e for e in events(redis_client, node) if e["type"] == "attempt.exited"]
     assert [(e["attempt"], e["cancelled"]) for e in exited] == [(31, True)]
-    assert cancel_attempt(31) == "not-running"
+    assert cancel_attempt(*signed_cancel(31)) == "not-running"
 
 
 def test_a_cancel_right_behind_the_run_stops_the_launcher_before_it_is_ready(
@@ -52,8 +59,8 @@ def test_a_cancel_right_behind_the_run_stops_the_launcher_before_it_is_ready(
     spec = iris_spec(
         node_name=node.name, attempt_id=35, checkpoint_dir=tmp_path / "ck", epochs=100_000
     )
-    assert run_attempt(spec.to_json()) == "started"
-    assert cancel_attempt(35) in ("marked", "signalled")
+    assert run_attempt(*signed_run(spec.to_json())) == "started"
+    assert cancel_attempt(*signed_cancel(35)) in ("marked", "signalled")
     exited = wait_for(
         lambda: [e for e in events(redis_client, node) if e["type"] == "attempt.exited"],
         timeout=30,
@@ -66,7 +73,7 @@ def test_run_attempt_refuses_a_spec_for_another_node(
     node: Node, redis_client: redis.Redis, tmp_path: Path
 ):
     spec = iris_spec(node_name="someone-else", attempt_id=32, checkpoint_dir=tmp_path / "ck")
-    assert run_attempt(spec.to_json()) == "refused"
+    assert run_attempt(*signed_run(spec.to_json())) == "refused"
     assert not attempts.attempt_dir(node.state_dir, 32).exists()
     assert events(redis_client, node) == []
 
@@ -97,7 +104,7 @@ def test_run_attempt_reports_a_checksum_mismatch_as_an_exit_without_launching(
     spec = iris_spec(
         node_name=node.name, attempt_id=33, checkpoint_dir=tmp_path / "ck", sha256="ab" * 32
     )
-    assert run_attempt(spec.to_json()) == "failed"
+    assert run_attempt(*signed_run(spec.to_json())) == "failed"
     [exited] = events(redis_client, node)
     assert exited["type"] == "attempt.exited"
     assert (exited["attempt"], exited["exit_code"], exited["cancelled"]) == (33, -1, False)
@@ -106,16 +113,16 @@ def test_run_attempt_reports_a_checksum_mismatch_as_an_exit_without_launching(
     assert exited["retryable"] is False
     assert attempts.read_pid(attempts.attempt_dir(node.state_dir, 33)) is None
     assert attempts.claimed_attempts(node.state_dir) == []
-    assert cancel_attempt(33) == "not-running"
+    assert cancel_attempt(*signed_cancel(33)) == "not-running"
 
 
 def test_a_cancel_that_overtakes_its_run_message_wins(
     node: Node, redis_client: redis.Redis, tmp_path: Path
 ):
-    assert cancel_attempt(34) == "marked"
+    assert cancel_attempt(*signed_cancel(34)) == "marked"
     spec = iris_spec(node_name=node.name, attempt_id=34, checkpoint_dir=tmp_path / "ck")
-    assert run_attempt(spec.to_json()) == "cancelled"
-    assert run_attempt(spec.to_json()) == "duplicate"
+    assert run_attempt(*signed_run(spec.to_json())) == "cancelled"
+    assert run_attempt(*signed_run(spec.to_json())) == "duplicate"
     [exited] = events(redis_client, node)
     assert (exited["attempt"], exited["cancelled"]) == (34, True)
     assert attempts.read_pid(attempts.attempt_dir(node.state_dir, 34)) is None
@@ -128,7 +135,7 @@ def exits(client: redis.Redis, node: Node) -> list[dict[str, Any]]:
 def training(spec: AttemptSpec, node: Node) -> str:
     """Start `spec` through the agent and wait until its launcher, torchrun and both ranks run;
     returns the spec path every one of them has on its command line."""
-    assert run_attempt(spec.to_json()) == "started"
+    assert run_attempt(*signed_run(spec.to_json())) == "started"
     directory = attempts.attempt_dir(node.state_dir, spec.attempt_id)
     spec_path = str(directory / "spec.json")
     wait_for(lambda: attempts.read_pid(directory), timeout=30, what="the launcher's pid")
@@ -186,11 +193,11 @@ def test_a_cancel_stops_the_gang_of_a_dead_launcher_at_once(
     spec_path = training(spec, node)
     try:
         kill_launcher(node, 62)
-        assert cancel_attempt(62) == "stopped"
+        assert cancel_attempt(*signed_cancel(62)) == "stopped"
         assert processes_running(spec_path) == []
         [exited] = exits(redis_client, node)
         assert (exited["attempt"], exited["cancelled"]) == (62, True)
-        assert cancel_attempt(62) == "not-running"
+        assert cancel_attempt(*signed_cancel(62)) == "not-running"
     finally:
         for process in processes_running(spec_path):
             process.kill()
@@ -210,7 +217,9 @@ def test_the_sweep_leaves_an_attempt_alone_while_its_dataset_is_still_being_fetc
         sha256="0" * 64,
     )
     outcome: list[str] = []
-    thread = threading.Thread(target=lambda: outcome.append(run_attempt(spec.to_json())))
+    thread = threading.Thread(
+        target=lambda: outcome.append(run_attempt(*signed_run(spec.to_json())))
+    )
     thread.start()
     try:
         wait_for(
@@ -235,7 +244,7 @@ def test_a_start_that_fails_after_the_claim_reports_an_exit(
     # The launcher cannot be started (Popen raises OSError), as on a node whose Python broke.
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     spec = iris_spec(node_name=node.name, attempt_id=64, checkpoint_dir=tmp_path / "ck")
-    assert run_attempt(spec.to_json()) == "failed"
+    assert run_attempt(*signed_run(spec.to_json())) == "failed"
     [exited] = exits(redis_client, node)
     assert (exited["attempt"], exited["exit_code"], exited["cancelled"]) == (64, -1, False)
     assert exited["reason"].startswith("the node could not start it: FileNotFoundError")
@@ -261,7 +270,7 @@ def test_a_delivery_with_another_spec_under_a_known_id_sets_the_old_directory_as
         job_id=8,
         sha256="cd" * 32,  # fails fast, after the claim
     )
-    assert run_attempt(new.to_json()) == "failed"
+    assert run_attempt(*signed_run(new.to_json())) == "failed"
     stored, set_aside = attempts.read_spec_json(directory), None
     assert stored is not None and stored["job_id"] == 8
     [aside] = (node.state_dir / "attempts" / "stale").iterdir()
@@ -271,7 +280,7 @@ def test_a_delivery_with_another_spec_under_a_known_id_sets_the_old_directory_as
     [exited] = exits(redis_client, node)
     assert (exited["job"], exited["attempt"]) == (8, 65)
     # The same spec again is a duplicate, as ever.
-    assert run_attempt(new.to_json()) == "duplicate"
+    assert run_attempt(*signed_run(new.to_json())) == "duplicate"
     assert attempts.running_attempts(node.state_dir) == []
 
 
@@ -285,12 +294,12 @@ def test_a_delivery_under_the_id_of_another_running_attempt_is_refused_with_an_e
         job_id=7,
         epochs=100_000,
     )
-    assert run_attempt(old.to_json()) == "started"
+    assert run_attempt(*signed_run(old.to_json())) == "started"
     directory = attempts.attempt_dir(node.state_dir, 66)
     try:
         wait_for(lambda: attempts.running_attempts(node.state_dir) == [66], timeout=30, what="run")
         new = iris_spec(node_name=node.name, attempt_id=66, checkpoint_dir=tmp_path / "new")
-        assert run_attempt(new.to_json()) == "refused"
+        assert run_attempt(*signed_run(new.to_json())) == "refused"
         [exited] = exits(redis_client, node)
         assert (exited["job"], exited["attempt"], exited["exit_code"]) == (1, 66, -1)
         assert "is in use on" in exited["reason"] and "job 7" in exited["reason"]
@@ -300,7 +309,7 @@ def test_a_delivery_under_the_id_of_another_running_attempt_is_refused_with_an_e
         assert not (directory / "exit.json").exists()
         assert attempts.running_attempts(node.state_dir) == [66]
     finally:
-        assert cancel_attempt(66) in ("signalled", "stopped")
+        assert cancel_attempt(*signed_cancel(66)) in ("signalled", "stopped")
         wait_for(lambda: attempts.running_attempts(node.state_dir) == [], timeout=30, what="stop")
 
 
@@ -308,14 +317,16 @@ def test_a_cancel_mark_older_than_any_live_run_message_does_not_cancel_a_new_del
     node: Node, redis_client: redis.Redis, tmp_path: Path
 ):
     # A cancel that once overtook a run message that never came, under a reused id.
-    assert cancel_attempt(67) == "marked"
+    assert cancel_attempt(*signed_cancel(67)) == "marked"
     directory = attempts.attempt_dir(node.state_dir, 67)
     long_ago = time.time() - RUN_ATTEMPT_EXPIRES_S - 60
     os.utime(directory / "cancel", (long_ago, long_ago))
     spec = iris_spec(
         node_name=node.name, attempt_id=67, checkpoint_dir=tmp_path / "ck", sha256="ef" * 32
     )
-    assert run_attempt(spec.to_json()) == "failed"  # the dataset check ran: it was not cancelled
+    assert (
+        run_attempt(*signed_run(spec.to_json())) == "failed"
+    )  # the dataset check ran: it was not cancelled
     [exited] = exits(redis_client, node)
     assert exited["cancelled"] is False
     assert not (directory / "cancel").exists()

@@ -14,7 +14,14 @@ import redis
 from celery import Celery
 
 from tests.workers.conftest import Node
-from tests.workers.support import entries, iris_spec, processes_running, wait_for
+from tests.workers.support import (
+    entries,
+    iris_spec,
+    processes_running,
+    signed_cancel,
+    signed_run,
+    wait_for,
+)
 from workers import attempts
 from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK, node_queue
 
@@ -65,7 +72,7 @@ def test_the_node_heartbeats_runs_an_attempt_and_reports_its_exit(
     assert (beat["node"], beat["cpu_slots"], beat["gpu_count"]) == (node.name, 3, 0)
 
     spec = iris_spec(node_name=node.name, attempt_id=51, checkpoint_dir=tmp_path / "ck", epochs=2)
-    portal.send_task(RUN_ATTEMPT_TASK, args=[spec.to_json()], queue=node_queue(node.name))
+    portal.send_task(RUN_ATTEMPT_TASK, args=signed_run(spec.to_json()), queue=node_queue(node.name))
     # A heartbeat taken while it trains lists the attempt as running.
     wait_for(
         lambda: any(
@@ -92,7 +99,7 @@ def test_the_node_heartbeats_runs_an_attempt_and_reports_its_exit(
     )
 
     # A cancel for an attempt that already finished is harmless.
-    portal.send_task(CANCEL_ATTEMPT_TASK, args=[51], queue=node_queue(node.name))
+    portal.send_task(CANCEL_ATTEMPT_TASK, args=signed_cancel(51), queue=node_queue(node.name))
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=20) == 0
 
@@ -107,7 +114,7 @@ def test_the_node_reports_the_exit_of_an_attempt_whose_launcher_was_killed(
     spec = iris_spec(
         node_name=node.name, attempt_id=52, checkpoint_dir=tmp_path / "ck", epochs=100_000
     )
-    portal.send_task(RUN_ATTEMPT_TASK, args=[spec.to_json()], queue=node_queue(node.name))
+    portal.send_task(RUN_ATTEMPT_TASK, args=signed_run(spec.to_json()), queue=node_queue(node.name))
     directory = attempts.attempt_dir(node.state_dir, 52)
     spec_path = str(directory / "spec.json")
     try:

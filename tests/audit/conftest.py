@@ -1,0 +1,1 @@
+from tests.api.conftest import client_for  # noqa: F401 - a fixture
