@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from portal.cluster.models import Node, NodeEvent
-from portal.cluster.services import node_set_draining
+from portal.cluster.services import node_set_cordoned, node_set_draining
 from portal.lib.admin import ReadOnlyAdmin
+
+
+def _staff(request: HttpRequest) -> User | None:
+    # The admin site admits only staff, so this is always the signed-in user.
+    return request.user if isinstance(request.user, User) else None
 
 
 @admin.register(Node)
@@ -28,14 +34,29 @@ class NodeAdmin(ReadOnlyAdmin[Node]):
     ]
     list_filter = ["state", "is_draining", "is_cordoned", "pool"]
     search_fields = ["name", "hostname", "address", "cordon_reason", "unhealthy_reason"]
-    actions = ["drain", "undrain"]
+    actions = ["drain", "undrain", "cordon", "uncordon"]
 
     def _set_draining(self, request: HttpRequest, nodes: QuerySet[Node], draining: bool) -> None:
         changed = [node for node in nodes if node.is_draining != draining]
         for node in changed:
-            node_set_draining(node=node, draining=draining)
+            node_set_draining(node=node, draining=draining, actor=_staff(request), reason="admin")
         verb = "Draining" if draining else "Undrained"
         self.message_user(request, f"{verb} {len(changed)} node(s).", messages.SUCCESS)
+
+    def _set_cordoned(self, request: HttpRequest, nodes: QuerySet[Node], cordoned: bool) -> None:
+        changed = [node for node in nodes if node.is_cordoned != cordoned]
+        for node in changed:
+            node_set_cordoned(node=node, cordoned=cordoned, actor=_staff(request), reason="admin")
+        verb = "Cordoned" if cordoned else "Uncordoned"
+        self.message_user(request, f"{verb} {len(changed)} node(s).", messages.SUCCESS)
+
+    @admin.action(description="Cordon selected nodes (out of service: they look broken)")
+    def cordon(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_cordoned(request, queryset, True)
+
+    @admin.action(description="Uncordon selected nodes (and forget their failures)")
+    def uncordon(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_cordoned(request, queryset, False)
 
     @admin.action(description="Drain selected nodes (finish their work, take no new work)")
     def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:

@@ -26,6 +26,7 @@ from portal.cluster.serializers import (
     NodeSerializer,
     PoolSerializer,
 )
+from portal.lib.drf import ErrorsSerializer, parse_data
 
 STAFF_PERMISSIONS = [IsAuthenticated, IsAdminUser, TokenScopePermission]
 STAFF_ONLY = OpenApiResponse(description="Only staff may see or change nodes.")
@@ -54,9 +55,7 @@ class _NodeChangeApi(APIView):
     value: bool
 
     def post(self, request: Request, name: str) -> Response:
-        body = NodeChangeSerializer(data=request.data or {})
-        body.is_valid(raise_exception=True)
-        reason = body.validated_data.get("reason", "")
+        reason = parse_data(NodeChangeSerializer, request.data or {}).get("reason", "")
         node = get_object_or_404(Node, name=name)
         if self.change == "draining":
             services.node_set_draining(
@@ -70,7 +69,12 @@ class _NodeChangeApi(APIView):
         return Response(NodeSerializer(selectors.nodes_with_usage().get(pk=node.pk)).data)
 
 
-_CHANGED = {200: NodeSerializer, 403: STAFF_ONLY, 404: OpenApiResponse(description="No node.")}
+_CHANGED = {
+    200: NodeSerializer,
+    400: ErrorsSerializer,
+    403: STAFF_ONLY,
+    404: OpenApiResponse(description="No node."),
+}
 
 
 @extend_schema(
@@ -115,7 +119,12 @@ class NodeEventListApi(generics.ListAPIView[NodeEvent]):
 
     @extend_schema(
         summary="A node's availability history, newest first (staff)",
-        responses={200: NodeEventSerializer(many=True), 403: STAFF_ONLY},
+        responses={
+            200: NodeEventSerializer(many=True),
+            400: ErrorsSerializer,
+            403: STAFF_ONLY,
+            404: OpenApiResponse(description="No node."),
+        },
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

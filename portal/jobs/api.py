@@ -23,7 +23,6 @@ from portal.jobs import selectors, services
 from portal.jobs.models import Job
 from portal.jobs.schemas import JobRequest, dotted_errors
 from portal.jobs.serializers import (
-    ErrorsSerializer,
     JobListQuerySerializer,
     JobSerializer,
     LogLineSerializer,
@@ -34,28 +33,20 @@ from portal.jobs.serializers import (
     MetricsQuerySerializer,
 )
 from portal.jobs.throttling import SubmitRateThrottle
-from portal.lib.drf import BoundedJSONParser
+from portal.lib.drf import (
+    BoundedJSONParser,
+    ErrorsSerializer,
+    django_errors,
+    parse_data,
+    request_invalid,
+)
 
 API_PERMISSIONS = [IsAuthenticated, TokenScopePermission]
 NOT_FOUND = OpenApiResponse(description="No such job, or not one you can see.")
 
 
-def request_invalid(errors: dict[str, list[str]]) -> exceptions.ValidationError:
-    """The 400 every API view answers with: `{"errors": {"dotted.path": ["message", ...]}}`."""
-    return exceptions.ValidationError({"errors": errors})
-
-
-def django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
-    if hasattr(exc, "error_dict"):
-        return {key: list(messages) for key, messages in exc.message_dict.items()}
-    return {"__all__": list(exc.messages)}
-
-
 def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> Any:
-    query = serializer_class(data=request.query_params)
-    if not query.is_valid():
-        raise request_invalid(query.errors)
-    return query.validated_data
+    return parse_data(serializer_class, request.query_params)
 
 
 class JobListCreateApi(generics.ListAPIView[Job]):

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.catalog.models import Dataset, ModelArchitecture
@@ -23,21 +23,6 @@ METRICS_PAGE_MAX = 5000
 LOGS_PAGE_MAX = 1000
 # Ids and cursors are PostgreSQL bigints; a larger value is a 400, not a DataError.
 BIGINT_MAX = 2**63 - 1
-
-
-# The body of every 400 answer.
-ErrorsSerializer = inline_serializer(
-    name="Errors",
-    fields={
-        # A field named `errors` would shadow `Serializer.errors`, so this one is built inline.
-        "errors": serializers.DictField(
-            child=serializers.ListField(child=serializers.CharField()),
-            help_text="Messages keyed by the dotted path of the field at fault, for example "
-            '{"training.epochs": ["Input should be greater than or equal to 1"]}; '
-            '"__all__" holds errors about the request as a whole.',
-        )
-    },
-)
 
 
 class DatasetRefSerializer(serializers.ModelSerializer[Dataset]):

@@ -12,7 +12,9 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from rest_framework import exceptions, status
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -110,3 +112,38 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is not None and isinstance(exc, exceptions.ParseError | RequestTooLarge):
         response.data = {"errors": {"__all__": [str(exc.detail)]}}
     return response
+
+
+# The body of every 400 answer.
+ErrorsSerializer = inline_serializer(
+    name="Errors",
+    fields={
+        # A field named `errors` would shadow `Serializer.errors`, so this one is built inline.
+        "errors": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="Messages keyed by the dotted path of the field at fault, for example "
+            '{"training.epochs": ["Input should be greater than or equal to 1"]}; '
+            '"__all__" holds errors about the request as a whole.',
+        )
+    },
+)
+
+
+def request_invalid(errors: Mapping[str, Any]) -> exceptions.ValidationError:
+    """The 400 every API view answers with: `{"errors": {"dotted.path": ["message", ...]}}`."""
+    return exceptions.ValidationError({"errors": errors})
+
+
+def django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    """A Django ValidationError's messages in the error shape's mapping."""
+    if hasattr(exc, "error_dict"):
+        return {key: list(messages) for key, messages in exc.message_dict.items()}
+    return {"__all__": list(exc.messages)}
+
+
+def parse_data(serializer_class: type[serializers.Serializer[Any]], data: Any) -> Any:
+    """`data` (a body or query parameters) validated by the serializer, or the 400 shape."""
+    parsed = serializer_class(data=data)
+    if not parsed.is_valid():
+        raise request_invalid(parsed.errors)
+    return parsed.validated_data

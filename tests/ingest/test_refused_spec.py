@@ -12,6 +12,7 @@ from portal.jobs.models import Attempt, Job
 from portal.jobs.scheduling import attempt_spec
 from tests.factories import make_attempt, make_job, make_node
 from tests.ingest.conftest import Streams
+from tests.workers.support import signed_run
 from workers import attempts
 from workers.agent import run_attempt
 
@@ -35,7 +36,7 @@ def test_a_wrong_typed_spec_is_refused_by_the_node_and_fails_its_job_with_the_re
     ).to_json()
     spec["training"]["epochs"] = "30"  # a string where the schema says integer
 
-    assert run_attempt(spec) == "refused"
+    assert run_attempt(*signed_run(spec)) == "refused"
     # Refused before the claim: nothing on disk, nothing started.
     assert not attempts.attempt_dir(state_dir, attempt.pk).exists()
 

@@ -83,7 +83,7 @@ def test_a_spec_of_the_wrong_shape_is_refused_before_the_claim_with_a_final_exit
 ):
     spec = iris_spec(node_name=node.name, attempt_id=36, checkpoint_dir=tmp_path / "ck").to_json()
     spec["placement"]["device"] = "tpu"
-    assert run_attempt(spec) == "refused"
+    assert run_attempt(*signed_run(spec)) == "refused"
     assert not attempts.attempt_dir(node.state_dir, 36).exists()
     [exited] = events(redis_client, node)
     assert (exited["type"], exited["attempt"], exited["exit_code"]) == ("attempt.exited", 36, -1)
@@ -94,7 +94,7 @@ def test_a_spec_of_the_wrong_shape_is_refused_before_the_claim_with_a_final_exit
     assert exited["retryable"] is False
     # Without a sound attempt id nobody can be told: the node only logs the refusal.
     spec["attempt_id"] = "36"
-    assert run_attempt(spec) == "refused"
+    assert run_attempt(*signed_run(spec)) == "refused"
     assert len(events(redis_client, node)) == 1
 
 
