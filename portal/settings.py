@@ -181,7 +181,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reap-nodes": {
         "task": "portal.jobs.tasks.reap_nodes",
-        "schedule": env_float("TRAINYARD_REAP_TICK_S", 5.0),
+        "schedule": env_float("TRAINYARD_REAP_TICK_S", 2.0),
     },
 }
 
