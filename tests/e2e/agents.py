@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -99,3 +101,48 @@ def wait_until(predicate: object, *, timeout: float, interval: float = 0.2) -> f
             return time.monotonic() - started
         time.sleep(interval)
     return None
+
+
+class TcpForwarder:
+    """Accepts on `listen` and relays each connection to `target`: how processes in a network
+    namespace reach the stack's Redis, which listens on the root namespace's loopback."""
+
+    def __init__(self, *, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self._server = socket.create_server(listen)
+        self.port: int = self._server.getsockname()[1]
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="forwarder", daemon=True)
+
+    def __enter__(self) -> TcpForwarder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.close()
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._thread.join(5)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target, timeout=10)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
