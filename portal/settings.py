@@ -191,6 +191,9 @@ TRAINYARD_HEARTBEAT_S = env_float("TRAINYARD_HEARTBEAT_S", 2.0)
 # A node that misses this many heartbeats is offline and its attempts are lost.
 TRAINYARD_MISSED_HEARTBEATS = env_int("TRAINYARD_MISSED_HEARTBEATS", 3, minimum=1)
 TRAINYARD_CANCEL_GRACE_S = env_float("TRAINYARD_CANCEL_GRACE_S", 5.0)
+# A requeued job waits this long after its attempt ended, doubled per further restart.
+TRAINYARD_REQUEUE_BACKOFF_S = env_float("TRAINYARD_REQUEUE_BACKOFF_S", 2.0)
+TRAINYARD_REQUEUE_BACKOFF_MAX_S = env_float("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0)
 # An active attempt that its node neither runs nor claims this long after it was placed is
 # lost (its run message was lost or expired, or it ended without a report).
 TRAINYARD_ATTEMPT_START_GRACE_S = env_float("TRAINYARD_ATTEMPT_START_GRACE_S", 30.0)
