@@ -146,3 +146,13 @@ class TcpForwarder:
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+
+
+def others_gone(*names: str) -> bool:
+    """Whether no node but `names` is online. An agent stopped after a test's flush may
+    have sent heartbeats that ingest stores later, bringing its row back online for a few
+    seconds until the reaper takes it offline: a job must not be placed on such a ghost."""
+    from portal.cluster.models import Node
+
+    online = Node.objects.filter(state=Node.State.ONLINE).values_list("name", flat=True)
+    return set(online) <= set(names)

@@ -18,7 +18,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
-from tests.e2e.agents import NodeAgent, wait_until
+from tests.e2e.agents import NodeAgent, others_gone, wait_until
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 
@@ -53,6 +53,11 @@ def _ready(stack: Stack, agent: NodeAgent) -> tuple[str, dict[str, Any]]:
         lambda: _online(stack.node_name, agent.name),
         timeout=60,
         what="both node agents to register",
+    )
+    wait_for(
+        lambda: others_gone(stack.node_name, agent.name),
+        timeout=30,
+        what="agents of earlier tests to be offline",
     )
     body = {
         "name": "iris 2x2",

@@ -30,7 +30,7 @@ from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
 from portal.cluster.services import node_set_draining
 from portal.jobs.models import Attempt, Job, MetricPoint, Placement
-from tests.e2e.agents import NodeAgent, TcpForwarder
+from tests.e2e.agents import NodeAgent, TcpForwarder, others_gone
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 
@@ -187,6 +187,11 @@ def test_a_two_node_job_runs_across_network_namespaces_on_their_own_addresses(
                 a.name: ns.address for a, ns in zip(agents, namespaces, strict=True)
             }
 
+            wait_for(
+                lambda: others_gone(stack.node_name, *(a.name for a in agents)),
+                timeout=30,
+                what="agents of earlier tests to be offline",
+            )
             started = time.monotonic()
             response = httpx.post(
                 f"{stack.base_url}/api/v1/jobs/",

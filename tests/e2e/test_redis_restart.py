@@ -25,6 +25,7 @@ from portal.catalog.services import catalog_ensure_builtins
 from portal.celery import app
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, MetricPoint
+from tests.e2e.agents import others_gone
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 from workers.attempts import SPEC
@@ -130,6 +131,11 @@ def test_a_redis_restart_without_persistence_runs_every_job_exactly_once(
         lambda: Node.objects.filter(name=stack.node_name, state=Node.State.ONLINE).exists(),
         timeout=60,
         what="the node to register",
+    )
+    wait_for(
+        lambda: others_gone(stack.node_name),
+        timeout=30,
+        what="agents of earlier tests to be offline",
     )
     body = {
         "name": "iris through a redis restart",
