@@ -210,7 +210,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reap-nodes": {
         "task": "portal.jobs.tasks.reap_nodes",
-        "schedule": env.number("TRAINYARD_REAP_TICK_S", 5.0, above=0.0),
+        "schedule": env.number("TRAINYARD_REAP_TICK_S", 2.0, above=0.0),
     },
 }
 
@@ -220,6 +220,9 @@ TRAINYARD_HEARTBEAT_S = shared.heartbeat_s(env)
 # A node that misses this many heartbeats is offline and its attempts are lost.
 TRAINYARD_MISSED_HEARTBEATS = env.integer("TRAINYARD_MISSED_HEARTBEATS", 3, minimum=1)
 TRAINYARD_CANCEL_GRACE_S = shared.cancel_grace_s(env)
+# A requeued job waits this long after its attempt ended, doubled per further restart.
+TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
+TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)
 # An active attempt that its node neither runs nor claims this long after it was placed is
 # lost (its run message was lost or expired, or it ended without a report).
 TRAINYARD_ATTEMPT_START_GRACE_S = env.number("TRAINYARD_ATTEMPT_START_GRACE_S", 30.0, above=0.0)

@@ -46,6 +46,14 @@ def admin_user(db: None) -> User:
     return make_user("admin", is_staff=True)
 
 
+@pytest.fixture(autouse=True)
+def no_requeue_backoff(settings: Any) -> None:
+    """A requeued job is placed by the very next pass, so a test can follow a requeue without
+    waiting; the tests of the backoff itself set it back (tests/jobs/test_scheduler.py).
+    The end-to-end stack's processes run with the real default."""
+    settings.TRAINYARD_REQUEUE_BACKOFF_S = 0.0
+
+
 # ---- catalog, broker and channel layer (added by the control-plane tests) --------------------
 
 

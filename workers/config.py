@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # ConfigError is re-exported: the node's code catches `config.ConfigError`.
 from workers.env import ConfigError as ConfigError
@@ -86,10 +88,42 @@ def node_name() -> str:
 
 
 def node_address() -> str:
-    value = NODE_ENV.text("TRAINYARD_NODE_ADDRESS", "127.0.0.1")
+    """The address the other nodes of a gang reach this node on (its rendezvous and Gloo/NCCL
+    traffic): TRAINYARD_NODE_ADDRESS, else the local address of the route to Redis's host.
+
+    Every node reaches Redis, so the interface that routes there is the one a multi-host
+    cluster shares; only a node whose Redis is on loopback (one machine) says 127.0.0.1.
+    """
+    value = NODE_ENV.optional("TRAINYARD_NODE_ADDRESS")
+    if value is None:
+        return route_address(urlsplit(redis_url()).hostname or "127.0.0.1")
     if any(ch.isspace() for ch in value) or "/" in value:
         NODE_ENV.fail(f"TRAINYARD_NODE_ADDRESS={value!r} is not a host name or address")
     return value
+
+
+def route_address(host: str) -> str:
+    """This machine's source address for traffic to `host`.
+
+    A UDP connect sends nothing: it only asks the kernel which route, and so which local
+    address, a packet to `host` would take."""
+    try:
+        infos = socket.getaddrinfo(host, 6379, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot resolve Redis's host {host!r} to find this node's address ({exc}); "
+            "set TRAINYARD_NODE_ADDRESS"
+        ) from exc
+    family, _, _, _, target = infos[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(target)
+        except OSError as exc:
+            raise ConfigError(
+                f"no route to Redis's host {host!r} to find this node's address ({exc}); "
+                "set TRAINYARD_NODE_ADDRESS"
+            ) from exc
+        return str(probe.getsockname()[0])
 
 
 def node_cpu_slots() -> int:
@@ -130,6 +164,11 @@ def node_state_dir(name: str) -> Path:
     value = NODE_ENV.optional("TRAINYARD_NODE_STATE_DIR")
     path = Path(value) if value else Path(".trainyard") / f"node-{validate_node_name(name)}"
     return path.expanduser().resolve()
+
+
+def rendezvous_timeout_s(env: Env = NODE_ENV) -> float:
+    """How long a multi-node attempt waits for all its nodes to join before it fails."""
+    return env.number("TRAINYARD_RENDEZVOUS_TIMEOUT_S", 120.0, at_least=1.0)
 
 
 def node_ifname() -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import ipaddress
 import json
 import logging
 import os
@@ -46,6 +47,8 @@ logger = logging.getLogger("workers.launcher")
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 MAX_LINE = 4096
 MAX_REASON = 2000
+# What torchrun's traceback names when join_timeout passed without the whole gang.
+RENDEZVOUS_TIMEOUT = "RendezvousTimeoutError"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class LaunchSettings:
     cancel_grace_s: float
     ifname: str | None
     stream_maxlen: int
+    address: str
+    rendezvous_timeout_s: float
 
     @classmethod
     def from_env(cls, spec: AttemptSpec) -> LaunchSettings:
@@ -68,10 +73,12 @@ class LaunchSettings:
             cancel_grace_s=config.cancel_grace_s(),
             ifname=config.node_ifname(),
             stream_maxlen=config.stream_maxlen(),
+            address=config.node_address(),
+            rendezvous_timeout_s=config.rendezvous_timeout_s(),
         )
 
 
-def torchrun_command(spec: AttemptSpec, spec_path: Path) -> list[str]:
+def torchrun_command(spec: AttemptSpec, spec_path: Path, settings: LaunchSettings) -> list[str]:
     placement = spec.placement
     command = [
         sys.executable,
@@ -90,8 +97,21 @@ def torchrun_command(spec: AttemptSpec, spec_path: Path) -> list[str]:
         # A free port on localhost: two single-node attempts on one node never collide.
         command.append("--standalone")
     else:
-        command += ["--master-addr", placement.master_addr]
-        command += ["--master-port", str(placement.master_port)]
+        # A c10d rendezvous whose store the first node hosts at the address it advertises;
+        # the others connect to it. The attempt id keeps two attempts' gangs apart, and
+        # join_timeout bounds the wait for a node that never comes (see RENDEZVOUS_TIMEOUT).
+        # --local-addr is what rank 0 hands the ranks as MASTER_ADDR: never a hostname that
+        # may resolve to loopback on the other hosts.
+        command += ["--rdzv-backend", "c10d"]
+        command += ["--rdzv-endpoint", f"{placement.master_addr}:{placement.master_port}"]
+        command += ["--rdzv-id", f"attempt-{spec.attempt_id}"]
+        is_host = "1" if placement.node_rank == 0 else "0"
+        timeout = f"{settings.rendezvous_timeout_s:g}"
+        command += [
+            "--rdzv-conf",
+            f"is_host={is_host},join_timeout={timeout},read_timeout={timeout}",
+        ]
+        command += ["--local-addr", settings.address]
     return [*command, "-m", "workers.train", "--spec", str(spec_path)]
 
 
@@ -112,10 +132,20 @@ def torchrun_env(
     if settings.ifname:
         env["GLOO_SOCKET_IFNAME"] = settings.ifname
         env["NCCL_SOCKET_IFNAME"] = settings.ifname
-    elif spec.placement.nnodes == 1 and spec.placement.device == "cpu":
+    elif spec.placement.device == "cpu" and (
+        spec.placement.nnodes == 1 or _is_loopback(spec.placement.master_addr)
+    ):
         # Gloo otherwise resolves the hostname, which on many hosts is not a usable address.
+        # A gang whose first node is on loopback has every node on this machine.
         env["GLOO_SOCKET_IFNAME"] = "lo"
     return env
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 class LogPump:
@@ -128,6 +158,7 @@ class LogPump:
         self._seq = 0
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self.error_lines: deque[str] = deque(maxlen=5)
+        self._rendezvous_timeout = False
         self._threads: list[threading.Thread] = []
 
     @property
@@ -151,6 +182,8 @@ class LogPump:
             self._seq += 1
             if stream == "stderr":
                 self.stderr_tail.append(line)
+                if RENDEZVOUS_TIMEOUT in line:
+                    self._rendezvous_timeout = True
                 if ERROR_MARK in line:
                     self.error_lines.append(line)
 
@@ -168,6 +201,11 @@ class LogPump:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def saw_rendezvous_timeout(self) -> bool:
+        """Whether torchrun gave up waiting for the other nodes of the gang."""
+        return self._rendezvous_timeout
 
     @property
     def saw_trainer_error(self) -> bool:
@@ -324,7 +362,7 @@ class Supervisor:
         if self._cancelled():
             self._report_exited(exit_code=-1, cancelled=True, reason="cancelled before start")
             return -1
-        command = torchrun_command(self.spec, self.spec_path)
+        command = torchrun_command(self.spec, self.spec_path, self.settings)
         cpus = cpu_affinity(self.spec.placement.cpu_indices)
         if cpus is not None:
             # torchrun and every rank inherit it: two CPU jobs never share a core.
@@ -373,6 +411,14 @@ class Supervisor:
             reason = "cancelled"
         elif exit_code != 0:
             reason = self._pump.failure_reason() or f"torchrun exited with status {exit_code}"
+            if self._pump.saw_rendezvous_timeout:
+                placement = self.spec.placement
+                reason = (
+                    f"the gang's {placement.nnodes} nodes did not all join the rendezvous at "
+                    f"{placement.master_addr}:{placement.master_port} within "
+                    f"{self.settings.rendezvous_timeout_s:g}s (is every node up, and is that "
+                    f"port reachable from each?)\n{reason}"
+                )[:MAX_REASON]
             # The trainer marks the errors another attempt would repeat (bad data or spec,
             # a diverging loss); anything else (a crash, a lost peer) may well pass.
             retryable = not self._pump.saw_trainer_error

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Max, Value, When
+from django.utils import timezone
 
 from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
@@ -338,13 +340,16 @@ def schedule_pass() -> int:
         )
         if not queued:
             return 0
-        # Each queued job's latest attempt: (number, id), for a requeued job's next attempt.
-        latest: dict[int, tuple[int, int]] = {
-            row["job_id"]: (row["number"], row["attempt_id"])
-            for row in Attempt.objects.filter(job__in=[job.pk for job in queued])
+        # Each queued job's latest attempt: (number, id), for a requeued job's next attempt,
+        # and when it ended, for the requeue backoff.
+        rows = list(
+            Attempt.objects.filter(job__in=[job.pk for job in queued])
             .values("job_id")
-            .annotate(number=Max("number"), attempt_id=Max("id"))
-        }
+            .annotate(number=Max("number"), attempt_id=Max("id"), ended=Max("finished_at"))
+        )
+        latest = {row["job_id"]: (row["number"], row["attempt_id"]) for row in rows}
+        ended: dict[int, datetime] = {row["job_id"]: row["ended"] for row in rows if row["ended"]}
+        now = timezone.now()
         # An ended attempt's rank 0 may still hold its rendezvous port until it stops.
         ports_in_use = set(
             Attempt.objects.filter(placements_holding_capacity("placements__"))
@@ -354,12 +359,22 @@ def schedule_pass() -> int:
         placed: list[tuple[Job, Attempt]] = []
         waiting: list[Job] = []
         unrunnable: dict[int, str] = {}
+        backing_off: dict[int, str] = {}
         for job in queued:
             problem = _spec_problem(job)
             if problem:
                 # One bad row must not stop the whole queue: skip it and say why.
                 logger.error("job %s cannot be placed: %s", job.pk, problem)
                 unrunnable[job.pk] = problem
+                waiting.append(job)
+                continue
+            resume_at = _not_before(job, ended.get(job.pk))
+            if resume_at is not None and resume_at > now:
+                backing_off[job.pk] = (
+                    f"Requeued after attempt {latest[job.pk][0]}; the next attempt starts no "
+                    f"sooner than {resume_at:%H:%M:%S} UTC "
+                    f"(backoff {requeue_backoff_s(job.restarts):g}s)."
+                )
                 waiting.append(job)
                 continue
             chosen = _choose(job, capacity)
@@ -370,7 +385,7 @@ def schedule_pass() -> int:
             attempt = _place(job, chosen, number, ports_in_use)
             if attempt is not None:
                 placed.append((job, attempt))
-        _explain_waiting(waiting, capacity, latest, unrunnable)
+        _explain_waiting(waiting, capacity, latest, {**unrunnable, **backing_off})
         events.job_states_changed(
             (events.job_state_event(job, attempt_id=attempt.pk), job.owner_id)
             for job, attempt in placed
@@ -378,6 +393,24 @@ def schedule_pass() -> int:
     if placed:
         logger.info("scheduler placed %d of %d queued jobs", len(placed), len(queued))
     return len(placed)
+
+
+def requeue_backoff_s(restarts: int) -> float:
+    """How long a job requeued `restarts` times waits after its last attempt ended before the
+    next one is placed: `TRAINYARD_REQUEUE_BACKOFF_S`, doubled for each further restart, at
+    most `TRAINYARD_REQUEUE_BACKOFF_MAX_S`. A crash loop (a bad node, a port clash) then
+    costs little, and a node that just went away has time to come back."""
+    if restarts < 1:
+        return 0.0
+    base = settings.TRAINYARD_REQUEUE_BACKOFF_S
+    return float(min(base * 2 ** (restarts - 1), settings.TRAINYARD_REQUEUE_BACKOFF_MAX_S))
+
+
+def _not_before(job: Job, last_ended: datetime | None) -> datetime | None:
+    backoff = requeue_backoff_s(job.restarts)
+    if not backoff or last_ended is None:
+        return None
+    return last_ended + timedelta(seconds=backoff)
 
 
 def _spec_problem(job: Job) -> str:

@@ -37,6 +37,9 @@ class Stack:
     node_name: str
     supervisor: ProcessSupervisor
     log_dir: Path
+    # What every process of the stack runs with, for a test that adds a process of its own.
+    env: dict[str, str]
+    state_dir: Path
 
     def logs(self) -> str:
         """Every process's log tail, for a failing assertion's message."""
@@ -62,7 +65,6 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         TRAINYARD_STATE_DIR=str(state_dir),
         TRAINYARD_NODE_STATE_DIR=str(state_dir / "node"),
         TRAINYARD_NODE_CPU_SLOTS="2",
-        TRAINYARD_HEARTBEAT_S="1",
         TRAINYARD_SCHEDULER_TICK_S="2",
         TRAINYARD_DEV="1",
         # The storage root is shared with this test process, as a cluster's shared filesystem.
@@ -84,6 +86,8 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
             node_name=node_name,
             supervisor=supervisor,
             log_dir=log_dir,
+            env=env,
+            state_dir=state_dir,
         )
 
 

@@ -88,6 +88,8 @@ def launch_env(spec: AttemptSpec, tmp_path: Path) -> dict[str, str]:
         cancel_grace_s=1.0,
         ifname=None,
         stream_maxlen=1000,
+        address="10.0.0.9",
+        rendezvous_timeout_s=5.0,
     )
     return torchrun_env(spec, settings, {})
 

@@ -18,6 +18,7 @@ from portal.jobs.scheduling import (
     MASTER_PORT_RANGE,
     SCHEDULER_LOCK_KEY,
     checkpoint_dir,
+    requeue_backoff_s,
     schedule_pass,
 )
 from portal.jobs.services import attempt_exited, attempt_lost
@@ -370,3 +371,29 @@ def test_an_ended_attempts_rendezvous_port_stays_taken_while_its_rank_0_runs(own
     assert schedule_pass() == 1
     port = follower.attempts.get().master_port
     assert port != preferred and MASTER_PORT_BASE <= port < MASTER_PORT_BASE + MASTER_PORT_RANGE
+
+
+def test_a_requeued_job_waits_out_its_backoff_before_the_next_attempt(owner, iris, mlp, settings):
+    settings.TRAINYARD_REQUEUE_BACKOFF_S = 30.0
+    node(cpu_slots=2)
+    job = submit(owner, iris, mlp, max_restarts=3)
+    schedule_pass()
+    first = job.attempts.get()
+    attempt_lost(attempt_id=first.pk, reason="test")
+    assert schedule_pass() == 0
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED
+    assert job.state_reason.startswith(
+        "Requeued after attempt 1; the next attempt starts no sooner"
+    )
+    assert "(backoff 30s)" in job.state_reason
+    # Once the backoff has passed since the attempt ended, the next attempt is placed.
+    Attempt.objects.filter(pk=first.pk).update(finished_at=timezone.now() - timedelta(seconds=31))
+    assert schedule_pass() == 1
+    assert job.attempts.filter(number=2).exists()
+
+
+def test_the_requeue_backoff_doubles_per_restart_up_to_its_cap(settings):
+    settings.TRAINYARD_REQUEUE_BACKOFF_S = 2.0
+    settings.TRAINYARD_REQUEUE_BACKOFF_MAX_S = 10.0
+    assert [requeue_backoff_s(n) for n in range(6)] == [0.0, 2.0, 4.0, 8.0, 10.0, 10.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,9 +17,16 @@ import redis
 from msgspec.structs import replace
 
 from tests.workers.conftest import Node
-from tests.workers.support import IRIS, entries, iris_spec, processes_running, wait_for
+from tests.workers.support import (
+    IRIS,
+    entries,
+    free_port,
+    iris_spec,
+    processes_running,
+    wait_for,
+)
 from workers import attempts, config
-from workers.launcher import LogPump
+from workers.launcher import LaunchSettings, LogPump, torchrun_command
 from workers.messages import AttemptSpec
 from workers.reporter import StreamReporter
 
@@ -190,3 +198,47 @@ def test_a_failure_without_the_trainers_error_line_is_retryable(
         assert pump.failure_reason() == "[rank 1] trainyard: error: the training loss became nan"
     finally:
         assert reporter.close(timeout=10.0)
+
+
+def gang_share(spec: AttemptSpec, *, node_rank: int, port: int) -> AttemptSpec:
+    """`spec` as node `node_rank`'s share of a two-node gang whose first node is this host."""
+    placement = dataclasses.replace(
+        spec.placement, nnodes=2, node_rank=node_rank, master_addr="127.0.0.1", master_port=port
+    )
+    return dataclasses.replace(spec, placement=placement)
+
+
+def test_a_multi_node_share_joins_a_c10d_rendezvous_hosted_by_the_first_node(
+    node: Node, tmp_path: Path
+):
+    spec = iris_spec(node_name=node.name, attempt_id=26, checkpoint_dir=tmp_path / "ck")
+    settings = LaunchSettings.from_env(spec)
+    first = torchrun_command(gang_share(spec, node_rank=0, port=29611), Path("s.json"), settings)
+    other = torchrun_command(gang_share(spec, node_rank=1, port=29611), Path("s.json"), settings)
+    for command in (first, other):
+        joined = " ".join(command)
+        assert "--rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29611 --rdzv-id attempt-26" in joined
+        assert "--nnodes 2" in joined and "--master-addr" not in joined
+        assert f"--local-addr {settings.address}" in joined
+    assert "is_host=1,join_timeout=120" in " ".join(first)
+    assert "is_host=0,join_timeout=120" in " ".join(other)
+
+
+def test_a_gang_whose_other_node_never_joins_fails_with_the_rendezvous_as_reason(
+    node: Node, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("TRAINYARD_RENDEZVOUS_TIMEOUT_S", "3")
+    spec = iris_spec(node_name=node.name, attempt_id=27, checkpoint_dir=tmp_path / "ck")
+    port = free_port()
+    launcher, _ = start_launcher(gang_share(spec, node_rank=0, port=port), node)
+    started = time.monotonic()
+    launcher.wait(timeout=90)
+    waited = time.monotonic() - started
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert exited["exit_code"] != 0 and exited["cancelled"] is False
+    assert exited["reason"].startswith(
+        f"the gang's 2 nodes did not all join the rendezvous at 127.0.0.1:{port} within 3s"
+    ), exited["reason"]
+    assert exited["retryable"] is True
+    assert waited < 60, f"the rendezvous timeout of 3s took {waited:.0f}s to end the attempt"
+    assert not processes_running(str(node.state_dir))

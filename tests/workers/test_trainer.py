@@ -20,10 +20,10 @@ def run_torchrun(spec: AttemptSpec, directory: Path) -> subprocess.CompletedProc
     directory.mkdir(parents=True, exist_ok=True)
     spec_path = directory / f"spec-{spec.attempt_id}-{spec.training.epochs}.json"
     spec_path.write_text(spec.dumps())
-    env = torchrun_env(spec, LaunchSettings.from_env(spec), os.environ)
+    settings = LaunchSettings.from_env(spec)
     return subprocess.run(
-        torchrun_command(spec, spec_path),
-        env=env,
+        torchrun_command(spec, spec_path, settings),
+        env=torchrun_env(spec, settings, os.environ),
         capture_output=True,
         text=True,
         timeout=120,
