@@ -164,7 +164,17 @@ POOLS = Endpoint(
     fields=("name", "nodes", "gpus", "gpus_free", "cpu_slots", "cpu_slots_free", "gpu_models"),
 )
 
-ENDPOINTS = (JOBS_LIST, JOB_SUBMIT, JOB_DETAIL, JOB_CANCEL, JOB_LOGS, DATASETS, MODELS, NODES, POOLS)
+ENDPOINTS = (
+    JOBS_LIST,
+    JOB_SUBMIT,
+    JOB_DETAIL,
+    JOB_CANCEL,
+    JOB_LOGS,
+    DATASETS,
+    MODELS,
+    NODES,
+    POOLS,
+)
 # The largest page the list endpoints are asked for: the CLI pages through the rest.
 PAGE_LIMIT = 100
 

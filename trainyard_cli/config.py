@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 URL_ENV = "TRAINYARD_URL"
-TOKEN_ENV = "TRAINYARD_TOKEN"
+TOKEN_ENV = "TRAINYARD_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 
 
 class ConfigError(Exception):
@@ -72,7 +72,5 @@ def settings_load() -> Settings:
     url = os.environ.get(URL_ENV) or stored.get("url")
     token = os.environ.get(TOKEN_ENV) or stored.get("token")
     if not url or not token:
-        raise ConfigError(
-            f"not logged in: run `trainyard login`, or set {URL_ENV} and {TOKEN_ENV}"
-        )
+        raise ConfigError(f"not logged in: run `trainyard login`, or set {URL_ENV} and {TOKEN_ENV}")
     return Settings(url=normalise_url(url), token=token)

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from trainyard_cli.api import JOB_DETAIL, CliError, Client, ExitCode
+from trainyard_cli.api import JOB_DETAIL, Client, CliError, ExitCode
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # The portal's refusals after the handshake (portal.lib.websocket).
@@ -116,7 +116,7 @@ class JobStream:
             message = json.loads(raw)
             kind = message.get("type")
             if kind == "metrics":
-                points = []
+                points: list[dict[str, Any]] = []
                 for point in message["points"]:
                     attempt, seq = point["attempt"], point["seq"]
                     if (attempt, seq) <= self.cursor:

@@ -8,10 +8,12 @@ Exit codes (`api.ExitCode`): 0 ok; 1 the followed job failed or was cancelled; 2
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +23,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from trainyard_cli import api, config, output
-from trainyard_cli.api import CliError, Client, ExitCode
+from trainyard_cli.api import Client, CliError, ExitCode
 from trainyard_cli.follow import TERMINAL, JobStream
 
 app = typer.Typer(
@@ -59,9 +61,7 @@ def connect() -> Client:
 
 @app.command()
 def login(
-    url: Annotated[
-        str | None, typer.Option(help="The portal, e.g. http://127.0.0.1:8000.")
-    ] = None,
+    url: Annotated[str | None, typer.Option(help="The portal, e.g. http://127.0.0.1:8000.")] = None,
     token: Annotated[
         str | None, typer.Option(help="A personal access token (ty_...); prompted if omitted.")
     ] = None,
@@ -74,10 +74,10 @@ def login(
     """
     with errors_handled(as_json):
         stored = config.config_read()
-        url = url or config.os.environ.get(config.URL_ENV) or None
+        url = url or os.environ.get(config.URL_ENV) or None
         if url is None:
             url = typer.prompt("Portal URL", default=stored.get("url") or "http://127.0.0.1:8000")
-        token = token or config.os.environ.get(config.TOKEN_ENV) or None
+        token = token or os.environ.get(config.TOKEN_ENV) or None
         if token is None:
             token = typer.prompt("Access token", hide_input=True)
         url = config.normalise_url(url)
@@ -365,11 +365,20 @@ def follow_stream(client: Client, job: dict[str, Any], *, as_json: bool) -> Exit
     last_state = None
     with bar:
         task = bar.add_task("epochs", total=progress.epochs, eta="-:--:--", stats="")
-        for message in JobStream(client, job):
+        # A finished job has nothing to stream: its final state is all there is to say.
+        stream: Iterable[dict[str, Any]] = (
+            JobStream(client, job) if job["state"] not in TERMINAL else ()
+        )
+        for message in stream:
             if as_json:
                 output.print_json(message)
                 continue
-            if message["type"] == "state" and message["state"] != last_state:
+            # The terminal state is the last line, with its reason, once the stream ends.
+            if (
+                message["type"] == "state"
+                and message["state"] != last_state
+                and message["state"] not in TERMINAL
+            ):
                 last_state = message["state"]
                 reason = f" ({message['reason']})" if message.get("reason") else ""
                 bar.console.print(f"job {job['id']}: {last_state}{reason}", markup=False)
@@ -445,9 +454,11 @@ def logs(
                 if rank is not None and line["node_rank"] != rank:
                     continue
                 if as_json:
-                    sys.stdout.write(output.json.dumps(line) + "\n")
+                    sys.stdout.write(json.dumps(line) + "\n")
                 else:
-                    sys.stdout.write(f"[node {line['node_rank']} {line['stream']}] {line['line']}\n")
+                    sys.stdout.write(
+                        f"[node {line['node_rank']} {line['stream']}] {line['line']}\n"
+                    )
             sys.stdout.flush()
             after = page["next"]["after_id"]
             if page["has_more"]:
@@ -466,10 +477,9 @@ def list_command(
     endpoint: api.Endpoint, columns: list[tuple[str, str]], *, as_json: bool, empty: str
 ) -> None:
     with errors_handled(as_json), connect() as client:
-        if endpoint.params:
-            items = client.pages(endpoint, limit=None)
-        else:
-            items = client.call(endpoint)
+        # Paginated lists take limit and offset; the pools list is one small array.
+        paginated = bool(endpoint.params)
+        items = client.pages(endpoint, limit=None) if paginated else client.call(endpoint)
         if as_json:
             output.print_json(items)
         else:

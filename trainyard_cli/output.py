@@ -14,10 +14,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+# Piped output is read by grep and awk, not by a person at an 80-column terminal: give tables
+# room rather than cut names short.
+PIPE_WIDTH = 240
+
 
 def stdout() -> Console:
     # Built per call, not at import: tests and pipes swap sys.stdout.
-    return Console(file=sys.stdout, highlight=False)
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(file=sys.stdout, highlight=False, width=width)
 
 
 def stderr() -> Console:
@@ -61,7 +66,9 @@ def print_table(
     if not items:
         console.print(empty)
         return
-    table = Table(*(heading for heading, _ in columns), box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
+    for heading, _ in columns:
+        table.add_column(heading, overflow="fold")  # wrap a long value, never drop it
     for item in items:
         table.add_row(*(cell(dig(item, path)) for _, path in columns))
     console.print(table)

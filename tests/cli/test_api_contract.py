@@ -67,9 +67,7 @@ def test_every_call_the_cli_makes_is_in_the_schema(
     query = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
     assert set(endpoint.params) <= query, f"not accepted: {set(endpoint.params) - query}"
     path_params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
-    assert path_params == {
-        part[1:-1] for part in endpoint.path.split("/") if part.startswith("{")
-    }
+    assert path_params == {part[1:-1] for part in endpoint.path.split("/") if part.startswith("{")}
 
     responses = op["responses"]
     assert str(endpoint.status) in responses, f"answers {sorted(responses)}, not {endpoint.status}"
