@@ -9,18 +9,21 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 from typer.testing import CliRunner, Result
 
 from portal.accounts.services import api_token_create
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node
 from portal.devservers import free_port
-from portal.jobs.models import Job
-from tests.factories import make_job, make_user
+from portal.jobs.models import Attempt, Job, LogLine
+from tests.factories import make_attempt, make_job, make_user
 from trainyard_cli.main import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -267,3 +270,64 @@ def test_tab_completion_completes_commands_and_options() -> None:
         timeout=60,
     )
     assert script.returncode == 0 and "_TRAINYARD_COMPLETE" in script.stdout
+
+
+def add_lines(job: Job, attempt: Any, count: int, *, start: int = 0) -> None:
+    LogLine.objects.bulk_create(
+        LogLine(
+            job=job,
+            attempt=attempt,
+            node_rank=seq % 2,
+            seq=seq,
+            stream=LogLine.Stream.STDOUT,
+            line=f"[rank {seq % 2}] line {seq}",
+            reported_at=timezone.now(),
+        )
+        for seq in range(start, start + count)
+    )
+
+
+def test_logs_pages_through_every_line_and_filters_by_rank(
+    portal: str, owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged_in(monkeypatch, portal, owner)
+    job = make_job(owner, state=Job.State.SUCCEEDED)
+    add_lines(job, make_attempt(job, state=Attempt.State.SUCCEEDED), 1205)  # two API pages
+
+    every = cli("logs", str(job.pk))
+    assert every.exit_code == 0, every.output
+    assert every.stdout.splitlines()[:2] == [
+        "[node 0 stdout] [rank 0] line 0",
+        "[node 1 stdout] [rank 1] line 1",
+    ]
+    assert len(every.stdout.splitlines()) == 1205
+
+    odd = cli("logs", str(job.pk), "--rank", "1", "--json")
+    lines = [json.loads(line) for line in odd.stdout.splitlines()]
+    assert [line["line"] for line in lines] == [f"[rank 1] line {n}" for n in range(1, 1205, 2)]
+
+
+def test_logs_follow_prints_new_lines_until_the_job_ends(
+    portal: str, owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged_in(monkeypatch, portal, owner)
+    job = make_job(owner, state=Job.State.RUNNING)
+    attempt = make_attempt(job)
+    add_lines(job, attempt, 2)
+
+    def later() -> None:
+        # As ingest would: more lines, then the job ends.
+        try:
+            add_lines(job, attempt, 2, start=2)
+            Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)
+        finally:
+            connection.close()
+
+    timer = threading.Timer(2.5, later)
+    timer.start()
+    try:
+        followed = cli("logs", str(job.pk), "-f")
+    finally:
+        timer.join()
+    assert followed.exit_code == 0, followed.output
+    assert [line.rsplit(" ", 1)[-1] for line in followed.stdout.splitlines()] == list("0123")
