@@ -145,6 +145,7 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Front-end libraries come from npm (package-lock.json), never pasted into the repo.
     ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist"),
+    ("vendor/swagger-ui", BASE_DIR / "node_modules" / "swagger-ui-dist"),
 ]
 
 SESSION_COOKIE_HTTPONLY = True
@@ -179,6 +180,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # 3.1 speaks JSON Schema 2020-12, which is what pydantic emits for the job request.
     "OAS_VERSION": "3.1.0",
+    # /api/v1/docs/ loads Swagger UI from our own static files (npm), not a CDN: it works
+    # offline and under a CSP that allows only this origin's scripts.
+    "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
 }
 
 CHANNEL_LAYERS = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from portal.audit import views as audit_views
 from portal.lib.static import static_not_found
@@ -14,6 +14,9 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.catalog.api_urls")),
     path("", include("portal.cluster.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Swagger UI on the schema, for signed-in users (SERVE_PERMISSIONS). The split view serves
+    # its start-up script as a file of its own rather than inline, so a strict CSP allows it.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns = [

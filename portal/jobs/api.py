@@ -59,9 +59,7 @@ class JobListCreateApi(generics.ListAPIView[Job]):
     def get_queryset(self) -> QuerySet[Job]:
         query = parse_query(JobListQuerySerializer, self.request)
         jobs = selectors.jobs_visible_to(self.request.user)
-        if "state" in query:
-            jobs = jobs.filter(state=query["state"])
-        return JobSerializer.eager(jobs)
+        return JobSerializer.eager(selectors.jobs_filtered(jobs, **query))
 
     @extend_schema(
         summary="List the jobs you can see",

@@ -23,6 +23,32 @@ def jobs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:
     return jobs.filter(Q(owner=user.pk) | Q(team__in=teams))
 
 
+def jobs_filtered(
+    jobs: QuerySet[Job],
+    *,
+    ordering: str = "-created_at",
+    state: str | None = None,
+    owner: str | None = None,
+    dataset: int | None = None,
+    model: int | None = None,
+    name: str | None = None,
+) -> QuerySet[Job]:
+    """`jobs` narrowed by the job list's filters (`?state=&owner=&dataset=&model=&name=`) and
+    sorted by `ordering` (a field, `-` for descending), the id breaking ties."""
+    if state is not None:
+        jobs = jobs.filter(state=state)
+    if owner is not None:
+        jobs = jobs.filter(owner__username=owner)
+    if dataset is not None:
+        jobs = jobs.filter(dataset_id=dataset)
+    if model is not None:
+        jobs = jobs.filter(model_id=model)
+    if name is not None:
+        jobs = jobs.filter(name__icontains=name)
+    tie = "-id" if ordering.startswith("-") else "id"
+    return jobs.order_by(ordering, tie)
+
+
 def job_get_visible(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -> Job:
     """The job, if the user may see it; Http404 otherwise, so an id reveals nothing."""
     job = jobs_visible_to(user).select_related("owner", "team", "dataset", "model")

@@ -128,9 +128,34 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         }
 
 
+# `?ordering=` values and the columns they sort by; the id breaks ties so pages are stable.
+JOB_ORDERINGS = {
+    key: column
+    for field in ("created_at", "priority", "state", "name", "id")
+    for key, column in ((field, field), (f"-{field}", f"-{field}"))
+}
+
+
 class JobListQuerySerializer(serializers.Serializer[Any]):
     state = serializers.ChoiceField(
         choices=Job.State.choices, required=False, help_text="Only jobs in this state."
+    )
+    owner = serializers.CharField(
+        required=False, max_length=150, help_text="Only jobs of the user with this username."
+    )
+    dataset = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only jobs on this dataset id."
+    )
+    model = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only jobs of this model id."
+    )
+    name = serializers.CharField(
+        required=False, max_length=200, help_text="Only jobs whose name contains this (any case)."
+    )
+    ordering = serializers.ChoiceField(
+        choices=sorted(JOB_ORDERINGS),
+        default="-created_at",
+        help_text="Sort by this field; a leading `-` sorts descending. Default: newest first.",
     )
 
 

@@ -36,7 +36,7 @@ def tree(tmp_path: Path) -> Path:
     copy = tmp_path / "tree"
     copy.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("portal", "workers"):
+    for package in ("portal", "workers", "trainyard_cli"):
         shutil.copytree(ROOT / package, copy / package, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     return copy
@@ -57,6 +57,8 @@ def test_the_tree_keeps_every_contract(tree: Path) -> None:
         ("portal/lib/realtime.py", "from portal.accounts import models", "import no app"),
         # The node plane never imports the portal or Django.
         ("workers/storage.py", "import django.db", "never imports"),
+        # The CLI is an HTTP client of the portal, nothing more.
+        ("trainyard_cli/api.py", "from portal.jobs import models", "talks HTTP"),
     ],
 )
 def test_an_import_against_the_order_breaks_a_contract(

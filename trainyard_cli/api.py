@@ -1,0 +1,257 @@
+"""The portal's REST API as the CLI uses it: every call, and what it reads, in one table.
+
+`ENDPOINTS` is the CLI's side of the contract with the portal's OpenAPI schema
+(`/api/v1/schema/`): `tests/cli/test_api_contract.py` checks that each path and method exists,
+takes the query parameters listed, accepts the body fields listed and answers with the fields
+listed. Commands call the API only through `Client.call(ENDPOINT, ...)`, so a call that is not
+in the table cannot be made.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    JOB_FAILED = 1  # follow / submit --follow: the job failed or was cancelled
+    USAGE = 2  # bad arguments, a bad spec file, not logged in (click uses 2 too)
+    API = 3  # the portal refused the request: 400, 401, 403, 404, ...
+    UNREACHABLE = 4  # no answer from the portal at all
+
+
+class CliError(Exception):
+    """An error that ends the command with `code` and a one-line `message`."""
+
+    def __init__(self, message: str, code: ExitCode, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.code, self.status = message, code, status
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API call. `fields` are the dotted paths the CLI reads from the success answer
+    (arrays are stepped into: `results.state` is the state of each listed job); `body` the
+    dotted paths it may send in a JSON body."""
+
+    method: str
+    path: str
+    status: int = 200
+    params: tuple[str, ...] = ()
+    body: tuple[str, ...] = ()
+    fields: tuple[str, ...] = field(default=())
+
+
+JOB_FIELDS = (
+    "id",
+    "name",
+    "owner",
+    "state",
+    "state_reason",
+    "dataset.name",
+    "model.name",
+    "resources.nodes",
+    "resources.procs_per_node",
+    "resources.gpus_per_node",
+    "priority",
+    "restarts",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempts.id",
+    "attempts.number",
+    "attempts.state",
+    "attempts.nodes",
+    "spec.training.epochs",
+    "urls.websocket",
+    "urls.web",
+)
+PAGE = ("count", "next", "results")
+LIST_PARAMS = ("limit", "offset")
+
+JOBS_LIST = Endpoint(
+    "GET",
+    "/api/v1/jobs/",
+    params=(*LIST_PARAMS, "state", "owner", "dataset", "model", "name", "ordering"),
+    fields=(*PAGE, *(f"results.{name}" for name in JOB_FIELDS)),
+)
+JOB_SUBMIT = Endpoint(
+    "POST",
+    "/api/v1/jobs/",
+    status=201,
+    body=(
+        "name",
+        "dataset",
+        "model",
+        "hyperparameters.hidden_sizes",
+        "hyperparameters.activation",
+        "hyperparameters.dropout",
+        "training.epochs",
+        "training.batch_size",
+        "training.learning_rate",
+        "training.optimizer",
+        "training.loss",
+        "training.seed",
+        "resources.nodes",
+        "resources.procs_per_node",
+        "resources.gpus_per_node",
+        "resources.pool",
+        "priority",
+        "max_restarts",
+    ),
+    fields=JOB_FIELDS,
+)
+JOB_DETAIL = Endpoint("GET", "/api/v1/jobs/{job_id}/", fields=JOB_FIELDS)
+JOB_CANCEL = Endpoint("POST", "/api/v1/jobs/{job_id}/cancel/", status=202, fields=JOB_FIELDS)
+JOB_LOGS = Endpoint(
+    "GET",
+    "/api/v1/jobs/{job_id}/logs/",
+    params=("after_id", "limit"),
+    fields=(
+        "lines.id",
+        "lines.node_rank",
+        "lines.stream",
+        "lines.line",
+        "next.after_id",
+        "has_more",
+    ),
+)
+DATASETS = Endpoint(
+    "GET",
+    "/api/v1/datasets/",
+    params=LIST_PARAMS,
+    fields=(
+        *PAGE,
+        "results.id",
+        "results.slug",
+        "results.name",
+        "results.state",
+        "results.format",
+        "results.num_rows",
+        "results.owner",
+    ),
+)
+MODELS = Endpoint(
+    "GET",
+    "/api/v1/models/",
+    params=LIST_PARAMS,
+    fields=(*PAGE, "results.id", "results.slug", "results.name", "results.family"),
+)
+NODES = Endpoint(
+    "GET",
+    "/api/v1/nodes/",
+    params=LIST_PARAMS,
+    fields=(
+        *PAGE,
+        "results.name",
+        "results.status",
+        "results.pool",
+        "results.cpu_slots",
+        "results.slots_in_use",
+        "results.gpu_count",
+        "results.gpus_in_use",
+        "results.gpu_model",
+        "results.last_heartbeat_at",
+    ),
+)
+POOLS = Endpoint(
+    "GET",
+    "/api/v1/pools/",
+    fields=("name", "nodes", "gpus", "gpus_free", "cpu_slots", "cpu_slots_free", "gpu_models"),
+)
+
+ENDPOINTS = (
+    JOBS_LIST,
+    JOB_SUBMIT,
+    JOB_DETAIL,
+    JOB_CANCEL,
+    JOB_LOGS,
+    DATASETS,
+    MODELS,
+    NODES,
+    POOLS,
+)
+# The largest page the list endpoints are asked for: the CLI pages through the rest.
+PAGE_LIMIT = 100
+
+
+def error_message(response: httpx.Response) -> str:
+    """The API's own words: `{"detail": ...}` or `{"errors": {"field": [...]}}`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200].strip()}"
+    if isinstance(body, dict) and isinstance(body.get("errors"), dict):
+        parts = []
+        for key, messages in body["errors"].items():
+            text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else messages
+            parts.append(text if key == "__all__" else f"{key}: {text}")
+        return "\n".join(parts)
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return f"HTTP {response.status_code}"
+
+
+class Client:
+    """A bearer-token client for one portal. Errors become `CliError`s with exit codes."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        self.url = url
+        self.token = token
+        self.http = httpx.Client(
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        **path: object,
+    ) -> Any:
+        sent = {key: value for key, value in (params or {}).items() if value is not None}
+        unknown = set(sent) - set(endpoint.params)
+        assert not unknown, f"{endpoint.path} is not declared to take {unknown}"
+        try:
+            response = self.http.request(
+                endpoint.method, endpoint.path.format(**path), params=sent, json=json
+            )
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"cannot reach the portal at {self.url}: {exc}", ExitCode.UNREACHABLE
+            ) from exc
+        if response.status_code != endpoint.status:
+            message = error_message(response)
+            if response.status_code == 401:
+                message = f"{message} (log in again: `trainyard login`)"
+            raise CliError(message, ExitCode.API, status=response.status_code)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise CliError(
+                f"the portal at {self.url} answered something that is not JSON", ExitCode.API
+            ) from exc
+
+    def pages(self, endpoint: Endpoint, *, limit: int | None, **params: Any) -> list[Any]:
+        """Every item of a paginated list (or the first `limit`), following `offset`."""
+        items: list[Any] = []
+        while limit is None or len(items) < limit:
+            want = PAGE_LIMIT if limit is None else min(PAGE_LIMIT, limit - len(items))
+            page = self.call(endpoint, params={**params, "limit": want, "offset": len(items)})
+            items.extend(page["results"])
+            if not page["next"] or not page["results"]:
+                break
+        return items

@@ -1,0 +1,540 @@
+"""The `trainyard` commands. Each parses its options, makes its API calls through
+`trainyard_cli.api.Client`, and prints through `trainyard_cli.output`.
+
+Exit codes (`api.ExitCode`): 0 ok; 1 the followed job failed or was cancelled; 2 usage error
+(bad options, a bad spec file, not logged in); 3 the portal refused (its message is shown);
+4 the portal cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from trainyard_cli import api, config, output
+from trainyard_cli.api import Client, CliError, ExitCode
+from trainyard_cli.follow import TERMINAL, JobStream
+
+app = typer.Typer(
+    name="trainyard",
+    help="Submit and watch training jobs on a Trainyard portal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
+JobId = Annotated[int, typer.Argument(help="The job's id.", min=1)]
+
+
+@contextmanager
+def errors_handled(as_json: bool) -> Iterator[None]:
+    """Turn the CLI's errors into a message on stderr and the exit code they carry."""
+    try:
+        yield
+    except CliError as exc:
+        output.print_error(exc.message, as_json=as_json, status=exc.status)
+        raise typer.Exit(int(exc.code)) from exc
+    except config.ConfigError as exc:
+        output.print_error(str(exc), as_json=as_json)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
+
+
+def connect() -> Client:
+    settings = config.settings_load()
+    return Client(settings.url, settings.token)
+
+
+# ---- login ------------------------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    url: Annotated[str | None, typer.Option(help="The portal, e.g. http://127.0.0.1:8000.")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="A personal access token (ty_...); prompted if omitted.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Check a portal URL and token, and save them to the config file (mode 0600).
+
+    Defaults come from TRAINYARD_URL and TRAINYARD_TOKEN, then the saved file; anything still
+    missing is asked for.
+    """
+    with errors_handled(as_json):
+        stored = config.config_read()
+        url = url or os.environ.get(config.URL_ENV) or None
+        if url is None:
+            url = typer.prompt("Portal URL", default=stored.get("url") or "http://127.0.0.1:8000")
+        token = token or os.environ.get(config.TOKEN_ENV) or None
+        if token is None:
+            token = typer.prompt("Access token", hide_input=True)
+        url = config.normalise_url(url)
+        with Client(url, token) as client:
+            client.call(api.JOBS_LIST, params={"limit": 1})  # 401 here: the token is refused
+        path = config.config_write(url=url, token=token)
+        if as_json:
+            output.print_json({"url": url, "config": str(path)})
+        else:
+            output.stdout().print(f"Logged in to {url}; saved to {path}")
+
+
+# ---- jobs -------------------------------------------------------------------------------------
+
+JOB_COLUMNS = [
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("STATE", "state"),
+    ("OWNER", "owner"),
+    ("DATASET", "dataset.name"),
+    ("MODEL", "model.name"),
+    ("CREATED", "created_at"),
+]
+
+
+@app.command()
+def jobs(
+    state: Annotated[
+        str | None, typer.Option(help="queued, scheduled, running, cancelling, succeeded, ...")
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
+    dataset: Annotated[int | None, typer.Option(help="Only jobs on this dataset id.")] = None,
+    model: Annotated[int | None, typer.Option(help="Only jobs of this model id.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only jobs whose name contains this.")] = None,
+    ordering: Annotated[
+        str | None,
+        typer.Option(help="created_at, priority, state, name or id; a leading - reverses."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many jobs.")] = 20,
+    as_json: Json = False,
+) -> None:
+    """List the jobs you can see, newest first."""
+    with errors_handled(as_json), connect() as client:
+        found = client.pages(
+            api.JOBS_LIST,
+            limit=limit,
+            state=state,
+            owner=owner,
+            dataset=dataset,
+            model=model,
+            name=name,
+            ordering=ordering,
+        )
+        if as_json:
+            output.print_json(found)
+        else:
+            output.print_table(found, JOB_COLUMNS, empty="No jobs.")
+
+
+@app.command()
+def status(job_id: JobId, as_json: Json = False) -> None:
+    """Show one job: its state, why, its resources and attempts."""
+    with errors_handled(as_json), connect() as client:
+        job = client.call(api.JOB_DETAIL, job_id=job_id)
+        if as_json:
+            output.print_json(job)
+            return
+        console = output.stdout()
+        resources = job["resources"]
+        rows = [
+            ("job", f"{job['id']} {job['name']}".strip()),
+            ("state", job["state"] + (f" ({job['state_reason']})" if job["state_reason"] else "")),
+            ("owner", job["owner"]),
+            ("dataset", output.dig(job, "dataset.name")),
+            ("model", output.dig(job, "model.name")),
+            ("epochs", output.dig(job, "spec.training.epochs")),
+            (
+                "resources",
+                f"{resources['nodes']} node(s) x {resources['procs_per_node']} proc(s), "
+                f"{resources['gpus_per_node']} GPU(s) per node",
+            ),
+            ("priority", job["priority"]),
+            ("restarts", job["restarts"]),
+            ("created", job["created_at"]),
+            ("started", job["started_at"]),
+            ("finished", job["finished_at"]),
+        ]
+        for attempt in job["attempts"]:
+            rows.append(
+                (
+                    f"attempt {attempt['number']}",
+                    f"{attempt['state']} on {output.cell(attempt['nodes'])} (id {attempt['id']})",
+                )
+            )
+        for label, value in rows:
+            console.print(f"[bold]{label:>10}[/]  ", end="")
+            console.print(output.cell(value), markup=False)
+
+
+@app.command()
+def cancel(job_id: JobId, as_json: Json = False) -> None:
+    """Cancel a job. Cancelling a finished job changes nothing."""
+    with errors_handled(as_json), connect() as client:
+        job = client.call(api.JOB_CANCEL, job_id=job_id)
+        if as_json:
+            output.print_json(job)
+        else:
+            output.stdout().print(f"job {job['id']}: {job['state']}", markup=False)
+
+
+# ---- submit -----------------------------------------------------------------------------------
+
+
+def spec_load(path: Path) -> dict[str, Any]:
+    """A job request from a YAML or JSON file (JSON is YAML)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", ExitCode.USAGE) from exc
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path} is not valid YAML or JSON: {exc}", ExitCode.USAGE) from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{path} must hold a mapping (a job request)", ExitCode.USAGE)
+    return data
+
+
+def catalog_id(client: Client, endpoint: api.Endpoint, value: object, what: str) -> object:
+    """A dataset or model as an id; a name or slug is looked up in the catalog."""
+    if not isinstance(value, str) or value.isdigit():
+        return int(value) if isinstance(value, str) else value
+    items = client.pages(endpoint, limit=None)
+    for item in items:
+        if value.lower() in (str(item["slug"]).lower(), str(item["name"]).lower()):
+            return item["id"]
+    known = ", ".join(f"{item['slug']} ({item['id']})" for item in items) or "none"
+    raise CliError(f"no {what} named {value!r}; you can see: {known}", ExitCode.USAGE)
+
+
+def put(body: dict[str, Any], dotted: str, value: object) -> None:
+    if value is None:
+        return
+    *parents, last = dotted.split(".")
+    for key in parents:
+        body = body.setdefault(key, {})
+    body[last] = value
+
+
+@app.command()
+def submit(
+    spec: Annotated[
+        Path | None, typer.Argument(help="A job request as YAML or JSON (docs/api.md).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The job's name.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset id, slug or name.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id, slug or name.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam or sgd.")] = None,
+    loss: Annotated[str | None, typer.Option(help="cross_entropy or mse.")] = None,
+    hidden_sizes: Annotated[
+        str | None, typer.Option(help="Comma-separated layer widths, e.g. 32,32.")
+    ] = None,
+    nodes: Annotated[int | None, typer.Option(min=1)] = None,
+    procs_per_node: Annotated[int | None, typer.Option(min=1)] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(min=0)] = None,
+    pool: Annotated[str | None, typer.Option(help="Run only on this pool's nodes.")] = None,
+    priority: Annotated[int | None, typer.Option()] = None,
+    max_restarts: Annotated[int | None, typer.Option(min=0)] = None,
+    follow_job: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then follow it, as `trainyard follow`.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Submit a job from a spec file and/or options (options override the file)."""
+    with errors_handled(as_json), connect() as client:
+        body = spec_load(spec) if spec is not None else {}
+        sizes = None
+        if hidden_sizes is not None:
+            try:
+                sizes = [int(size) for size in hidden_sizes.split(",")]
+            except ValueError as exc:
+                raise CliError("--hidden-sizes takes widths like 32,32", ExitCode.USAGE) from exc
+        for dotted, value in [
+            ("name", name),
+            ("dataset", dataset),
+            ("model", model),
+            ("hyperparameters.hidden_sizes", sizes),
+            ("training.epochs", epochs),
+            ("training.batch_size", batch_size),
+            ("training.learning_rate", learning_rate),
+            ("training.optimizer", optimizer),
+            ("training.loss", loss),
+            ("resources.nodes", nodes),
+            ("resources.procs_per_node", procs_per_node),
+            ("resources.gpus_per_node", gpus_per_node),
+            ("resources.pool", pool),
+            ("priority", priority),
+            ("max_restarts", max_restarts),
+        ]:
+            put(body, dotted, value)
+        for key, endpoint in (("dataset", api.DATASETS), ("model", api.MODELS)):
+            if key not in body:
+                raise CliError(f"say which {key}: --{key} or `{key}:` in the spec", ExitCode.USAGE)
+            body[key] = catalog_id(client, endpoint, body[key], key)
+        job = client.call(api.JOB_SUBMIT, json=body)
+        if as_json:
+            output.print_json(job)
+        else:
+            output.stdout().print(f"job {job['id']} submitted: {job['state']}", markup=False)
+        if follow_job:
+            raise typer.Exit(int(follow_stream(client, job, as_json=as_json)))
+
+
+# ---- follow and logs --------------------------------------------------------------------------
+
+
+class EpochProgress:
+    """Epochs and steps done, and an ETA from the points' own timestamps (so a backfill of
+    a long-running job does not look instant)."""
+
+    def __init__(self, epochs: int | None) -> None:
+        self.epochs = epochs
+        self.done = 0
+        self.step = 0
+        self.steps_per_epoch: float | None = None
+        self.first_ts: float | None = None
+        self.last_val_ts: float | None = None
+        self.loss: float | None = None
+        self.accuracy: float | None = None
+        self.val_loss: float | None = None
+
+    def add(self, point: dict[str, Any]) -> bool:
+        """Take one point; True when it completed an epoch."""
+        ts = point.get("ts")
+        if self.first_ts is None and isinstance(ts, int | float):
+            self.first_ts = float(ts)
+        self.step = max(self.step, int(point["step"]))
+        if point["split"] == "train":
+            self.loss = point["loss"]
+            return False
+        self.done = max(self.done, int(point["epoch"]))
+        self.val_loss, self.accuracy = point["loss"], point["accuracy"]
+        if isinstance(ts, int | float):
+            self.last_val_ts = float(ts)
+        if self.done:
+            self.steps_per_epoch = self.step / self.done
+        return True
+
+    def eta(self) -> str:
+        if not (self.epochs and self.done and self.first_ts and self.last_val_ts):
+            return "-:--:--"
+        per_epoch = max(0.0, self.last_val_ts - self.first_ts) / self.done
+        seconds = round(per_epoch * max(0, self.epochs - self.done))
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+    def summary(self) -> str:
+        steps = f"step {self.step}"
+        if self.steps_per_epoch and self.epochs:
+            steps += f"/{math.ceil(self.steps_per_epoch * self.epochs)}"
+        parts = [steps]
+        for label, value in (
+            ("loss", self.loss),
+            ("val loss", self.val_loss),
+            ("accuracy", self.accuracy),
+        ):
+            parts.append(f"{label} {'-' if value is None else f'{value:.4f}'}")
+        return "  ".join(parts)
+
+
+def follow_stream(client: Client, job: dict[str, Any], *, as_json: bool) -> ExitCode:
+    """Follow `job` to its end; the exit code says how it ended."""
+    epochs = output.dig(job, "spec.training.epochs")
+    progress = EpochProgress(epochs if isinstance(epochs, int) else None)
+    console = output.stdout()
+    live = not as_json and console.is_terminal
+    bar = Progress(
+        TextColumn("[bold]epochs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ETA {task.fields[eta]}  {task.fields[stats]}"),
+        console=console,
+        disable=not live,
+    )
+    last_state = None
+    with bar:
+        task = bar.add_task("epochs", total=progress.epochs, eta="-:--:--", stats="")
+        # A finished job has nothing to stream: its final state is all there is to say.
+        stream: Iterable[dict[str, Any]] = (
+            JobStream(client, job) if job["state"] not in TERMINAL else ()
+        )
+        for message in stream:
+            if as_json:
+                output.print_json(message)
+                continue
+            # The terminal state is the last line, with its reason, once the stream ends.
+            if (
+                message["type"] == "state"
+                and message["state"] != last_state
+                and message["state"] not in TERMINAL
+            ):
+                last_state = message["state"]
+                reason = f" ({message['reason']})" if message.get("reason") else ""
+                bar.console.print(f"job {job['id']}: {last_state}{reason}", markup=False)
+            elif message["type"] == "metrics":
+                for point in message["points"]:
+                    if progress.add(point) and not live:
+                        total = progress.epochs or "?"
+                        console.print(
+                            f"epoch {progress.done}/{total}  {progress.summary()}  "
+                            f"ETA {progress.eta()}",
+                            markup=False,
+                        )
+                bar.update(
+                    task, completed=progress.done, eta=progress.eta(), stats=progress.summary()
+                )
+    final = client.call(api.JOB_DETAIL, job_id=job["id"])
+    code = ExitCode.OK if final["state"] == "succeeded" else ExitCode.JOB_FAILED
+    if as_json:
+        output.print_json(
+            {
+                "type": "final",
+                "job": final["id"],
+                "state": final["state"],
+                "reason": final["state_reason"],
+                "exit_code": int(code),
+            }
+        )
+    else:
+        reason = f": {final['state_reason']}" if final["state_reason"] else ""
+        colour = "green" if code == ExitCode.OK else "red"
+        console.print(f"[bold {colour}]job {final['id']} {final['state']}[/]", end="")
+        console.print(reason, markup=False)
+    return code
+
+
+@app.command()
+def follow(job_id: JobId, as_json: Json = False) -> None:
+    """Follow a job live: epochs with ETA, loss and accuracy, then its final state.
+
+    Exits 0 if the job succeeded, 1 if it failed or was cancelled. With --json, prints one
+    JSON object per message (JSON Lines), then {"type": "final", ...}.
+    """
+    with errors_handled(as_json), connect() as client:
+        job = client.call(api.JOB_DETAIL, job_id=job_id)
+        raise typer.Exit(int(follow_stream(client, job, as_json=as_json)))
+
+
+LOG_POLL_S = 1.0
+
+
+@app.command()
+def logs(
+    job_id: JobId,
+    follow_logs: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends.")
+    ] = False,
+    rank: Annotated[int | None, typer.Option(min=0, help="Only this node rank's lines.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Print a job's log lines (every rank's stdout and stderr), oldest first.
+
+    With --json, one JSON object per line (JSON Lines).
+    """
+    with errors_handled(as_json), connect() as client:
+        after, ending = 0, False
+        while True:
+            page = client.call(
+                api.JOB_LOGS,
+                params={"after_id": after, "limit": 1000},
+                job_id=job_id,
+            )
+            for line in page["lines"]:
+                if rank is not None and line["node_rank"] != rank:
+                    continue
+                if as_json:
+                    sys.stdout.write(json.dumps(line) + "\n")
+                else:
+                    sys.stdout.write(
+                        f"[node {line['node_rank']} {line['stream']}] {line['line']}\n"
+                    )
+            sys.stdout.flush()
+            after = page["next"]["after_id"]
+            if page["has_more"]:
+                continue
+            if not follow_logs or ending:
+                return
+            # Lines travel apart from the exit event: read once more after the job ended.
+            ending = client.call(api.JOB_DETAIL, job_id=job_id)["state"] in TERMINAL
+            time.sleep(LOG_POLL_S)
+
+
+# ---- catalog and cluster ----------------------------------------------------------------------
+
+
+def list_command(
+    endpoint: api.Endpoint, columns: list[tuple[str, str]], *, as_json: bool, empty: str
+) -> None:
+    with errors_handled(as_json), connect() as client:
+        # Paginated lists take limit and offset; the pools list is one small array.
+        paginated = bool(endpoint.params)
+        items = client.pages(endpoint, limit=None) if paginated else client.call(endpoint)
+        if as_json:
+            output.print_json(items)
+        else:
+            output.print_table(items, columns, empty=empty)
+
+
+@app.command()
+def datasets(as_json: Json = False) -> None:
+    """List the datasets you can train on."""
+    columns = [
+        ("ID", "id"),
+        ("SLUG", "slug"),
+        ("NAME", "name"),
+        ("STATE", "state"),
+        ("FORMAT", "format"),
+        ("ROWS", "num_rows"),
+        ("OWNER", "owner"),
+    ]
+    list_command(api.DATASETS, columns, as_json=as_json, empty="No datasets.")
+
+
+@app.command()
+def models(as_json: Json = False) -> None:
+    """List the model architectures you can train."""
+    columns = [("ID", "id"), ("SLUG", "slug"), ("NAME", "name"), ("FAMILY", "family")]
+    list_command(api.MODELS, columns, as_json=as_json, empty="No models.")
+
+
+@app.command()
+def pools(as_json: Json = False) -> None:
+    """List pools: their nodes, and the GPUs and CPU slots free now."""
+    columns = [
+        ("POOL", "name"),
+        ("NODES", "nodes"),
+        ("GPUS FREE", "gpus_free"),
+        ("GPUS", "gpus"),
+        ("CPU SLOTS FREE", "cpu_slots_free"),
+        ("CPU SLOTS", "cpu_slots"),
+        ("GPU MODELS", "gpu_models"),
+    ]
+    list_command(api.POOLS, columns, as_json=as_json, empty="No pools.")
+
+
+@app.command()
+def nodes(as_json: Json = False) -> None:
+    """List nodes with their usage (admins only)."""
+    columns = [
+        ("NAME", "name"),
+        ("STATUS", "status"),
+        ("POOL", "pool"),
+        ("SLOTS USED", "slots_in_use"),
+        ("SLOTS", "cpu_slots"),
+        ("GPUS USED", "gpus_in_use"),
+        ("GPUS", "gpu_count"),
+        ("GPU MODEL", "gpu_model"),
+        ("LAST HEARTBEAT", "last_heartbeat_at"),
+    ]
+    list_command(api.NODES, columns, as_json=as_json, empty="No nodes.")
