@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -202,10 +201,10 @@ def test_a_failure_without_the_trainers_error_line_is_retryable(
 
 def gang_share(spec: AttemptSpec, *, node_rank: int, port: int) -> AttemptSpec:
     """`spec` as node `node_rank`'s share of a two-node gang whose first node is this host."""
-    placement = dataclasses.replace(
+    placement = replace(
         spec.placement, nnodes=2, node_rank=node_rank, master_addr="127.0.0.1", master_port=port
     )
-    return dataclasses.replace(spec, placement=placement)
+    return replace(spec, placement=placement)
 
 
 def test_a_multi_node_share_joins_a_c10d_rendezvous_hosted_by_the_first_node(
