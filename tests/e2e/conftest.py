@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 
 from portal.devservers import free_port
 from portal.ops.processes import process_table
@@ -52,6 +54,26 @@ class Stack:
 def _test_database_url() -> str:
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path="/" + str(connection.settings_dict["NAME"])))
+
+
+def _patient_in_deadlocks(connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET deadlock_timeout = '60s'")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_never_loses_a_deadlock(django_db_setup: None) -> Iterator[None]:
+    """Between end-to-end tests the test database is flushed (TRUNCATE) while the live stack
+    still stores heartbeats and the last exits. When the two deadlock, PostgreSQL aborts the
+    session that waited `deadlock_timeout` first; this process waits longer, so the victim is
+    the stack's transaction, which retries (ingest) or runs again on the next tick (a pass),
+    and the flush goes through. The embedded PostgreSQL runs tests as a superuser, who may
+    set it."""
+    connection_created.connect(_patient_in_deadlocks)
+    if connection.connection is not None:
+        _patient_in_deadlocks(connection)
+    yield
+    connection_created.disconnect(_patient_in_deadlocks)
 
 
 @pytest.fixture(scope="session")
