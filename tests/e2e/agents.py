@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from portal.catalog.models import Dataset, ModelArchitecture
 from portal.ops.processes import NODE, ProcessSpec, process_table
 from portal.ops.supervisor import ProcessSupervisor
 
@@ -156,3 +158,22 @@ def others_gone(*names: str) -> bool:
 
     online = Node.objects.filter(state=Node.State.ONLINE).values_list("name", flat=True)
     return set(online) <= set(names)
+
+
+def iris_2x2_body(name: str) -> dict[str, Any]:
+    """The Iris job as 2 nodes x 2 processes, for the multi-node tests."""
+    return {
+        "name": name,
+        "dataset": Dataset.objects.get(slug="iris").pk,
+        "model": ModelArchitecture.objects.get(slug="mlp").pk,
+        "hyperparameters": {"hidden_sizes": [16, 16], "activation": "relu", "dropout": 0.0},
+        "training": {
+            "epochs": 40,
+            "batch_size": 16,
+            "learning_rate": 0.01,
+            "optimizer": "adam",
+            "loss": "cross_entropy",
+            "seed": 7,
+        },
+        "resources": {"nodes": 2, "procs_per_node": 2},
+    }

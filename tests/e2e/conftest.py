@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+from pytest_django import DjangoDbBlocker
 
 from portal.devservers import free_port
 from portal.ops.processes import process_table
@@ -62,7 +63,9 @@ def _patient_in_deadlocks(connection: BaseDatabaseWrapper, **kwargs: object) -> 
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _flush_never_loses_a_deadlock(django_db_setup: None) -> Iterator[None]:
+def _flush_never_loses_a_deadlock(
+    django_db_setup: None, django_db_blocker: DjangoDbBlocker
+) -> Iterator[None]:
     """Between end-to-end tests the test database is flushed (TRUNCATE) while the live stack
     still stores heartbeats and the last exits. When the two deadlock, PostgreSQL aborts the
     session that waited `deadlock_timeout` first; this process waits longer, so the victim is
@@ -71,7 +74,8 @@ def _flush_never_loses_a_deadlock(django_db_setup: None) -> Iterator[None]:
     set it."""
     connection_created.connect(_patient_in_deadlocks)
     if connection.connection is not None:
-        _patient_in_deadlocks(connection)
+        with django_db_blocker.unblock():
+            _patient_in_deadlocks(connection)
     yield
     connection_created.disconnect(_patient_in_deadlocks)
 

@@ -14,11 +14,10 @@ import psutil
 import pytest
 
 from portal.accounts.services import api_token_create
-from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
-from tests.e2e.agents import NodeAgent, others_gone, wait_until
+from tests.e2e.agents import NodeAgent, iris_2x2_body, others_gone, wait_until
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 
@@ -59,21 +58,7 @@ def _ready(stack: Stack, agent: NodeAgent) -> tuple[str, dict[str, Any]]:
         timeout=30,
         what="agents of earlier tests to be offline",
     )
-    body = {
-        "name": "iris 2x2",
-        "dataset": Dataset.objects.get(slug="iris").pk,
-        "model": ModelArchitecture.objects.get(slug="mlp").pk,
-        "hyperparameters": {"hidden_sizes": [16, 16], "activation": "relu", "dropout": 0.0},
-        "training": {
-            "epochs": 40,
-            "batch_size": 16,
-            "learning_rate": 0.01,
-            "optimizer": "adam",
-            "loss": "cross_entropy",
-            "seed": 7,
-        },
-        "resources": {"nodes": 2, "procs_per_node": 2},
-    }
+    body = iris_2x2_body("iris 2x2")
     return token, body
 
 

@@ -18,19 +18,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from portal.accounts.services import api_token_create
-from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
 from portal.cluster.services import node_set_draining
 from portal.jobs.models import Attempt, Job, MetricPoint, Placement
-from tests.e2e.agents import NodeAgent, TcpForwarder, others_gone
+from tests.e2e.agents import NodeAgent, TcpForwarder, iris_2x2_body, others_gone
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 
@@ -108,24 +106,6 @@ def _redis_url_via(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _iris_2x2(token: str) -> dict[str, Any]:
-    return {
-        "name": "iris 2x2 across namespaces",
-        "dataset": Dataset.objects.get(slug="iris").pk,
-        "model": ModelArchitecture.objects.get(slug="mlp").pk,
-        "hyperparameters": {"hidden_sizes": [16, 16], "activation": "relu", "dropout": 0.0},
-        "training": {
-            "epochs": 40,
-            "batch_size": 16,
-            "learning_rate": 0.01,
-            "optimizer": "adam",
-            "loss": "cross_entropy",
-            "seed": 7,
-        },
-        "resources": {"nodes": 2, "procs_per_node": 2},
-    }
-
-
 def test_a_two_node_job_runs_across_network_namespaces_on_their_own_addresses(
     stack: Stack,
 ) -> None:
@@ -198,7 +178,7 @@ def test_a_two_node_job_runs_across_network_namespaces_on_their_own_addresses(
             started = time.monotonic()
             response = httpx.post(
                 f"{stack.base_url}/api/v1/jobs/",
-                json=_iris_2x2(token),
+                json=iris_2x2_body("iris 2x2 across namespaces"),
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=30,
             )
