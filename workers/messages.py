@@ -67,20 +67,158 @@ class _Spec(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A part of the spec: immutable, and an unknown field is an error, not a silent drop."""
 
 
+Fraction = Annotated[float, Meta(ge=0.0, lt=1.0)]
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+Uri = Annotated[str, Meta(min_length=1, max_length=2000)]
+DatasetFormat = Literal["csv", "parquet", "npz", "images"]
+Task = Literal["classification", "regression"]
+
+
+class FeatureSpec(_Spec, frozen=True):
+    """One input column and how every node (and the predictor) turns it into numbers.
+
+    Statistics are computed once, by the portal's validation, on the training split only,
+    and applied identically everywhere: a numeric value becomes `(value - shift) / scale`, a
+    missing one `fill` first (when the preprocessing imputes); a categorical one becomes a
+    one-hot block over `categories` (an unseen category is all zeros, a missing one
+    `fill_category`). For images there is one numeric feature per channel (`R`, `G`, `B` or
+    `L`) whose `shift` and `scale` normalise that channel's 0-1 pixel values.
+    """
+
+    name: Column
+    kind: Literal["numeric", "categorical"]
+    fill: float = 0.0
+    shift: float = 0.0
+    scale: Annotated[float, Meta(gt=0.0)] = 1.0
+    categories: Annotated[tuple[Column, ...], Meta(max_length=1000)] = ()
+    fill_category: Annotated[str, Meta(max_length=200)] = ""
+
+
+class PreprocessSpec(_Spec, frozen=True):
+    """The preprocessing a dataset version was validated with: part of the version."""
+
+    missing: Literal["drop", "impute"]
+    normalization: Literal["minmax", "standard", "none"]
+    # Rows (after dropping) are shuffled with `numpy.random.default_rng(split_seed)`; the first
+    # `round(n * test_fraction)` are test, the next `max(1, round(n * val_fraction))` are
+    # validation, the rest train (`workers.datasets.split_indices`).
+    split_seed: Count
+    val_fraction: Annotated[float, Meta(gt=0.0, lt=1.0)]
+    test_fraction: Fraction
+
+    def __post_init__(self) -> None:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must leave rows to train on")
+
+
 class DatasetSpec(_Spec, frozen=True):
-    uri: Annotated[str, Meta(min_length=1, max_length=2000)]
-    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
-    format: Literal["csv"]
-    feature_columns: Annotated[tuple[Column, ...], Meta(min_length=1, max_length=10_000)]
-    label_column: Column
-    classes: Annotated[tuple[Column, ...], Meta(min_length=1, max_length=10_000)]
+    """One dataset version as a node reads it: where, which bytes, and how to prepare them."""
+
+    uri: Uri
+    sha256: Sha256
+    format: DatasetFormat
+    task: Task
+    # The target column (CSV, Parquet), `y` (npz) or `label` (images: the folder names).
+    target: Column
+    # Class names in index order (classification); empty for regression.
+    classes: Annotated[tuple[Column, ...], Meta(max_length=10_000)]
+    # Tabular inputs in column order; for npz one numeric feature per column of X (`x0`, ...);
+    # for images one per channel.
+    features: Annotated[tuple[FeatureSpec, ...], Meta(min_length=1, max_length=10_000)]
+    # The shape of one prepared example: `(inputs,)` for tables, `(channels, height, width)`
+    # for images, `(length, width)` for an npz of sequences.
+    input_shape: Annotated[
+        tuple[Annotated[int, Meta(ge=1, le=1_000_000)], ...], Meta(min_length=1, max_length=3)
+    ]
+    # Rows after dropping missing values: a node that prepares another count read other bytes.
+    num_rows: Annotated[int, Meta(ge=2, le=2**31 - 1)]
+    preprocessing: PreprocessSpec
+    # A regression target is trained as `(y - target_shift) / target_scale`.
+    target_shift: float = 0.0
+    target_scale: Annotated[float, Meta(gt=0.0)] = 1.0
 
 
-class ModelSpec(_Spec, frozen=True):
-    architecture: Literal["mlp"]
-    hidden_sizes: Annotated[tuple[Annotated[int, Meta(ge=1, le=4096)], ...], Meta(max_length=64)]
-    activation: Literal["relu", "tanh", "gelu"]
-    dropout: Annotated[float, Meta(ge=0.0, lt=1.0)]
+# ---- model architectures: one parameter Struct per architecture, tagged by its name -----------
+
+Width = Annotated[int, Meta(ge=1, le=4096)]
+Dropout = Annotated[float, Meta(ge=0.0, lt=1.0)]
+Activation = Literal["relu", "tanh", "gelu", "sigmoid"]
+
+
+class _Model(_Spec, frozen=True, tag_field="architecture"):
+    """A model's architecture and its hyperparameters; `architecture` names which."""
+
+
+class LinearModel(_Model, frozen=True, tag="linear"):
+    """Logistic regression (classification) or linear regression (regression)."""
+
+
+class MlpModel(_Model, frozen=True, tag="mlp"):
+    hidden_sizes: Annotated[tuple[Width, ...], Meta(min_length=1, max_length=8)] = (32, 32)
+    activation: Activation = "relu"
+    dropout: Dropout = 0.0
+    # "sigmoid" with two classes gives one output unit (a probability of the second class), as
+    # in the classic 10-5-1 network trained with MSE.
+    output: Literal["logits", "sigmoid"] = "logits"
+
+
+class CnnModel(_Model, frozen=True, tag="cnn"):
+    """Conv-ReLU-MaxPool blocks, one per entry of `channels`, then a linear head."""
+
+    channels: Annotated[
+        tuple[Annotated[int, Meta(ge=1, le=1024)], ...], Meta(min_length=1, max_length=6)
+    ] = (16, 32)
+    kernel_size: Literal[3, 5, 7] = 3
+    dropout: Dropout = 0.0
+
+
+class ResNetModel(_Model, frozen=True, tag="resnet"):
+    """A small ResNet: `blocks[i]` basic residual blocks at width `width * 2**i`."""
+
+    blocks: Annotated[
+        tuple[Annotated[int, Meta(ge=1, le=8)], ...], Meta(min_length=1, max_length=4)
+    ] = (1, 1)
+    width: Annotated[int, Meta(ge=4, le=256)] = 16
+
+
+class TransformerModel(_Model, frozen=True, tag="transformer"):
+    """A Transformer encoder over a sequence (`(length, width)` inputs, or one token per
+    feature of a table), mean-pooled into a linear head."""
+
+    d_model: Annotated[int, Meta(ge=8, le=1024)] = 32
+    heads: Annotated[int, Meta(ge=1, le=16)] = 4
+    layers: Annotated[int, Meta(ge=1, le=12)] = 2
+    feedforward: Annotated[int, Meta(ge=8, le=8192)] = 64
+    dropout: Dropout = 0.0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not a multiple of heads {self.heads}")
+
+
+HParam = int | float | bool | Annotated[str, Meta(max_length=200)]
+
+
+class CustomModel(_Model, frozen=True, tag="custom"):
+    """A user's Python file exposing `build_model(input_shape, num_classes, **hparams)`: run
+    only on nodes, only after its bytes match `code_sha256`."""
+
+    code_uri: Uri
+    code_sha256: Sha256
+    hparams: Annotated[
+        dict[Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], HParam],
+        Meta(max_length=64),
+    ] = {}
+
+
+ModelSpec = LinearModel | MlpModel | CnnModel | ResNetModel | TransformerModel | CustomModel
+BUILTIN_ARCHITECTURES: tuple[type[_Model], ...] = (
+    LinearModel,
+    MlpModel,
+    CnnModel,
+    ResNetModel,
+    TransformerModel,
+)
 
 
 class TrainingSpec(_Spec, frozen=True):
@@ -90,9 +228,15 @@ class TrainingSpec(_Spec, frozen=True):
     batch_size: Annotated[int, Meta(ge=1, le=2**31 - 1)]
     learning_rate: Annotated[float, Meta(gt=0.0, le=1e6)]
     optimizer: Literal["adam", "sgd"]
+    # cross_entropy and mse for classification (mse on the class probabilities), mse for
+    # regression.
     loss: Literal["cross_entropy", "mse"]
     seed: Count
-    val_fraction: Annotated[float, Meta(gt=0.0, lt=1.0)]
+    # A checkpoint after every `checkpoint_every` epochs (and after the last); the newest
+    # `keep_last` are kept, and the best by `best_metric` besides.
+    checkpoint_every: Annotated[int, Meta(ge=1, le=2**31 - 1)] = 1
+    keep_last: Annotated[int, Meta(ge=1, le=1000)] = 2
+    best_metric: Literal["val_loss", "val_accuracy"] = "val_loss"
 
 
 class PlacementSpec(_Spec, frozen=True):
@@ -242,7 +386,25 @@ class AttemptExitedEntry(_Entry, tag_field="type", tag="attempt.exited"):
             self.reason = self.reason.replace("\x00", "\ufffd")
 
 
-EventEntry = AttemptStartedEntry | AttemptExitedEntry
+class CheckpointSavedEntry(_Entry, tag_field="type", tag="checkpoint.saved"):
+    """A checkpoint the reporting rank wrote whole (renamed into place) after `epoch`."""
+
+    job: Id
+    attempt: Id
+    epoch: Count
+    step: Count
+    # The file's path under the job's checkpoint directory, e.g. `attempt-7/epoch-3.pt`.
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_./-]+$")]
+    sha256: Sha256
+    size_bytes: ByteCount
+    val_loss: float | None
+    val_accuracy: float | None
+    # Whether it is the best so far by the job's `best_metric` (then `best.pt` is a copy).
+    is_best: bool
+    ts: Timestamp
+
+
+EventEntry = AttemptStartedEntry | AttemptExitedEntry | CheckpointSavedEntry
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -295,7 +457,14 @@ class HealthEntry(_Entry):
     ts: Timestamp
 
 
-Entry = MetricEntry | LogEntry | AttemptStartedEntry | AttemptExitedEntry | HealthEntry
+Entry = (
+    MetricEntry
+    | LogEntry
+    | AttemptStartedEntry
+    | AttemptExitedEntry
+    | CheckpointSavedEntry
+    | HealthEntry
+)
 E = TypeVar("E")
 
 # Module-level, so `encode()` pays for no set-up: the reporter calls it every training step.

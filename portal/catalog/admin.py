@@ -15,11 +15,22 @@ from portal.catalog.models import Dataset, ModelArchitecture
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin[Dataset]):
-    list_display = ["name", "slug", "state", "owner", "team", "is_public", "num_rows", "created_at"]
+    list_display = [
+        "name",
+        "version",
+        "format",
+        "state",
+        "owner",
+        "team",
+        "is_public",
+        "num_rows",
+        "created_at",
+    ]
     list_filter = [
         "state",
         "is_public",
         "format",
+        "task",
         ("owner", admin.RelatedOnlyFieldListFilter),
         "team",
     ]
@@ -29,17 +40,28 @@ class DatasetAdmin(admin.ModelAdmin[Dataset]):
     raw_id_fields = ["owner"]
     readonly_fields = [
         "slug",
+        "version",
         "state",
         "state_reason",
         "uri",
+        "filename",
         "sha256",
         "size_bytes",
         "format",
-        "feature_columns",
-        "label_column",
+        "task",
+        "target",
+        "preprocessing",
+        "features",
         "classes",
+        "input_shape",
         "num_rows",
+        "target_shift",
+        "target_scale",
+        "schema",
+        "preview",
+        "chart",
         "created_at",
+        "validated_at",
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -56,7 +78,14 @@ class ModelArchitectureAdmin(admin.ModelAdmin[ModelArchitecture]):
     list_select_related = ["owner", "team"]
     search_fields = ["name", "slug", "owner__username"]
     raw_id_fields = ["owner"]
-    readonly_fields = ["slug", "family", "default_params", "created_at"]
+    readonly_fields = [
+        "slug",
+        "family",
+        "default_params",
+        "code_uri",
+        "code_sha256",
+        "created_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
