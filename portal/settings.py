@@ -201,8 +201,12 @@ CHANNEL_LAYERS = {
 
 # Celery: the control app. JSON only, so nothing that crosses the broker is ever unpickled.
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = None
+# Results are kept only for the few calls the web process waits on (a model's dry run, a
+# prediction: `portal.lib.calls`); every other task ignores its result.
+CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 300
+CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "control"
