@@ -13,7 +13,6 @@ from workers.messages import (
     DatasetFormat,
     DatasetSpec,
     FeatureSpec,
-    MessageInvalid,
     PreprocessSpec,
     Task,
 )
@@ -77,6 +76,4 @@ def checked(inspection: Inspection, *, file: str) -> Inspection:
         msgspec.convert(msgspec.to_builtins(spec), DatasetSpec, strict=True)
     except msgspec.ValidationError as exc:
         raise DatasetInvalid(f"the version cannot be described: {exc}", file=file) from exc
-    except MessageInvalid as exc:  # pragma: no cover - convert raises ValidationError
-        raise DatasetInvalid(str(exc), file=file) from exc
     return inspection

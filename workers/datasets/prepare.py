@@ -29,7 +29,7 @@ FEATURES = "features.npy"
 TARGETS = "targets.npy"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prepared:
     """A prepared version: memory-mapped arrays over every row, and the split's indices."""
 
@@ -92,7 +92,7 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def _save_rows(path: Path, *, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
-    """An float32 `.npy` written a chunk of rows at a time, never whole in memory."""
+    """A float32 `.npy` written a chunk of rows at a time, never whole in memory."""
     header = {
         "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
         "fortran_order": False,
