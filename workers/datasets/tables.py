@@ -278,9 +278,12 @@ def text_values(table: RawTable, name: str) -> pa.Array:
     )
 
 
-def preview_rows(table: RawTable, *, rows: int, columns: int) -> list[dict[str, str]]:
-    """The first rows as the file holds them, as text (a missing value is empty)."""
+def preview_rows(table: RawTable, *, rows: int, columns: int, target: str) -> list[dict[str, str]]:
+    """The first rows as the file holds them, as text (a missing value is empty): the first
+    `columns` columns, and the target wherever it is."""
     shown = list(table.columns)[:columns]
+    if target not in shown:
+        shown = [*shown[: columns - 1], target]
     out: list[dict[str, str]] = [{} for _ in range(min(rows, table.num_rows))]
     for name in shown:
         head = as_text_column(table.columns[name].slice(0, len(out)))

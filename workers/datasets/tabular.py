@@ -154,7 +154,7 @@ def inspect_table(
         target_shift=target_shift,
         target_scale=target_scale,
         schema=schema,
-        preview=preview_rows(table, rows=PREVIEW_ROWS, columns=PREVIEW_COLUMNS),
+        preview=preview_rows(table, rows=PREVIEW_ROWS, columns=PREVIEW_COLUMNS, target=target),
         chart=chart,
         summary=summary,
     )

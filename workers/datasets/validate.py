@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workers.datasets import arrays, images, tables, tabular
-from workers.datasets.errors import Limits
+from workers.datasets.errors import DatasetInvalid, Limits
 from workers.datasets.inspection import Inspection, checked
 from workers.datasets.sniff import check_file
 from workers.messages import DatasetFormat, PreprocessSpec, Task
@@ -30,6 +30,35 @@ def inspect(
     """
     limits = limits or Limits()
     file = name or path.name
+    try:
+        return _inspect(
+            path,
+            file=file,
+            format=format,
+            target=target,
+            task=task,
+            preprocessing=preprocessing,
+            limits=limits,
+        )
+    except DatasetInvalid as exc:
+        if exc.file is not None:
+            raise
+        # A refusal that does not name its file (the split's) is about this one.
+        raise DatasetInvalid(
+            exc.reason, file=file, row=exc.row, column=exc.column, member=exc.member
+        ) from exc
+
+
+def _inspect(
+    path: Path,
+    *,
+    file: str,
+    format: DatasetFormat,
+    target: str,
+    task: Task,
+    preprocessing: PreprocessSpec,
+    limits: Limits,
+) -> Inspection:
     check_file(path, format=format, name=file, limits=limits)
     if format == "csv" or format == "parquet":
         read = tables.read_csv if format == "csv" else tables.read_parquet

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.workers.datasets.conftest import preprocessing
 from workers.datasets import DatasetInvalid, inspect
 from workers.messages import PreprocessSpec
 
@@ -153,3 +154,14 @@ def test_it_names_the_row_of_a_non_finite_parquet_value(tmp_path, pp):
         inspect(path, format="parquet", target="label", task="classification", preprocessing=pp)
     # Parquet has no header row: the first record is row 1.
     assert str(caught.value) == "data.parquet row 3, column 'a': inf is not a finite number"
+
+
+def test_it_refuses_a_split_that_leaves_no_training_rows(tmp_path):
+    error = _refused(
+        tmp_path,
+        "a,label\n1,x\n2,y\n3,x\n",
+        preprocessing(val_fraction=0.5, test_fraction=0.4),
+    )
+    assert str(error) == (
+        "data.csv: 3 rows leave none to train on after 1 test and 2 validation rows"
+    )
