@@ -26,7 +26,7 @@ def read_npz(path: Path, *, file: str, limits: Limits | None) -> tuple[np.ndarra
         if names != sorted(_ARRAYS):
             raise DatasetInvalid(
                 f"an npz dataset holds exactly the arrays X and y; this one has "
-                f"{', '.join(name.removesuffix('.npy') for name in names) or 'none'}",
+                f"{_listed([name.removesuffix('.npy') for name in names])}",
                 file=file,
             )
         inflater = Inflater(archive, name=file, archive_bytes=path.stat().st_size, limits=limits)
@@ -35,6 +35,13 @@ def read_npz(path: Path, *, file: str, limits: Limits | None) -> tuple[np.ndarra
     x = _load(members["X.npy"], name="X", file=file)
     y = _load(members["y.npy"], name="y", file=file)
     return _checked(x, y, file=file, limits=limits)
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _load(data: bytes, *, name: str, file: str) -> np.ndarray:

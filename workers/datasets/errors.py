@@ -64,5 +64,10 @@ class Limits:
     image_size: int = 32
 
     def __post_init__(self) -> None:
+        for field in ("max_bytes", "max_rows", "max_columns", "max_zip_members"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be at least 1")
+        if self.max_uncompressed_bytes < 1 or self.max_zip_ratio <= 0 or self.max_image_pixels < 1:
+            raise ValueError("the zip and image limits must be positive")
         if self.image_size < 1 or self.image_size > 1024:
             raise ValueError(f"image_size {self.image_size} is not in [1, 1024]")

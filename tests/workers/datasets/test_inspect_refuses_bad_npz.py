@@ -98,3 +98,17 @@ def test_it_refuses_a_text_target_for_regression(tmp_path, pp):
     assert _refused(_npz(tmp_path / "data.npz", X=x, y=y), pp, task="regression") == (
         "data.npz: y has dtype <U1; regression needs a numeric target"
     )
+
+
+def test_it_refuses_a_zip_of_other_files_uploaded_as_npz(tmp_path, pp):
+    members = {f"circle/{i}.png": b"x" for i in range(7)}
+    path = write_zip(tmp_path / "data.npz", members)
+    assert _refused(path, pp) == (
+        "data.npz: an npz dataset holds exactly the arrays X and y; this one has "
+        "circle/0.png, circle/1.png, circle/2.png, circle/3.png, circle/4.png and 2 more"
+    )
+
+
+def test_it_refuses_an_array_member_that_is_not_npy(tmp_path, pp):
+    path = write_zip(tmp_path / "data.npz", {"X.npy": b"not an array", "y.npy": b"nor this"})
+    assert _refused(path, pp).startswith("data.npz: X cannot be read as a NumPy array")
