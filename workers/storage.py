@@ -1,5 +1,9 @@
 """Fetch a dataset by storage URI into the node's cache, verified against its SHA-256.
 
+A `file://` URI (or a plain absolute path) is read from the local or shared filesystem; any
+other scheme (`s3://`, `gs://`, `memory://`, ...) through fsspec, with whichever backend the
+node has installed for it.
+
 The cache is keyed by checksum, so two jobs on the same data share one copy and a changed file
 at the same URI is a cache miss. A copy lands under a temporary name and is renamed only after
 its checksum matched: a crash never leaves a file in the cache that looks verified but is not.
@@ -9,8 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
+from contextlib import AbstractContextManager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, cast
 from urllib.parse import unquote, urlsplit
+
+import fsspec
 
 from workers.files import atomic_writer
 
@@ -42,20 +50,41 @@ def local_path_for(uri: str) -> Path:
     return path
 
 
+def is_local(uri: str) -> bool:
+    """Whether `uri` names the local (or shared) filesystem rather than an fsspec backend."""
+    return urlsplit(uri).scheme in ("", "file")
+
+
+def _suffix(uri: str) -> str:
+    """The source's file suffix, which the cached copy keeps (`.csv`, `.zip`, ...)."""
+    return local_path_for(uri).suffix if is_local(uri) else PurePosixPath(urlsplit(uri).path).suffix
+
+
+def _open_source(uri: str) -> AbstractContextManager[BinaryIO]:
+    if is_local(uri):
+        return local_path_for(uri).open("rb")
+    try:
+        opened = fsspec.open(uri, "rb")
+    except (ImportError, ValueError) as exc:
+        # No backend for the scheme on this node (ImportError), or a scheme fsspec does not
+        # know (ValueError).
+        raise StorageError(f"cannot fetch {uri!r}: {exc}") from exc
+    return cast(AbstractContextManager[BinaryIO], opened)
+
+
 def dataset_fetch(*, uri: str, sha256: str, cache_dir: Path) -> Path:
     """Return a local, verified copy of the dataset at `uri`; raise `StorageError` if impossible."""
     expected = sha256.strip().lower()
     if not _SHA256.match(expected):
         raise StorageError(f"dataset checksum {sha256!r} is not a SHA-256 hex digest")
-    source = local_path_for(uri)
-    cached = cache_dir / f"{expected}{source.suffix}"
+    cached = cache_dir / f"{expected}{_suffix(uri)}"
     if cached.is_file():
         return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with atomic_writer(cached) as out:
         try:
-            with source.open("rb") as src:
+            with _open_source(uri) as src:
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)

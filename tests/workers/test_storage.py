@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import pytest
 
 from workers.storage import ChecksumMismatch, StorageError, dataset_fetch
@@ -44,3 +47,41 @@ def test_it_rejects_uris_it_cannot_fetch(uri: str, tmp_path: Path):
 def test_it_reports_a_missing_file_clearly(tmp_path: Path):
     with pytest.raises(StorageError, match="cannot read dataset"):
         dataset_fetch(uri=str(tmp_path / "gone.csv"), sha256="0" * 64, cache_dir=tmp_path / "c")
+
+
+@pytest.fixture
+def memory_dataset() -> Iterator[tuple[str, bytes]]:
+    """A dataset in fsspec's in-memory filesystem: a real backend, reached by URI."""
+    data = b"x,label\n1.0,a\n2.0,b\n"
+    uri = f"memory://datasets/{uuid.uuid4().hex}/points.csv"
+    with fsspec.open(uri, "wb") as out:
+        out.write(data)
+    yield uri, data
+    fsspec.filesystem("memory").rm(uri)
+
+
+def test_it_fetches_a_non_file_uri_through_fsspec(memory_dataset, tmp_path: Path):
+    uri, data = memory_dataset
+    digest = hashlib.sha256(data).hexdigest()
+    local = dataset_fetch(uri=uri, sha256=digest, cache_dir=tmp_path / "cache")
+    assert local == tmp_path / "cache" / f"{digest}.csv"
+    assert local.read_bytes() == data
+    # Served from the cache once verified, even when the object is gone.
+    fsspec.filesystem("memory").rm(uri)
+    assert dataset_fetch(uri=uri, sha256=digest, cache_dir=tmp_path / "cache") == local
+    with fsspec.open(uri, "wb") as out:
+        out.write(data)
+
+
+def test_a_changed_object_fails_the_checksum_and_caches_nothing(memory_dataset, tmp_path: Path):
+    uri, _ = memory_dataset
+    wrong = hashlib.sha256(b"the validated bytes").hexdigest()
+    with pytest.raises(ChecksumMismatch, match="the file changed after it was validated"):
+        dataset_fetch(uri=uri, sha256=wrong, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_missing_object_is_reported_clearly(tmp_path: Path):
+    uri = f"memory://datasets/{uuid.uuid4().hex}/gone.csv"
+    with pytest.raises(StorageError, match="cannot read dataset"):
+        dataset_fetch(uri=uri, sha256="0" * 64, cache_dir=tmp_path / "cache")
