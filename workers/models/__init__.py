@@ -12,8 +12,8 @@ from workers.models.architectures import (
     output_width,
     sigmoid_binary,
 )
+from workers.models.checks import dry_run, forward_check, parameter_count
 from workers.models.custom import CustomBuilder, custom_model, load_custom
-from workers.models.dry_run import dry_run, forward_check, parameter_count
 from workers.models.errors import ModelShapeError
 from workers.models.fields import (
     ARCHITECTURES,

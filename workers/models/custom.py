@@ -24,7 +24,7 @@ from torch import nn
 
 from workers.messages import CustomModel, HParam
 from workers.models.architectures import Shape, describe_shape
-from workers.models.dry_run import forward_check
+from workers.models.checks import forward_check
 from workers.models.errors import ModelShapeError, error_text
 from workers.storage import ChecksumMismatch, StorageError, dataset_fetch
 

@@ -83,6 +83,15 @@ def export_torchscript(model: nn.Module, *, input_shape: Shape, path: Path) -> N
     example = torch.zeros((2, *input_shape))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_JIT_DEPRECATED, category=DeprecationWarning)
+        # GroupNorm's input check in torch.nn.functional reads a size as a Python bool (it
+        # refuses one value per group); the trace keeps it as a constant, which changes no
+        # output. Only that module's tracer warnings are silenced: one from the model's own
+        # code would still mean a trace that may not generalise.
+        warnings.filterwarnings(
+            "ignore",
+            message="Converting a tensor to a Python boolean",
+            module=r"torch\.nn\.functional",
+        )
         traced = torch.jit.trace(frozen, example)
         with atomic_writer(path) as out:
             torch.jit.save(traced, out)

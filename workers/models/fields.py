@@ -124,7 +124,13 @@ def parameter_fields(architecture: type[msgspec.Struct]) -> list[ParameterField]
         raise ValueError(
             f"{architecture.__name__} is not a built-in architecture with fixed hyperparameters"
         )
-    info = mi.type_info(architecture)
+    return struct_fields(architecture)
+
+
+def struct_fields(struct: type[msgspec.Struct]) -> list[ParameterField]:
+    """The form fields of any Struct whose fields are ints, floats, bools, literals or int
+    tuples; `TypeError` for another type (it needs a form widget first)."""
+    info = mi.type_info(struct)
     assert isinstance(info, mi.StructType)
     return [_field(field) for field in info.fields]
 
@@ -139,9 +145,12 @@ def _field(field: mi.Field) -> ParameterField:
         name=field.name,
         label=field.name.replace("_", " ").capitalize(),
         kind="int",
-        default=msgspec.to_builtins(field.default)
-        if field.default is not msgspec.NODEFAULT
-        else None,
+        # Through JSON, so the default is what the form posts back (a tuple becomes a list).
+        default=(
+            msgspec.json.decode(msgspec.json.encode(field.default))
+            if field.default is not msgspec.NODEFAULT
+            else None
+        ),
         min=None,
         max=None,
         min_exclusive=False,

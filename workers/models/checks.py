@@ -26,9 +26,19 @@ DRY_RUN_CPU_MAX_INPUT_VALUES = 20_000_000
 DRY_RUN_BATCH = 2
 
 
-def dry_run(spec: ModelSpec, *, input_shape: Shape, outputs: int) -> int:
+def dry_run(
+    spec: ModelSpec,
+    *,
+    input_shape: Shape,
+    outputs: int,
+    cpu_max_parameters: int = DRY_RUN_CPU_MAX_PARAMETERS,
+) -> int:
     """Build `spec` for examples of `input_shape`, run a zero batch of two through it, and
-    return its parameter count; any failure is a `ModelShapeError` with a plain message."""
+    return its parameter count; any failure is a `ModelShapeError` with a plain message.
+
+    A model over `cpu_max_parameters` (or an input batch over `DRY_RUN_CPU_MAX_INPUT_VALUES`)
+    runs on the meta device only.
+    """
     if isinstance(spec, CustomModel):
         raise ModelShapeError(
             "custom model code is never run outside the nodes: it is checked when the job "
@@ -38,7 +48,7 @@ def dry_run(spec: ModelSpec, *, input_shape: Shape, outputs: int) -> int:
         meta_model = _build(spec, input_shape=input_shape, outputs=outputs)
     parameters = parameter_count(meta_model)
     on_cpu = (
-        parameters <= DRY_RUN_CPU_MAX_PARAMETERS
+        parameters <= cpu_max_parameters
         and DRY_RUN_BATCH * math.prod(input_shape) <= DRY_RUN_CPU_MAX_INPUT_VALUES
     )
     if on_cpu:
