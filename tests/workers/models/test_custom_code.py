@@ -140,3 +140,15 @@ def _hidden(model: nn.Module) -> int:
     first_layer = model.get_submodule("body.0")
     assert isinstance(first_layer, nn.Linear)
     return first_layer.out_features
+
+
+def test_the_example_in_the_researchers_guide_loads_and_reports_its_own_error(tmp_path: Path):
+    guide = (Path(__file__).parents[3] / "docs" / "models.md").read_text()
+    example = guide.split("An example, `tabular_net.py`:\n\n```python\n")[1].split("```")[0]
+    spec = _spec(tmp_path, example, name="tabular_net.py", hidden=16, depth=3)
+    model = custom_model(spec, cache_dir=tmp_path / "cache", input_shape=(10,), outputs=2)
+    assert model(torch.zeros(3, 10)).shape == (3, 2)
+    with pytest.raises(ModelShapeError) as caught:
+        custom_model(spec, cache_dir=tmp_path / "cache", input_shape=(3, 32, 32), outputs=2)
+    # The message the guide quotes.
+    assert str(caught.value) in " ".join(guide.split()).replace("`", "")
