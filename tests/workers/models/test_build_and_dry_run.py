@@ -42,6 +42,12 @@ def test_every_architecture_dry_runs_on_a_fitting_input(spec, input_shape):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize(("spec", "input_shape"), FITTING)
+def test_the_meta_device_dry_run_agrees_with_the_cpu_one(spec, input_shape):
+    on_cpu = dry_run(spec, input_shape=input_shape, outputs=4)
+    assert dry_run(spec, input_shape=input_shape, outputs=4, cpu_max_parameters=0) == on_cpu
+
+
 def test_a_linear_model_has_inputs_times_outputs_plus_bias_parameters():
     assert dry_run(LinearModel(), input_shape=(10,), outputs=3) == 10 * 3 + 3
     assert dry_run(LinearModel(), input_shape=(2, 4, 4), outputs=1) == 32 + 1

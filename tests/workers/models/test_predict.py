@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from workers.models import ModelShapeError, predict
+from workers.messages import CnnModel
+from workers.models import ModelShapeError, build_model, predict
+from workers.models.export import export_torchscript, load_torchscript
 
 
 class _Fixed(nn.Module):
@@ -102,3 +107,19 @@ def test_predict_leaves_a_training_model_in_training_mode():
         sigmoid_binary=False,
     )
     assert model.training
+
+
+def test_a_torchscript_export_predicts_what_the_model_predicts(tmp_path: Path):
+    torch.manual_seed(0)
+    model = build_model(CnnModel(), input_shape=(1, 8, 8), outputs=3)
+    export_torchscript(model, input_shape=(1, 8, 8), path=tmp_path / "model.pt")
+    inputs = np.random.default_rng(0).random((4, 1, 8, 8))
+    kwargs: dict[str, Any] = {
+        "task": "classification",
+        "classes": ["a", "b", "c"],
+        "target_shift": 0.0,
+        "target_scale": 1.0,
+        "sigmoid_binary": False,
+    }
+    exported = predict(load_torchscript(tmp_path / "model.pt"), inputs, **kwargs)
+    assert exported == predict(model, inputs, **kwargs)
