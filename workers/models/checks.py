@@ -8,7 +8,9 @@ CPU, so a model too large to build there cheaply is shape-checked on torch's `me
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,11 +20,11 @@ from workers.messages import CustomModel, ModelSpec
 from workers.models.architectures import Shape, architecture_name, build_model, describe_shape
 from workers.models.errors import ModelShapeError, error_text
 
-# Above this many parameters (400 MB of float32) the dry run checks shapes on the meta device
-# instead of allocating the model on the control worker.
+# The dry run allocates on the control worker's CPU only a model of at most this many
+# parameters (400 MB of float32) whose largest activation for the batch of two is at most
+# DRY_RUN_CPU_MAX_ACTIVATION_VALUES (200 MB); a larger one is checked on the meta device only.
 DRY_RUN_CPU_MAX_PARAMETERS = 100_000_000
-# ... and likewise above this many input values in its batch of two.
-DRY_RUN_CPU_MAX_INPUT_VALUES = 20_000_000
+DRY_RUN_CPU_MAX_ACTIVATION_VALUES = 50_000_000
 DRY_RUN_BATCH = 2
 
 
@@ -36,30 +38,48 @@ def dry_run(
     """Build `spec` for examples of `input_shape`, run a zero batch of two through it, and
     return its parameter count; any failure is a `ModelShapeError` with a plain message.
 
-    A model over `cpu_max_parameters` (or an input batch over `DRY_RUN_CPU_MAX_INPUT_VALUES`)
-    runs on the meta device only.
+    The model is built and run on the meta device first (shapes, no memory), which counts its
+    parameters and measures its largest activation; only a model under `cpu_max_parameters`
+    and `DRY_RUN_CPU_MAX_ACTIVATION_VALUES` is then built and run on the CPU as well.
     """
     if isinstance(spec, CustomModel):
         raise ModelShapeError(
             "custom model code is never run outside the nodes: it is checked when the job "
             "starts on its node, and a shape error then fails the job with its message"
         )
-    with torch.device("meta"):
+    name = architecture_name(spec)
+    meta = torch.device("meta")
+    with meta:
         meta_model = _build(spec, input_shape=input_shape, outputs=outputs)
     parameters = parameter_count(meta_model)
-    on_cpu = (
-        parameters <= cpu_max_parameters
-        and DRY_RUN_BATCH * math.prod(input_shape) <= DRY_RUN_CPU_MAX_INPUT_VALUES
-    )
-    if on_cpu:
+    with _largest_output(meta_model) as largest:
+        forward_check(meta_model, input_shape=input_shape, outputs=outputs, name=name, device=meta)
+    if parameters <= cpu_max_parameters and largest.values <= DRY_RUN_CPU_MAX_ACTIVATION_VALUES:
         model = _build(spec, input_shape=input_shape, outputs=outputs)
-        device = torch.device("cpu")
-    else:
-        model, device = meta_model, torch.device("meta")
-    forward_check(
-        model, input_shape=input_shape, outputs=outputs, name=architecture_name(spec), device=device
-    )
+        forward_check(model, input_shape=input_shape, outputs=outputs, name=name)
     return parameters
+
+
+@dataclass
+class _Largest:
+    values: int = 0
+
+
+@contextmanager
+def _largest_output(model: nn.Module) -> Iterator[_Largest]:
+    """Measures, while the block runs, the most values any one module of `model` outputs."""
+    largest = _Largest()
+
+    def record(module: nn.Module, args: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            largest.values = max(largest.values, out.numel())
+
+    hooks = [module.register_forward_hook(record) for module in model.modules()]
+    try:
+        yield largest
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _build(spec: ModelSpec, *, input_shape: Shape, outputs: int) -> nn.Module:

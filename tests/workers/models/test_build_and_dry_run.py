@@ -69,6 +69,10 @@ def test_a_model_too_large_for_the_control_worker_is_counted_on_the_meta_device(
     spec = MlpModel(hidden_sizes=(4096,) * 8)
     count = dry_run(spec, input_shape=(3, 224, 224), outputs=10)
     assert count == 3 * 224 * 224 * 4096 + 4096 + 7 * (4096 * 4096 + 4096) + 4096 * 10 + 10
+    # A model with few parameters but huge activations (2 x 512 x 2048 x 2048 values after
+    # its first convolution, 17 GB) is not run on the CPU either.
+    huge = dry_run(CnnModel(channels=(512,)), input_shape=(3, 2048, 2048), outputs=2)
+    assert huge == 3 * 512 * 9 + 512 + 512 * 4 * 2 + 2
     # Over the limit, a shape error is still found.
     with pytest.raises(ModelShapeError, match="cnn with 2 blocks"):
         dry_run(CnnModel(), input_shape=(3, 3, 3), outputs=2, cpu_max_parameters=0)
