@@ -142,11 +142,15 @@ def _cnn(spec: CnnModel, input_shape: Shape, outputs: int) -> nn.Module:
     side = 2**blocks
     if min(height, width) < side:
         fitting = int(math.log2(min(height, width)))
+        change = (
+            f"use at most {fitting} entries in channels, or larger images"
+            if fitting
+            else "use mlp or linear for images this small"
+        )
         raise ModelShapeError(
             f"cnn with {blocks} blocks halves the image {blocks} times and needs at least "
             f"{side}x{side} pixels, but this dataset's images are {height}x{width} "
-            f"(input shape {describe_shape(input_shape)}): use at most {fitting} entries in "
-            "channels, or larger images"
+            f"(input shape {describe_shape(input_shape)}): {change}"
         )
     layers: list[nn.Module] = []
     previous = channels

@@ -25,6 +25,7 @@ WRONG: list[tuple[ModelSpec, tuple[int, ...], list[str]]] = [
         (1, 8, 8),
         ["cnn with 4 blocks", "at least 16x16", "8x8", "at most 3 entries in channels"],
     ),
+    (CnnModel(channels=(4,)), (3, 1, 9), ["needs at least 2x2", "use mlp or linear"]),
     (ResNetModel(), (4,), ["resnet needs image input", "(4,)"]),
     (
         ResNetModel(blocks=(1, 1, 1, 1)),
