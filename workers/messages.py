@@ -139,9 +139,13 @@ class DatasetSpec(_Spec, frozen=True):
 
 
 # ---- model architectures: one parameter Struct per architecture, tagged by its name -----------
+# Each field's type, default, bounds and `description` are the portal form's field for it
+# (`workers.models.parameter_fields`), so a hyperparameter is declared here and nowhere else.
 
 Width = Annotated[int, Meta(ge=1, le=4096)]
-Dropout = Annotated[float, Meta(ge=0.0, lt=1.0)]
+Dropout = Annotated[
+    float, Meta(ge=0.0, lt=1.0, description="Probability of zeroing an activation in training.")
+]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid"]
 
 
@@ -154,21 +158,42 @@ class LinearModel(_Model, frozen=True, tag="linear"):
 
 
 class MlpModel(_Model, frozen=True, tag="mlp"):
-    hidden_sizes: Annotated[tuple[Width, ...], Meta(min_length=1, max_length=8)] = (32, 32)
-    activation: Activation = "relu"
+    """A multi-layer perceptron over the flattened input."""
+
+    hidden_sizes: Annotated[
+        tuple[Width, ...],
+        Meta(min_length=1, max_length=8, description="Units in each hidden layer, in order."),
+    ] = (32, 32)
+    activation: Annotated[
+        Activation, Meta(description="The nonlinearity after each hidden layer.")
+    ] = "relu"
     dropout: Dropout = 0.0
-    # "sigmoid" with two classes gives one output unit (a probability of the second class), as
-    # in the classic 10-5-1 network trained with MSE.
-    output: Literal["logits", "sigmoid"] = "logits"
+    # "sigmoid" needs exactly two classes and gives one output unit (the probability of the
+    # second class), as in the classic 10-5-1 network trained with MSE.
+    output: Annotated[
+        Literal["logits", "sigmoid"],
+        Meta(
+            description="logits: one output per class (softmax). sigmoid: one unit giving the "
+            "probability of the second class; binary classification only."
+        ),
+    ] = "logits"
 
 
 class CnnModel(_Model, frozen=True, tag="cnn"):
     """Conv-ReLU-MaxPool blocks, one per entry of `channels`, then a linear head."""
 
     channels: Annotated[
-        tuple[Annotated[int, Meta(ge=1, le=1024)], ...], Meta(min_length=1, max_length=6)
+        tuple[Annotated[int, Meta(ge=1, le=1024)], ...],
+        Meta(
+            min_length=1,
+            max_length=6,
+            description="Output channels of each convolution block; each block halves the "
+            "image's height and width.",
+        ),
     ] = (16, 32)
-    kernel_size: Literal[3, 5, 7] = 3
+    kernel_size: Annotated[
+        Literal[3, 5, 7], Meta(description="Side of the square convolution kernels.")
+    ] = 3
     dropout: Dropout = 0.0
 
 
@@ -176,24 +201,44 @@ class ResNetModel(_Model, frozen=True, tag="resnet"):
     """A small ResNet: `blocks[i]` basic residual blocks at width `width * 2**i`."""
 
     blocks: Annotated[
-        tuple[Annotated[int, Meta(ge=1, le=8)], ...], Meta(min_length=1, max_length=4)
+        tuple[Annotated[int, Meta(ge=1, le=8)], ...],
+        Meta(
+            min_length=1,
+            max_length=4,
+            description="Residual blocks in each stage; every stage after the first doubles "
+            "the channels and halves the image's height and width.",
+        ),
     ] = (1, 1)
-    width: Annotated[int, Meta(ge=4, le=256)] = 16
+    width: Annotated[int, Meta(ge=4, le=256, description="Channels of the first stage.")] = 16
 
 
 class TransformerModel(_Model, frozen=True, tag="transformer"):
     """A Transformer encoder over a sequence (`(length, width)` inputs, or one token per
     feature of a table), mean-pooled into a linear head."""
 
-    d_model: Annotated[int, Meta(ge=8, le=1024)] = 32
-    heads: Annotated[int, Meta(ge=1, le=16)] = 4
-    layers: Annotated[int, Meta(ge=1, le=12)] = 2
-    feedforward: Annotated[int, Meta(ge=8, le=8192)] = 64
+    d_model: Annotated[
+        int,
+        Meta(
+            ge=8,
+            le=1024,
+            description="Width of each token inside the encoder; a multiple of heads.",
+        ),
+    ] = 32
+    heads: Annotated[int, Meta(ge=1, le=16, description="Attention heads per layer.")] = 4
+    layers: Annotated[int, Meta(ge=1, le=12, description="Encoder layers.")] = 2
+    feedforward: Annotated[
+        int, Meta(ge=8, le=8192, description="Hidden units of each layer's feed-forward block.")
+    ] = 64
     dropout: Dropout = 0.0
 
     def __post_init__(self) -> None:
+        # Every head attends over d_model / heads features, so the split must be whole. Said
+        # here, not at build time, so the form's own validation already refuses it.
         if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of heads {self.heads}")
+            raise ValueError(
+                f"d_model {self.d_model} is not a multiple of heads {self.heads}: each head "
+                "gets d_model / heads features; choose a d_model divisible by heads"
+            )
 
 
 HParam = int | float | bool | Annotated[str, Meta(max_length=200)]
