@@ -184,6 +184,8 @@ SPECTACULAR_SETTINGS = {
     # offline and under a CSP that allows only this origin's scripts.
     "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
+    # Jobs and datasets both have a `state`; each enum gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {"DatasetStateEnum": "portal.catalog.models.Dataset.State"},
 }
 
 CHANNEL_LAYERS = {

@@ -59,7 +59,8 @@ def dataset_detail_body(dataset: Dataset, request: Request) -> dict[str, Any]:
 
 def too_large_message() -> str:
     limit = settings.TRAINYARD_DATASET_MAX_BYTES
-    return f"The file is larger than the upload limit of {limit} bytes ({limit / 2**20:.0f} MiB)."
+    shown = f" ({limit / 2**20:g} MiB)" if limit >= 2**20 else ""
+    return f"The file is larger than the upload limit of {limit} bytes{shown}."
 
 
 class DatasetListCreateApi(generics.ListAPIView[Dataset]):
