@@ -45,6 +45,8 @@ class DatasetUrlsSerializer(serializers.Serializer[Dataset]):
 
 
 class DatasetSerializer(serializers.ModelSerializer[Dataset]):
+    # Not a SlugField's pattern: an upload has no slug (empty), only the built-ins do.
+    slug = serializers.CharField(read_only=True, help_text="A built-in's slug; empty otherwise.")
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
     team = serializers.CharField(source="team.name", read_only=True, allow_null=True)
     classes = serializers.ListField(child=serializers.CharField(), read_only=True)
