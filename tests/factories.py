@@ -121,7 +121,7 @@ def make_heartbeat(name: str, **fields: Any) -> HealthEntry:
     return HealthEntry(**(values | fields))
 
 
-def make_dataset(owner: AbstractBaseUser | None, name: str = "data", **fields: Any) -> Dataset:
+def make_dataset(owner: User | None, name: str = "data", **fields: Any) -> Dataset:
     """A ready dataset version row (no file behind it unless `uri` names one)."""
     values: dict[str, Any] = {
         "name": name,

@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import httpx
 
@@ -344,7 +344,9 @@ class Client:
                     endpoint.method,
                     endpoint.path,
                     data=fields,
-                    files={"file": (path.name, reader, "application/octet-stream")},
+                    files={
+                        "file": (path.name, cast(IO[bytes], reader), "application/octet-stream")
+                    },
                     # A large file takes long to send and to store; only silence is an error.
                     timeout=httpx.Timeout(self.http.timeout.read, write=300.0),
                 )

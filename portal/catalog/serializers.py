@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from django.urls import reverse
@@ -95,8 +95,8 @@ class DatasetDetailSerializer(DatasetSerializer):
     @extend_schema_field(DatasetVersionSerializer(many=True))
     def get_versions(self, dataset: Dataset) -> list[dict[str, Any]]:
         versions = self.context.get("versions", [])
-        data: list[dict[str, Any]] = DatasetVersionSerializer(versions, many=True).data
-        return data
+        data = DatasetVersionSerializer(versions, many=True).data
+        return cast(list[dict[str, Any]], data)
 
 
 class DatasetUploadSerializer(serializers.Serializer[Any]):

@@ -63,8 +63,8 @@ DEFAULT_PREPROCESSING = PreprocessSpec(
     missing="drop", normalization="standard", split_seed=0, val_fraction=0.2, test_fraction=0.0
 )
 # The target of the formats where the file names it, not the user.
-IMPLIED_TARGETS = {Dataset.Format.NPZ: "y", Dataset.Format.IMAGES: "label"}
-EXTENSION_FORMATS = {
+IMPLIED_TARGETS: dict[str, str] = {Dataset.Format.NPZ: "y", Dataset.Format.IMAGES: "label"}
+EXTENSION_FORMATS: dict[str, str] = {
     ".csv": Dataset.Format.CSV,
     ".parquet": Dataset.Format.PARQUET,
     ".pq": Dataset.Format.PARQUET,
@@ -83,7 +83,8 @@ def format_from_filename(filename: str) -> str | None:
 
 def dataset_limits() -> datasets.Limits:
     """The parsing limits validation runs under (`TRAINYARD_DATASET_LIMITS` overrides)."""
-    return datasets.Limits(**settings.TRAINYARD_DATASET_LIMITS)
+    overrides: dict[str, Any] = settings.TRAINYARD_DATASET_LIMITS
+    return datasets.Limits(**overrides)
 
 
 # ---- upload ----------------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def dataset_delete(*, user: AbstractBaseUser, dataset: Dataset) -> None:
             dataset.delete()
     except ProtectedError as exc:
         users = sorted(exc.protected_objects, key=lambda job: job.pk)
-        names = ", ".join(f"#{job.pk} {job.name}".strip() for job in users[:10])
+        names = ", ".join(str(job) for job in users[:10])
         more = f" and {len(users) - 10} more" if len(users) > 10 else ""
         raise DatasetInUse(
             f"{dataset} is used by job{'s' if len(users) != 1 else ''} {names}{more}; "

@@ -29,7 +29,7 @@ FILE_FIELD = "file"
 FORM_OVERHEAD_BYTES = 1 << 20
 
 
-class StoredUpload(UploadedFile):
+class StoredUpload(UploadedFile[bytes]):
     """The uploaded file as the form sees it: already in storage, under a temporary name."""
 
     def __init__(self, pending: PendingFile, *, name: str, content_type: str | None) -> None:
@@ -49,9 +49,9 @@ class DatasetUploadHandler(FileUploadHandler):
         input_data: Any,
         META: dict[str, Any],
         content_length: int,
-        boundary: bytes,
+        boundary: str,
         encoding: str | None = None,
-    ) -> tuple[QueryDict, MultiValueDict[str, UploadedFile]] | None:
+    ) -> tuple[QueryDict, MultiValueDict[str, UploadedFile[bytes]]] | None:
         if content_length > self.max_bytes + FORM_OVERHEAD_BYTES:
             self.too_large = True
             return QueryDict(), MultiValueDict()

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.response import Response
 from rest_framework.test import APIClient
 
 from portal.accounts.models import ApiToken
@@ -18,7 +17,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node
 
 TokenClient = Callable[..., APIClient]
-Upload = Callable[..., Response]
+Upload = Callable[..., Any]
 
 
 @pytest.fixture
@@ -64,11 +63,10 @@ def upload(client_for: TokenClient, storage_root: Any) -> Upload:
     """`upload(user, content, filename="data.csv", **fields)`: POST /api/v1/datasets/ as a
     multipart form (target `label` unless given), answering the response."""
 
-    def send(user: User, content: bytes, filename: str = "data.csv", **fields: Any) -> Response:
+    def send(user: User, content: bytes, filename: str = "data.csv", **fields: Any) -> Any:
         form: dict[str, Any] = {"target": "label", **fields}
         form = {key: value for key, value in form.items() if value is not None}
         form["file"] = SimpleUploadedFile(filename, content)
-        response: Response = client_for(user).post("/api/v1/datasets/", form, format="multipart")
-        return response
+        return client_for(user).post("/api/v1/datasets/", form, format="multipart")
 
     return send

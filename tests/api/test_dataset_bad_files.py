@@ -110,9 +110,7 @@ def test_a_bad_file_turns_invalid_with_its_reason_and_leaves_no_file(
     assert stored_files(storage_root) == []
 
 
-def test_an_empty_file_is_refused_at_once(
-    upload: Upload, owner: User, storage_root: Path
-) -> None:
+def test_an_empty_file_is_refused_at_once(upload: Upload, owner: User, storage_root: Path) -> None:
     response = upload(owner, b"", "empty.csv")
 
     assert response.status_code == 400
@@ -131,9 +129,7 @@ def test_a_file_over_the_limit_answers_413_and_stores_nothing(
 
     assert response.status_code == 413
     assert response.json() == {
-        "errors": {
-            "__all__": ["The file is larger than the upload limit of 4096 bytes."]
-        }
+        "errors": {"__all__": ["The file is larger than the upload limit of 4096 bytes."]}
     }
     assert stored_files(storage_root) == []
     assert not Dataset.objects.exists()

@@ -45,7 +45,7 @@ def test_a_version_a_job_uses_cannot_be_deleted(
 
     assert response.status_code == 409
     detail = response.json()["detail"]
-    assert f"#{job.pk} uses-plants" in detail and "plants v1" in detail
+    assert f"uses-plants (#{job.pk})" in detail and "plants v1" in detail
     assert Dataset.objects.filter(pk=dataset_id).exists()
     assert path.is_file()
 

@@ -53,7 +53,11 @@ def test_concurrent_uploads_of_one_name_get_distinct_versions(
             barrier.wait()
             response = client.post(  # type: ignore[attr-defined]
                 "/api/v1/datasets/",
-                {"file": SimpleUploadedFile("d.csv", small_csv()), "name": "race", "target": "label"},
+                {
+                    "file": SimpleUploadedFile("d.csv", small_csv()),
+                    "name": "race",
+                    "target": "label",
+                },
                 format="multipart",
             )
             statuses.append(response.status_code)
