@@ -215,7 +215,9 @@ def catalog_id(client: Client, endpoint: api.Endpoint, value: object, what: str)
     """A dataset or model as an id; a name or slug is looked up in the catalog."""
     if not isinstance(value, str) or value.isdigit():
         return int(value) if isinstance(value, str) else value
-    items = client.pages(endpoint, limit=None)
+    # Of a dataset's versions, the newest ready one (the list is newest first).
+    wanted = {"state": "ready"} if endpoint is api.DATASETS else {}
+    items = client.pages(endpoint, limit=None, **wanted)
     for item in items:
         if value.lower() in (str(item["slug"]).lower(), str(item["name"]).lower()):
             return item["id"]

@@ -155,7 +155,8 @@ class DatasetUploadSerializer(serializers.Serializer[Any]):
             )
         target = attrs.get("target", "")
         if fmt in IMPLIED_TARGETS:
-            target = target or IMPLIED_TARGETS[fmt]
+            # The file names the target of these formats (`y`, the folder names).
+            target = IMPLIED_TARGETS[fmt]
         elif fmt is not None and not target:
             errors["target"] = "Name the column to predict."
         name = attrs.get("name") or _safe(filename.rsplit(".", 1)[0].strip()[:200])

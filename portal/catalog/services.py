@@ -158,9 +158,9 @@ def dataset_upload(
 def _named_copy(dataset: Dataset) -> Iterator[Path]:
     """The stored file under the name its uploader gave it, so validation's messages name
     `data.csv`, not the storage id (a symlink for local storage, else a temporary copy)."""
-    shown = Path(dataset.filename).name or Path(dataset.uri).name
+    shown = Path(dataset.filename).name
     with storage.storage_local_copy(dataset.uri) as path:
-        if path.name == shown:
+        if shown in {"", ".", ".."} or path.name == shown:
             yield path
             return
         with tempfile.TemporaryDirectory(prefix="trainyard-inspect-") as directory:

@@ -151,3 +151,11 @@ def test_a_read_only_token_cannot_upload(
     )
     assert response.status_code == 403
     assert stored_files(storage_root) == []
+
+
+def test_npz_and_image_zips_take_their_target_from_the_file(upload: Upload, owner: User) -> None:
+    npz = upload(owner, b"PK\x03\x04 not checked until validation", "seq.npz", target="ignored")
+    images = upload(owner, b"PK\x03\x04", "shapes.zip", target=None)
+
+    assert (npz.json()["format"], npz.json()["target"]) == ("npz", "y")
+    assert (images.json()["format"], images.json()["target"]) == ("images", "label")
