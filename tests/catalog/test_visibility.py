@@ -17,9 +17,7 @@ BUILTIN_MODEL_SLUGS = {model[0] for model in BUILTIN_MODELS}
 def catalog(owner, teammate, outsider, iris, mlp):
     team = owner.teams.get()
     mine = Dataset.objects.create(slug="mine", name="Mine", owner=owner)
-    ours = Dataset.objects.create(
-        slug="ours", name="Ours", owner=owner, team=team
-    )
+    ours = Dataset.objects.create(slug="ours", name="Ours", owner=owner, team=team)
     theirs = Dataset.objects.create(slug="theirs", name="Theirs", owner=outsider)
     model = ModelArchitecture.objects.create(
         slug="team-mlp", name="Team MLP", family="mlp", owner=teammate, team=team
