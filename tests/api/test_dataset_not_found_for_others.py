@@ -58,3 +58,16 @@ def test_the_owner_can_read_and_download_it(theirs: Dataset, owner: User, client
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == small_csv()  # type: ignore[attr-defined]
     assert 'filename="secret.csv"' in download["Content-Disposition"]
+
+
+@pytest.mark.parametrize(("kind", "method", "route"), ROUTES)
+def test_an_id_beyond_a_bigint_is_not_found_either(
+    kind: str, method: str, route: str, owner: User, client_for: TokenClient, client: Client
+) -> None:
+    path = route.format(id=10**20)
+    if kind == "api":
+        response = getattr(client_for(owner), method)(path)
+    else:
+        client.force_login(owner)
+        response = getattr(client, method)(path)
+    assert response.status_code == 404
