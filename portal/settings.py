@@ -184,6 +184,8 @@ SPECTACULAR_SETTINGS = {
     # offline and under a CSP that allows only this origin's scripts.
     "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
+    # Jobs and datasets both have a `state`; each enum gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {"DatasetStateEnum": "portal.catalog.models.Dataset.State"},
 }
 
 CHANNEL_LAYERS = {
@@ -221,10 +223,29 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.jobs.tasks.reap_nodes",
         "schedule": env.number("TRAINYARD_REAP_TICK_S", 2.0, above=0.0),
     },
+    # Re-sends validation of uploads whose validation was lost (a dead worker, a lost message).
+    "requeue-stale-datasets": {
+        "task": "portal.catalog.tasks.requeue_stale_datasets",
+        "schedule": 60.0,
+    },
 }
 
 # Trainyard itself.
 TRAINYARD_STORAGE_ROOT = Path(env.text("TRAINYARD_STORAGE_ROOT", str(STATE_DIR / "storage")))
+# Object storage for datasets instead of the local root: any fsspec URL (`s3://bucket/prefix`),
+# with that back end's own package and credentials. Unset: files under TRAINYARD_STORAGE_ROOT.
+TRAINYARD_STORAGE_URL = env.optional("TRAINYARD_STORAGE_URL")
+# The largest dataset file an upload may carry (bytes); larger ones answer 413.
+TRAINYARD_DATASET_MAX_BYTES = env.integer(
+    "TRAINYARD_DATASET_MAX_BYTES", 512 * 1024 * 1024, minimum=1
+)
+# Keyword arguments of `workers.datasets.Limits` that validation parses under (empty: its
+# defaults).
+TRAINYARD_DATASET_LIMITS: dict[str, int | float] = {}
+# A validation claimed (or an upload not claimed) this long ago without a result is re-queued.
+TRAINYARD_DATASET_VALIDATION_STALE_S = env.number(
+    "TRAINYARD_DATASET_VALIDATION_STALE_S", 600.0, above=0.0
+)
 TRAINYARD_HEARTBEAT_S = shared.heartbeat_s(env)
 # A node that misses this many heartbeats is offline and its attempts are lost.
 TRAINYARD_MISSED_HEARTBEATS = env.integer("TRAINYARD_MISSED_HEARTBEATS", 3, minimum=1)

@@ -119,3 +119,31 @@ def make_heartbeat(name: str, **fields: Any) -> HealthEntry:
         "ts": time.time(),
     }
     return HealthEntry(**(values | fields))
+
+
+def make_dataset(owner: User | None, name: str = "data", **fields: Any) -> Dataset:
+    """A ready dataset version row (no file behind it unless `uri` names one)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "owner": owner,
+        "state": Dataset.State.READY,
+        "uri": "",
+        "sha256": "0" * 64,
+        "target": "label",
+        "classes": ["a", "b"],
+        "num_rows": 4,
+    }
+    if owner is not None and "team" not in fields:
+        values["team"] = Team.objects.filter(members=owner.pk).order_by("name").first()
+    values.update(fields)
+    if "version" not in values:
+        latest = Dataset.objects.filter(owner=owner, name=name).count()
+        values["version"] = latest + 1
+    return Dataset.objects.create(**values)
+
+
+def small_csv(rows: int = 12) -> bytes:
+    """A valid CSV for classification: two numeric features and a `label` with two classes."""
+    lines = ["height,width,label"]
+    lines += [f"{i + 0.5},{(i * 7) % 5},{'big' if i % 2 else 'small'}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()

@@ -10,8 +10,10 @@ in the table cannot be made.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
 
 import httpx
 
@@ -22,6 +24,10 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad arguments, a bad spec file, not logged in (click uses 2 too)
     API = 3  # the portal refused the request: 400, 401, 403, 404, ...
     UNREACHABLE = 4  # no answer from the portal at all
+
+
+# `datasets upload --wait`: the upload was stored but validation found it invalid.
+DATASET_INVALID = ExitCode.JOB_FAILED
 
 
 class CliError(Exception):
@@ -44,6 +50,8 @@ class Endpoint:
     params: tuple[str, ...] = ()
     body: tuple[str, ...] = ()
     fields: tuple[str, ...] = field(default=())
+    # How the body is sent: JSON, or a multipart form (an upload).
+    media: str = "application/json"
 
 
 JOB_FIELDS = (
@@ -120,21 +128,61 @@ JOB_LOGS = Endpoint(
         "has_more",
     ),
 )
+DATASET_FIELDS = (
+    "id",
+    "slug",
+    "name",
+    "version",
+    "state",
+    "state_reason",
+    "format",
+    "task",
+    "target",
+    "classes",
+    "num_rows",
+    "size_bytes",
+    "sha256",
+    "owner",
+    "created_at",
+    "urls.web",
+)
 DATASETS = Endpoint(
     "GET",
     "/api/v1/datasets/",
-    params=LIST_PARAMS,
-    fields=(
-        *PAGE,
-        "results.id",
-        "results.slug",
-        "results.name",
-        "results.state",
-        "results.format",
-        "results.num_rows",
-        "results.owner",
-    ),
+    params=(*LIST_PARAMS, "name", "state", "latest"),
+    fields=(*PAGE, *(f"results.{name}" for name in DATASET_FIELDS)),
 )
+DATASET_DETAIL_FIELDS = (
+    *DATASET_FIELDS,
+    "schema",
+    "preview",
+    "preprocessing",
+    "versions.id",
+    "versions.version",
+    "versions.state",
+)
+DATASET_UPLOAD = Endpoint(
+    "POST",
+    "/api/v1/datasets/",
+    status=201,
+    media="multipart/form-data",
+    body=(
+        "file",
+        "name",
+        "description",
+        "format",
+        "task",
+        "target",
+        "missing",
+        "normalization",
+        "split_seed",
+        "val_fraction",
+        "test_fraction",
+    ),
+    fields=DATASET_DETAIL_FIELDS,
+)
+DATASET_DETAIL = Endpoint("GET", "/api/v1/datasets/{dataset_id}/", fields=DATASET_DETAIL_FIELDS)
+DATASET_DELETE = Endpoint("DELETE", "/api/v1/datasets/{dataset_id}/", status=204)
 MODELS = Endpoint(
     "GET",
     "/api/v1/models/",
@@ -171,6 +219,9 @@ ENDPOINTS = (
     JOB_CANCEL,
     JOB_LOGS,
     DATASETS,
+    DATASET_UPLOAD,
+    DATASET_DETAIL,
+    DATASET_DELETE,
     MODELS,
     NODES,
     POOLS,
@@ -194,6 +245,28 @@ def error_message(response: httpx.Response) -> str:
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])
     return f"HTTP {response.status_code}"
+
+
+class ProgressReader:
+    """A file that reports how much of it has been read (httpx reads uploads in chunks)."""
+
+    def __init__(self, handle: BinaryIO, on_progress: Callable[[int], None] | None) -> None:
+        self.handle, self.on_progress = handle, on_progress
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        if self.on_progress is not None and chunk:
+            self.on_progress(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def fileno(self) -> int:
+        return self.handle.fileno()
 
 
 class Client:
@@ -233,17 +306,57 @@ class Client:
             raise CliError(
                 f"cannot reach the portal at {self.url}: {exc}", ExitCode.UNREACHABLE
             ) from exc
+        return self._answer(endpoint, response)
+
+    def _answer(self, endpoint: Endpoint, response: httpx.Response) -> Any:
         if response.status_code != endpoint.status:
             message = error_message(response)
             if response.status_code == 401:
                 message = f"{message} (log in again: `trainyard login`)"
             raise CliError(message, ExitCode.API, status=response.status_code)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError as exc:
             raise CliError(
                 f"the portal at {self.url} answered something that is not JSON", ExitCode.API
             ) from exc
+
+    def upload(
+        self,
+        endpoint: Endpoint,
+        *,
+        form: dict[str, Any],
+        path: Path,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Any:
+        """Send `path` as the form's `file`, streamed in chunks (never read whole), with the
+        other fields; `on_progress(n)` is told of every `n` bytes sent."""
+        assert endpoint.media == "multipart/form-data", endpoint
+        unknown = set(form) - set(endpoint.body)
+        assert not unknown, f"{endpoint.path} is not declared to take {unknown}"
+        fields = {key: str(value) for key, value in form.items() if value is not None}
+        try:
+            with path.open("rb") as handle:
+                reader = ProgressReader(handle, on_progress)
+                response = self.http.request(
+                    endpoint.method,
+                    endpoint.path,
+                    data=fields,
+                    files={
+                        "file": (path.name, cast(IO[bytes], reader), "application/octet-stream")
+                    },
+                    # A large file takes long to send and to store; only silence is an error.
+                    timeout=httpx.Timeout(self.http.timeout.read, write=300.0),
+                )
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror}", ExitCode.USAGE) from exc
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"cannot reach the portal at {self.url}: {exc}", ExitCode.UNREACHABLE
+            ) from exc
+        return self._answer(endpoint, response)
 
     def pages(self, endpoint: Endpoint, *, limit: int | None, **params: Any) -> list[Any]:
         """Every item of a paginated list (or the first `limit`), following `offset`."""

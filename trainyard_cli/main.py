@@ -20,7 +20,14 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
 
 from trainyard_cli import api, config, output
 from trainyard_cli.api import Client, CliError, ExitCode
@@ -208,7 +215,9 @@ def catalog_id(client: Client, endpoint: api.Endpoint, value: object, what: str)
     """A dataset or model as an id; a name or slug is looked up in the catalog."""
     if not isinstance(value, str) or value.isdigit():
         return int(value) if isinstance(value, str) else value
-    items = client.pages(endpoint, limit=None)
+    # Of a dataset's versions, the newest ready one (the list is newest first).
+    wanted = {"state": "ready"} if endpoint is api.DATASETS else {}
+    items = client.pages(endpoint, limit=None, **wanted)
     for item in items:
         if value.lower() in (str(item["slug"]).lower(), str(item["name"]).lower()):
             return item["id"]
@@ -486,19 +495,186 @@ def list_command(
             output.print_table(items, columns, empty=empty)
 
 
-@app.command()
-def datasets(as_json: Json = False) -> None:
-    """List the datasets you can train on."""
-    columns = [
-        ("ID", "id"),
-        ("SLUG", "slug"),
-        ("NAME", "name"),
-        ("STATE", "state"),
-        ("FORMAT", "format"),
-        ("ROWS", "num_rows"),
-        ("OWNER", "owner"),
-    ]
-    list_command(api.DATASETS, columns, as_json=as_json, empty="No datasets.")
+datasets_app = typer.Typer(
+    help="Upload, list, show and delete datasets (each upload of a name is a new version).",
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
+DatasetId = Annotated[int, typer.Argument(help="The dataset version's id.", min=1)]
+DATASET_COLUMNS = [
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("VERSION", "version"),
+    ("STATE", "state"),
+    ("FORMAT", "format"),
+    ("TASK", "task"),
+    ("ROWS", "num_rows"),
+    ("OWNER", "owner"),
+]
+SETTLED = frozenset({"ready", "invalid"})
+DATASET_POLL_S = 1.0
+
+
+@datasets_app.command("list")
+def datasets_list(
+    name: Annotated[str | None, typer.Option(help="Only versions of this name.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="uploaded, validating, ready or invalid.")
+    ] = None,
+    latest: Annotated[bool, typer.Option(help="Only the newest version of each name.")] = False,
+    as_json: Json = False,
+) -> None:
+    """List the dataset versions you can see (the built-ins, yours, your teams')."""
+    with errors_handled(as_json), connect() as client:
+        params = {"name": name, "state": state, "latest": "true" if latest else None}
+        items = client.pages(api.DATASETS, limit=None, **params)
+        if as_json:
+            output.print_json(items)
+        else:
+            output.print_table(items, DATASET_COLUMNS, empty="No datasets.")
+
+
+def dataset_print(dataset: dict[str, Any]) -> None:
+    console = output.stdout()
+    console.print(
+        f"[bold]{dataset['name']}[/] v{dataset['version']} (#{dataset['id']}): {dataset['state']}",
+        markup=True,
+    )
+    if dataset.get("state_reason"):
+        console.print(dataset["state_reason"], markup=False, soft_wrap=True)
+    classes = ", ".join(dataset.get("classes") or []) or "-"
+    console.print(
+        f"{dataset['format']}, {dataset['task']} on {dataset['target'] or '-'}; "
+        f"{dataset['num_rows']} rows; classes: {classes}",
+        markup=False,
+    )
+    if dataset.get("schema"):
+        output.print_table(
+            dataset["schema"], [("COLUMN", "name"), ("TYPE", "type"), ("ROLE", "role")], empty=""
+        )
+    versions = dataset.get("versions") or []
+    if len(versions) > 1:
+        shown = ", ".join(f"v{v['version']} #{v['id']} {v['state']}" for v in versions)
+        console.print(f"versions: {shown}", markup=False)
+
+
+@datasets_app.command("show")
+def datasets_show(dataset_id: DatasetId, as_json: Json = False) -> None:
+    """One dataset version: its state, schema, preprocessing and the other versions."""
+    with errors_handled(as_json), connect() as client:
+        dataset = client.call(api.DATASET_DETAIL, dataset_id=dataset_id)
+        if as_json:
+            output.print_json(dataset)
+        else:
+            dataset_print(dataset)
+
+
+def dataset_wait(client: Client, dataset: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+    """Poll the dataset until validation settles (ready or invalid), or `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while dataset["state"] not in SETTLED:
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"dataset #{dataset['id']} is still {dataset['state']} after {timeout:g}s",
+                ExitCode.API,
+            )
+        time.sleep(DATASET_POLL_S)
+        dataset = client.call(api.DATASET_DETAIL, dataset_id=dataset["id"])
+    return dataset
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    file: Annotated[
+        Path, typer.Argument(help="CSV, Parquet, .npz or a zip of image folders.", dir_okay=False)
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Default: the file name. An existing name: a new version.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="The column to predict (CSV, Parquet).")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="classification (default) or regression.")] = (
+        None
+    ),
+    format: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet, npz or images; default: ext.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="A note for people.")] = None,
+    missing: Annotated[str | None, typer.Option(help="drop (default) or impute.")] = None,
+    normalization: Annotated[
+        str | None, typer.Option(help="standard (default), minmax or none.")
+    ] = None,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the split.")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Validation share.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Test share.")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for validation; exit 1 with its message if invalid.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
+    as_json: Json = False,
+) -> None:
+    """Upload a dataset file (streamed, with a progress bar) as a new dataset version."""
+    with errors_handled(as_json), connect() as client:
+        if not file.is_file():
+            raise CliError(f"{file} is not a file", ExitCode.USAGE)
+        form = {
+            "name": name,
+            "target": target,
+            "task": task,
+            "format": format,
+            "description": description,
+            "missing": missing,
+            "normalization": normalization,
+            "split_seed": split_seed,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+        }
+        size = file.stat().st_size
+        # On stderr, so stdout stays the dataset's JSON or its summary.
+        with Progress(
+            TextColumn("uploading {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=output.stderr(),
+            transient=True,
+            disable=as_json,
+        ) as progress:
+            bar = progress.add_task(file.name, total=size)
+            dataset = client.upload(
+                api.DATASET_UPLOAD,
+                form=form,
+                path=file,
+                on_progress=lambda n: progress.advance(bar, n),
+            )
+        if not as_json:
+            output.stdout().print(
+                f"Uploaded {dataset['name']} v{dataset['version']} (#{dataset['id']}); "
+                f"{dataset['urls']['web']}",
+                markup=False,
+            )
+        if wait:
+            dataset = dataset_wait(client, dataset, timeout=timeout)
+        if as_json:
+            output.print_json(dataset)
+        elif wait:
+            dataset_print(dataset)
+        if dataset["state"] == "invalid":
+            if as_json:
+                output.print_error(dataset["state_reason"], as_json=True)
+            raise typer.Exit(int(api.DATASET_INVALID))
+
+
+@datasets_app.command("delete")
+def datasets_delete(dataset_id: DatasetId, as_json: Json = False) -> None:
+    """Delete a dataset version and its file (refused while a job uses it)."""
+    with errors_handled(as_json), connect() as client:
+        client.call(api.DATASET_DELETE, dataset_id=dataset_id)
+        if as_json:
+            output.print_json({"deleted": dataset_id})
+        else:
+            output.stdout().print(f"Deleted dataset #{dataset_id}.")
 
 
 @app.command()

@@ -7,10 +7,14 @@ created by the catalog (uploads, the built-ins) and never deleted here (jobs ref
 
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from portal.catalog.models import Dataset, ModelArchitecture
+from portal.catalog.services import datasets_requeue
 
 
 @admin.register(Dataset)
@@ -38,6 +42,7 @@ class DatasetAdmin(admin.ModelAdmin[Dataset]):
     search_fields = ["name", "slug", "uri", "owner__username"]
     date_hierarchy = "created_at"
     raw_id_fields = ["owner"]
+    actions = ["validate_again"]
     readonly_fields = [
         "slug",
         "version",
@@ -61,8 +66,19 @@ class DatasetAdmin(admin.ModelAdmin[Dataset]):
         "preview",
         "chart",
         "created_at",
+        "validating_since",
         "validated_at",
     ]
+
+    @admin.action(description="Validate again (stuck, or failed unexpectedly with its file)")
+    def validate_again(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        queued = datasets_requeue(dataset_ids=ids, stale_after=timedelta(0))
+        self.message_user(
+            request,
+            f"Queued validation of {len(queued)} of {len(ids)} dataset versions.",
+            messages.SUCCESS if queued else messages.WARNING,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -6,6 +6,7 @@ from portal.catalog import api
 
 app_name = "catalog-api"
 urlpatterns = [
-    path("datasets/", api.DatasetListApi.as_view(), name="datasets"),
+    path("datasets/", api.DatasetListCreateApi.as_view(), name="datasets"),
+    path("datasets/<int:dataset_id>/", api.DatasetDetailApi.as_view(), name="dataset"),
     path("models/", api.ModelListApi.as_view(), name="models"),
 ]

@@ -68,6 +68,9 @@ class Dataset(models.Model):
     preview = models.JSONField(default=list)
     chart = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
+    # When validation claimed the row (uploaded -> validating): the claim is the fencing token
+    # of that run, and a claim this old with no result is re-queued (the worker died).
+    validating_since = models.DateTimeField(null=True, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -80,6 +83,11 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+    @property
+    def is_settled(self) -> bool:
+        """Whether validation is over (ready or invalid): a page stops polling then."""
+        return self.state in (self.State.READY, self.State.INVALID)
 
     def node_spec(self) -> DatasetSpec:
         """The `DatasetSpec` a node prepares this version with (only for a ready dataset)."""

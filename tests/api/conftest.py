@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from portal.accounts.models import ApiToken
@@ -16,6 +17,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node
 
 TokenClient = Callable[..., APIClient]
+Upload = Callable[..., Any]
 
 
 @pytest.fixture
@@ -54,3 +56,17 @@ def submit(client_for: TokenClient, job_body: dict[str, Any]) -> Callable[[User]
         return job_id
 
     return run
+
+
+@pytest.fixture
+def upload(client_for: TokenClient, storage_root: Any) -> Upload:
+    """`upload(user, content, filename="data.csv", **fields)`: POST /api/v1/datasets/ as a
+    multipart form (target `label` unless given), answering the response."""
+
+    def send(user: User, content: bytes, filename: str = "data.csv", **fields: Any) -> Any:
+        form: dict[str, Any] = {"target": "label", **fields}
+        form = {key: value for key, value in form.items() if value is not None}
+        form["file"] = SimpleUploadedFile(filename, content)
+        return client_for(user).post("/api/v1/datasets/", form, format="multipart")
+
+    return send

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 
 from portal.catalog.models import Dataset, ModelArchitecture
+from portal.catalog.services import BUILTIN_DATASETS, BUILTIN_MODELS
 from tests.api.conftest import TokenClient
 
 
@@ -17,7 +18,7 @@ def private_dataset(owner: User, slug: str) -> Dataset:
         state=Dataset.State.READY,
         uri=f"file:///srv/data/{slug}.csv",
         sha256="0" * 64,
-        label_column="label",
+        target="label",
     )
 
 
@@ -32,7 +33,8 @@ def test_it_lists_builtin_and_own_datasets_but_not_others(
 
     body = client_for(owner).get("/api/v1/datasets/").json()
 
-    assert {d["slug"] for d in body["results"]} == {iris.slug, mine.slug}
+    slugs = {d["slug"] for d in body["results"]}
+    assert slugs == {builtin.slug for builtin in BUILTIN_DATASETS} | {mine.slug}
     listed = next(d for d in body["results"] if d["slug"] == "mine")
     assert listed["owner"] == "owner"
     assert listed["state"] == "ready"
@@ -58,7 +60,9 @@ def test_it_lists_the_builtin_model(
 ) -> None:
     body = client_for(outsider).get("/api/v1/models/").json()
 
-    assert [m["id"] for m in body["results"]] == [mlp.pk]
-    assert body["results"][0]["family"] == "mlp"
-    assert body["results"][0]["is_public"] is True
-    assert body["results"][0]["owner"] is None
+    listed = next(m for m in body["results"] if m["id"] == mlp.pk)
+    assert len(body["results"]) == len(BUILTIN_MODELS)
+    assert listed["family"] == "mlp"
+    assert listed["is_public"] is True
+    assert listed["owner"] is None
+    assert listed["default_params"]["hidden_sizes"] == [32, 32]

@@ -7,16 +7,18 @@ from django.contrib.auth.models import AnonymousUser
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
+from portal.catalog.services import BUILTIN_DATASETS, BUILTIN_MODELS
+
+BUILTINS = {builtin.slug for builtin in BUILTIN_DATASETS}
+BUILTIN_MODEL_SLUGS = {model[0] for model in BUILTIN_MODELS}
 
 
 @pytest.fixture
 def catalog(owner, teammate, outsider, iris, mlp):
     team = owner.teams.get()
-    mine = Dataset.objects.create(slug="mine", name="Mine", owner=owner, label_column="y")
-    ours = Dataset.objects.create(
-        slug="ours", name="Ours", owner=owner, team=team, label_column="y"
-    )
-    theirs = Dataset.objects.create(slug="theirs", name="Theirs", owner=outsider, label_column="y")
+    mine = Dataset.objects.create(slug="mine", name="Mine", owner=owner)
+    ours = Dataset.objects.create(slug="ours", name="Ours", owner=owner, team=team)
+    theirs = Dataset.objects.create(slug="theirs", name="Theirs", owner=outsider)
     model = ModelArchitecture.objects.create(
         slug="team-mlp", name="Team MLP", family="mlp", owner=teammate, team=team
     )
@@ -28,24 +30,24 @@ def slugs(queryset) -> set[str]:
 
 
 def test_the_owner_sees_public_own_and_team_datasets(owner, catalog):
-    assert slugs(datasets_visible_to(owner)) == {"iris", "mine", "ours"}
+    assert slugs(datasets_visible_to(owner)) == BUILTINS | {"mine", "ours"}
 
 
 def test_a_teammate_sees_the_team_dataset_but_not_the_owners_private_one(teammate, catalog):
-    assert slugs(datasets_visible_to(teammate)) == {"iris", "ours"}
+    assert slugs(datasets_visible_to(teammate)) == BUILTINS | {"ours"}
 
 
 def test_an_outsider_sees_public_and_own_only(outsider, catalog):
-    assert slugs(datasets_visible_to(outsider)) == {"iris", "theirs"}
-    assert slugs(models_visible_to(outsider)) == {"mlp"}
+    assert slugs(datasets_visible_to(outsider)) == BUILTINS | {"theirs"}
+    assert slugs(models_visible_to(outsider)) == BUILTIN_MODEL_SLUGS
 
 
 def test_team_models_are_shared(owner, catalog):
-    assert slugs(models_visible_to(owner)) == {"mlp", "team-mlp"}
+    assert slugs(models_visible_to(owner)) == BUILTIN_MODEL_SLUGS | {"team-mlp"}
 
 
 def test_an_admin_sees_everything(admin_user, catalog):
-    assert slugs(datasets_visible_to(admin_user)) == {"iris", "mine", "ours", "theirs"}
+    assert slugs(datasets_visible_to(admin_user)) == BUILTINS | {"mine", "ours", "theirs"}
 
 
 def test_an_anonymous_user_sees_nothing(catalog):

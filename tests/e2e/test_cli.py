@@ -19,7 +19,7 @@ from portal.accounts.services import api_token_create
 from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
 from tests.e2e.conftest import Stack, wait_for
-from tests.factories import make_user
+from tests.factories import make_user, small_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -87,9 +87,21 @@ def test_the_cli_logs_in_lists_submits_follows_reads_logs_and_cancels(
     cli = Cli(tmp_path / "config", {})
     ok(cli("login", "--url", stack.base_url, "--token", researcher))
 
-    for command, expect in [("datasets", "iris"), ("models", "mlp"), ("pools", "default")]:
-        assert expect in ok(cli(command)).lower()
-        assert isinstance(json.loads(ok(cli(command, "--json"))), list)
+    for command, expect in [
+        (("datasets", "list"), "iris"),
+        (("models",), "mlp"),
+        (("pools",), "default"),
+    ]:
+        assert expect in ok(cli(*command)).lower()
+        assert isinstance(json.loads(ok(cli(*command, "--json"))), list)
+
+    # Upload a dataset and wait for the stack's control worker to validate it.
+    csv = tmp_path / "plants.csv"
+    csv.write_bytes(small_csv(60))
+    uploaded = json.loads(
+        ok(cli("datasets", "upload", str(csv), "--target", "label", "--wait", "--json"))
+    )
+    assert (uploaded["name"], uploaded["state"], uploaded["num_rows"]) == ("plants", "ready", 60)
     ok(cli("nodes"), code=3)
     as_admin = {"TRAINYARD_TOKEN": admin}  # the environment overrides the saved token
     assert stack.node_name in ok(cli("nodes", env=as_admin))

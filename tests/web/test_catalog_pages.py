@@ -18,14 +18,15 @@ def test_the_datasets_page_lists_visible_datasets_with_their_shape(
         owner=outsider,
         uri="file:///x",
         sha256="0" * 64,
-        label_column="y",
+        target="y",
     )
     client.force_login(owner)
 
     response = client.get(reverse("catalog:datasets"))
 
     assert response.status_code == 200
-    assert list(response.context["datasets"]) == [iris]
+    assert iris in list(response.context["datasets"])
+    assert all(dataset.is_public for dataset in response.context["datasets"])
     content = response.content.decode()
     assert "Iris" in content
     assert ">150<" in content
@@ -41,7 +42,7 @@ def test_the_models_page_lists_models_with_default_hyperparameters(
     response = client.get(reverse("catalog:models"))
 
     assert response.status_code == 200
-    assert list(response.context["models"]) == [mlp]
+    assert mlp in list(response.context["models"])
     assert "Multi-layer perceptron" in response.content.decode()
     for key in mlp.default_params:
         assert f"{key}=" in response.content.decode()

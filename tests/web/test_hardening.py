@@ -149,6 +149,7 @@ PAGES = [
     "/",
     "/jobs/new/",
     "/catalog/datasets/",
+    "/catalog/datasets/upload/",
     "/catalog/models/",
     "/cluster/nodes/",
     "/account/tokens/",
