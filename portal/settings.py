@@ -239,9 +239,18 @@ TRAINYARD_STORAGE_URL = env.optional("TRAINYARD_STORAGE_URL")
 TRAINYARD_DATASET_MAX_BYTES = env.integer(
     "TRAINYARD_DATASET_MAX_BYTES", 512 * 1024 * 1024, minimum=1
 )
-# Keyword arguments of `workers.datasets.Limits` that validation parses under (empty: its
-# defaults).
-TRAINYARD_DATASET_LIMITS: dict[str, int | float] = {}
+# What validation parses at most (`workers.datasets.Limits`): rows, columns, the bytes a zip
+# may inflate to and by what ratio (a zip bomb stops at the first chunk past either), and the
+# side images are resized to.
+TRAINYARD_DATASET_MAX_ROWS = env.integer("TRAINYARD_DATASET_MAX_ROWS", 5_000_000, minimum=1)
+TRAINYARD_DATASET_MAX_COLUMNS = env.integer("TRAINYARD_DATASET_MAX_COLUMNS", 10_000, minimum=1)
+TRAINYARD_DATASET_MAX_UNZIPPED_BYTES = env.integer(
+    "TRAINYARD_DATASET_MAX_UNZIPPED_BYTES", 4 << 30, minimum=1
+)
+TRAINYARD_DATASET_MAX_ZIP_RATIO = env.number("TRAINYARD_DATASET_MAX_ZIP_RATIO", 200.0, above=0.0)
+TRAINYARD_DATASET_IMAGE_SIZE = env.integer(
+    "TRAINYARD_DATASET_IMAGE_SIZE", 32, minimum=8, maximum=1024
+)
 # A validation claimed (or an upload not claimed) this long ago without a result is re-queued.
 TRAINYARD_DATASET_VALIDATION_STALE_S = env.number(
     "TRAINYARD_DATASET_VALIDATION_STALE_S", 600.0, above=0.0

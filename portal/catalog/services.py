@@ -82,9 +82,15 @@ def format_from_filename(filename: str) -> str | None:
 
 
 def dataset_limits() -> datasets.Limits:
-    """The parsing limits validation runs under (`TRAINYARD_DATASET_LIMITS` overrides)."""
-    overrides: dict[str, Any] = settings.TRAINYARD_DATASET_LIMITS
-    return datasets.Limits(**overrides)
+    """The parsing limits validation runs under (the `TRAINYARD_DATASET_*` settings)."""
+    return datasets.Limits(
+        max_bytes=settings.TRAINYARD_DATASET_MAX_BYTES,
+        max_rows=settings.TRAINYARD_DATASET_MAX_ROWS,
+        max_columns=settings.TRAINYARD_DATASET_MAX_COLUMNS,
+        max_uncompressed_bytes=settings.TRAINYARD_DATASET_MAX_UNZIPPED_BYTES,
+        max_zip_ratio=settings.TRAINYARD_DATASET_MAX_ZIP_RATIO,
+        image_size=settings.TRAINYARD_DATASET_IMAGE_SIZE,
+    )
 
 
 # ---- upload ----------------------------------------------------------------------------------
