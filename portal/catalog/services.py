@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import statistics
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -43,14 +45,23 @@ def _install_file(source: Path, target: Path) -> None:
     write_atomic(target, source.read_bytes())
 
 
-def _describe_csv(path: Path, label_column: str) -> tuple[list[str], list[str], int]:
-    """Feature columns, sorted class labels and row count of a labelled CSV."""
+def _describe_csv(path: Path, label_column: str) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Standardised numeric features, sorted class labels and row count of a labelled CSV."""
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
-        labels = [row[label_column] for row in reader]
-    features = [column for column in columns if column != label_column]
-    return features, sorted(set(labels)), len(labels)
+        rows = list(reader)
+    features = [
+        {
+            "name": column,
+            "kind": "numeric",
+            "shift": statistics.fmean(float(row[column]) for row in rows),
+            "scale": statistics.pstdev(float(row[column]) for row in rows) or 1.0,
+        }
+        for column in columns
+        if column != label_column
+    ]
+    return features, sorted({row[label_column] for row in rows}), len(rows)
 
 
 @transaction.atomic
@@ -75,10 +86,19 @@ def catalog_ensure_builtins() -> None:
             "sha256": _sha256(target),
             "size_bytes": target.stat().st_size,
             "format": Dataset.Format.CSV,
-            "feature_columns": features,
-            "label_column": _IRIS_LABEL,
+            "task": Dataset.Task.CLASSIFICATION,
+            "target": _IRIS_LABEL,
+            "features": features,
             "classes": classes,
+            "input_shape": [len(features)],
             "num_rows": num_rows,
+            "preprocessing": {
+                "missing": "drop",
+                "normalization": "standard",
+                "split_seed": 0,
+                "val_fraction": 0.2,
+                "test_fraction": 0.0,
+            },
         },
     )
     ModelArchitecture.objects.update_or_create(

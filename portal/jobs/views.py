@@ -22,7 +22,7 @@ from portal.jobs.selectors import (
     job_queue_position,
     jobs_visible_to,
 )
-from portal.jobs.services import job_cancel, job_submit
+from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit
 from portal.jobs.throttling import submit_retry_after
 
 JOBS_PER_PAGE = 50
@@ -77,7 +77,12 @@ def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
-    form = JobForm(request.POST or None, user=request.user)
+    form = JobForm(
+        request.POST or None,
+        user=request.user,
+        selected_model=request.GET.get("model"),
+        selected_dataset=request.GET.get("dataset"),
+    )
     retry_after = submit_retry_after(request) if request.method == "POST" else None
     if retry_after is not None:
         form.add_error(
@@ -87,7 +92,7 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         response = render(
             request,
             "jobs/new.html",
-            {"form": form, "model_defaults": form.model_defaults()},
+            {"form": form},
             status=429,
         )
         response["Retry-After"] = str(retry_after)
@@ -98,13 +103,16 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
             job = job_submit(user=request.user, request=form.job_request)
         except ValidationError as exc:
             form.add_submit_errors(exc)
+        except DryRunUnavailable as exc:
+            form.add_error(None, str(exc))
+            return render(request, "jobs/new.html", {"form": form}, status=503)
         else:
             messages.success(request, f"Submitted {job.name or f'job #{job.pk}'}.")
             return redirect("jobs:detail", job_id=job.pk)
     return render(
         request,
         "jobs/new.html",
-        {"form": form, "model_defaults": form.model_defaults()},
+        {"form": form},
         status=400 if form.is_bound and form.errors else 200,
     )
 

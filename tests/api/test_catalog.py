@@ -17,7 +17,7 @@ def private_dataset(owner: User, slug: str) -> Dataset:
         state=Dataset.State.READY,
         uri=f"file:///srv/data/{slug}.csv",
         sha256="0" * 64,
-        label_column="label",
+        target="label",
     )
 
 

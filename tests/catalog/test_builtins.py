@@ -15,8 +15,14 @@ def test_iris_is_installed_public_and_ready(iris, storage_root: Path):
     assert iris.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert iris.size_bytes == path.stat().st_size
     assert (iris.is_public, iris.state, iris.owner) == (True, Dataset.State.READY, None)
-    assert iris.feature_columns == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    assert iris.label_column == "species"
+    assert [feature["name"] for feature in iris.features] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert iris.target == "species"
+    assert iris.node_spec().input_shape == (4,)
     assert iris.classes == ["setosa", "versicolor", "virginica"]
     assert iris.num_rows == 150
 

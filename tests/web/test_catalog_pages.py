@@ -18,7 +18,7 @@ def test_the_datasets_page_lists_visible_datasets_with_their_shape(
         owner=outsider,
         uri="file:///x",
         sha256="0" * 64,
-        label_column="y",
+        target="y",
     )
     client.force_login(owner)
 
