@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 import pydantic
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,7 +31,7 @@ from portal.cluster.models import Node
 from portal.cluster.services import node_share_exited
 from portal.jobs import events, lifecycle, transitions
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer
-from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.models import Attempt, Checkpoint, Job, Placement
 from portal.jobs.scheduling import constraint_misses
 from portal.jobs.schemas import (
     HyperparametersInvalid,
@@ -46,6 +47,7 @@ from workers.messages import (
     CANCEL_ATTEMPT_TASK,
     AttemptExitedEntry,
     AttemptStartedEntry,
+    CheckpointSavedEntry,
     CustomModel,
     ModelSpec,
 )
@@ -425,6 +427,49 @@ def _count_on_node(attempt: Attempt, rank: int, *, failed: bool, reason: str) ->
         .get()
     )
     node_share_exited(node_id=node_id, failed=failed, reason=reason)
+
+
+def checkpoint_recorded(entry: CheckpointSavedEntry) -> bool:
+    """A trainer wrote a checkpoint whole. True if it was accepted. Fenced like metrics: the
+    attempt must be its job's latest and not lost (a checkpoint may be read after its
+    attempt's exit, so an ended attempt still counts), and the file must be under the
+    attempt's own directory. A repeated report changes nothing (unique `(attempt, name)`)."""
+    prefix = f"attempt-{entry.attempt}/"
+    rest = entry.name.removeprefix(prefix)
+    if rest == entry.name or not rest or any(part in ("", ".", "..") for part in rest.split("/")):
+        logger.warning(
+            "ignoring checkpoint %r of attempt %s: not its own", entry.name, entry.attempt
+        )
+        return False
+    newer = Attempt.objects.filter(job=OuterRef("job"), number__gt=OuterRef("number"))
+    current = (
+        Attempt.objects.filter(pk=entry.attempt, job_id=entry.job)
+        .exclude(state=Attempt.State.LOST)
+        .filter(~Exists(newer))
+        .exists()
+    )
+    if not current:
+        logger.info("ignoring checkpoint %r of superseded attempt %s", entry.name, entry.attempt)
+        return False
+    Checkpoint.objects.bulk_create(
+        [
+            Checkpoint(
+                job_id=entry.job,
+                attempt_id=entry.attempt,
+                epoch=entry.epoch,
+                step=entry.step,
+                name=entry.name,
+                sha256=entry.sha256,
+                size_bytes=entry.size_bytes,
+                val_loss=entry.val_loss,
+                val_accuracy=entry.val_accuracy,
+                is_best=entry.is_best,
+                created_at=datetime.fromtimestamp(entry.ts, tz=UTC),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return True
 
 
 def attempt_lost(*, attempt_id: int, reason: str) -> bool:
