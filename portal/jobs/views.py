@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -17,7 +18,9 @@ from portal.accounts.http import AuthenticatedHttpRequest
 from portal.jobs.forms import CHOICE_LABELS, JobForm
 from portal.jobs.models import Job
 from portal.jobs.selectors import (
+    checkpoint_path,
     job_attempts,
+    job_checkpoints,
     job_get_visible,
     job_queue_position,
     jobs_visible_to,
@@ -58,6 +61,18 @@ def _labelled(section: dict[str, Any]) -> dict[str, Any]:
         if name in shown:
             shown[name] = labels.get(shown[name], shown[name])
     return shown
+
+
+def _hyperparameter_rows(params: dict[str, Any]) -> list[tuple[str, list[str] | None, str]]:
+    """(label, chips for a list, text otherwise) for each stored hyperparameter."""
+    rows: list[tuple[str, list[str] | None, str]] = []
+    for name, value in _labelled(params).items():
+        label = name.replace("_", " ").capitalize()
+        if isinstance(value, list):
+            rows.append((label, [str(item) for item in value], ""))
+        else:
+            rows.append((label, None, str(value)))
+    return rows
 
 
 @require_http_methods(["GET"])
@@ -121,6 +136,9 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
 def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     job = job_get_visible(user=request.user, job_id=job_id)
     attempts = job_attempts(job)
+    checkpoints = job_checkpoints(job)
+    # The newest "best so far" is the job's best.
+    best = next((c for c in reversed(checkpoints) if c.is_best), None)
     spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
     latest = next(iter(attempts), None)
     config = {
@@ -136,7 +154,19 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         {
             "job": job,
             "attempts": attempts,
-            "hyperparameters": _labelled(spec.get("hyperparameters", {})),
+            "hyperparameters": _hyperparameter_rows(spec.get("hyperparameters", {})),
+            "checkpoints": [
+                {
+                    "checkpoint": checkpoint,
+                    "available": checkpoint_path(checkpoint) is not None,
+                    "download": reverse(
+                        "jobs-api:checkpoint-download",
+                        kwargs={"job_id": job.pk, "checkpoint_id": checkpoint.pk},
+                    ),
+                }
+                for checkpoint in checkpoints
+            ],
+            "best_checkpoint_id": best.pk if best else None,
             "training": _labelled(spec.get("training", {})),
             "resources": resources_label(job),
             "duration": format_duration(job.started_at, job.finished_at),

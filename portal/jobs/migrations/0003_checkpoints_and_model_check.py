@@ -5,42 +5,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_gpus_pools_cordon'),
+        ("jobs", "0002_gpus_pools_cordon"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='model_check',
+            model_name="job",
+            name="model_check",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='parameter_count',
+            model_name="job",
+            name="parameter_count",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='Checkpoint',
+            name="Checkpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('epoch', models.PositiveIntegerField()),
-                ('step', models.PositiveIntegerField()),
-                ('name', models.CharField(max_length=255)),
-                ('sha256', models.CharField(max_length=64)),
-                ('size_bytes', models.BigIntegerField()),
-                ('val_loss', models.FloatField(blank=True, null=True)),
-                ('val_accuracy', models.FloatField(blank=True, null=True)),
-                ('is_best', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField()),
-                ('attempt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='checkpoints', to='jobs.attempt')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='checkpoints', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("epoch", models.PositiveIntegerField()),
+                ("step", models.PositiveIntegerField()),
+                ("name", models.CharField(max_length=255)),
+                ("sha256", models.CharField(max_length=64)),
+                ("size_bytes", models.BigIntegerField()),
+                ("val_loss", models.FloatField(blank=True, null=True)),
+                ("val_accuracy", models.FloatField(blank=True, null=True)),
+                ("is_best", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "attempt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="checkpoints",
+                        to="jobs.attempt",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="checkpoints",
+                        to="jobs.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['job', 'attempt', 'epoch'],
-                'indexes': [models.Index(fields=['job', 'epoch'], name='jobs_checkp_job_id_302bc5_idx')],
-                'constraints': [models.UniqueConstraint(fields=('attempt', 'name'), name='checkpoint_attempt_name')],
+                "ordering": ["job", "attempt", "epoch"],
+                "indexes": [
+                    models.Index(fields=["job", "epoch"], name="jobs_checkp_job_id_302bc5_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("attempt", "name"), name="checkpoint_attempt_name"
+                    )
+                ],
             },
         ),
     ]
