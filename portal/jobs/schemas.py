@@ -168,7 +168,19 @@ def model_spec_for(architecture: ModelArchitecture, hyperparameters: dict[str, A
             {**defaults, **hyperparameters, "architecture": family}, ModelSpec, strict=True
         )
     except msgspec.ValidationError as exc:
-        raise HyperparametersInvalid(_msgspec_errors(exc, prefix="hyperparameters")) from exc
+        # msgspec stops at the first error; each field over the (valid) defaults alone finds
+        # every bad one. What none explains alone (d_model against heads) is the whole's.
+        errors: dict[str, list[str]] = {}
+        for name, value in hyperparameters.items():
+            try:
+                msgspec.convert(
+                    {**defaults, name: value, "architecture": family}, ModelSpec, strict=True
+                )
+            except msgspec.ValidationError as field_exc:
+                errors.update(_msgspec_errors(field_exc, prefix="hyperparameters"))
+        raise HyperparametersInvalid(
+            errors or _msgspec_errors(exc, prefix="hyperparameters")
+        ) from exc
     return spec
 
 
