@@ -153,10 +153,12 @@ def _struct_field(name: str, info: Any, initial: Any) -> forms.Field:
     if isinstance(info, inspect.LiteralType):
         labels = CHOICE_LABELS.get(name, {})
         values = list(info.values)
+        by_text = {str(value): value for value in values}
         return forms.TypedChoiceField(
             label=label,
             choices=[(value, labels.get(str(value), str(value))) for value in values],
-            coerce=type(values[0]),
+            # Posted as text; the schema wants the Literal's own value (3, not "3").
+            coerce=lambda text: by_text.get(str(text), text),
             initial=initial,
         )
     if isinstance(info, inspect.BoolType):

@@ -59,7 +59,7 @@ def test_it_lists_a_jobs_checkpoints_and_streams_one(
 
     response = client.get(listed[1]["download"])
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == b"\x00best"
+    assert response.getvalue() == b"\x00best"
     assert response["Content-Disposition"] == (
         f'attachment; filename="job-{job.pk}-attempt-{attempt.pk}-epoch-2.pt"'
     )

@@ -13,9 +13,7 @@ from portal.catalog.selectors import datasets_visible_to, models_visible_to
 def catalog(owner, teammate, outsider, iris, mlp):
     team = owner.teams.get()
     mine = Dataset.objects.create(slug="mine", name="Mine", owner=owner, target="y")
-    ours = Dataset.objects.create(
-        slug="ours", name="Ours", owner=owner, team=team, target="y"
-    )
+    ours = Dataset.objects.create(slug="ours", name="Ours", owner=owner, team=team, target="y")
     theirs = Dataset.objects.create(slug="theirs", name="Theirs", owner=outsider, target="y")
     model = ModelArchitecture.objects.create(
         slug="team-mlp", name="Team MLP", family="mlp", owner=teammate, team=team

@@ -103,7 +103,7 @@ class Unpicklable:
 def test_an_exception_while_writing_leaves_the_previous_latest(tmp_path: Path):
     checkpoint_save(tmp_path, state(1, val_loss=0.5), keep_last=2, best_metric="val_loss")
     broken = state(2, val_loss=0.1)
-    broken.model["weight"] = Unpicklable()  # type: ignore[assignment]
+    broken.model["weight"] = Unpicklable()
     with pytest.raises(RuntimeError, match="half way"):
         checkpoint_save(tmp_path, broken, keep_last=2, best_metric="val_loss")
     directory = tmp_path / "attempt-7"
