@@ -5,7 +5,11 @@ const form = document.getElementById("job-form");
 const modelSelect = form.elements.namedItem("model");
 const datasetSelect = form.elements.namedItem("dataset");
 
+// The model whose fields the server rendered; choosing it again changes nothing.
+const rendered = modelSelect?.value;
+
 modelSelect?.addEventListener("change", () => {
+  if (modelSelect.value === rendered) return;
   const query = new URLSearchParams({ model: modelSelect.value });
   if (datasetSelect?.value) query.set("dataset", datasetSelect.value);
   window.location.search = query.toString();
