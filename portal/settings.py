@@ -271,6 +271,10 @@ TRAINYARD_STREAM_PREFIX = shared.stream_prefix(env)
 TRAINYARD_STREAM_MAXLEN = shared.stream_maxlen(env)
 # A node whose shares of attempts fail this many times in a row is cordoned (0: never).
 TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
+# Before a job is queued, a control worker (this queue) builds its model for the dataset's
+# shape; a submit waits this long for the answer, then says no worker answered (503).
+TRAINYARD_DRY_RUN_QUEUE = env.text("TRAINYARD_DRY_RUN_QUEUE", "control")
+TRAINYARD_DRY_RUN_TIMEOUT_S = env.number("TRAINYARD_DRY_RUN_TIMEOUT_S", 10.0, above=0.0)
 
 LOGGING = {
     "version": 1,

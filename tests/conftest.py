@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,3 +154,41 @@ def channel_layer(settings: Any) -> Any:
 def _no_submit_rate_limit(settings: Any) -> None:
     """The suite submits many jobs per user; tests of the limit set TRAINYARD_SUBMIT_RATE."""
     settings.TRAINYARD_SUBMIT_RATE = None
+
+
+@pytest.fixture(scope="session")
+def dry_run_worker() -> Iterator[str]:
+    """A real Celery control worker on a queue of this session's own, for the dry run
+    `job_submit` waits on (`portal.jobs.services.model_check`). Returns the queue."""
+    queue = f"test-dry-run-{uuid.uuid4().hex[:10]}"
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "portal", "worker"),
+            *("-Q", queue, "--pool", "solo", "-n", f"{queue}@%h", "-l", "WARNING"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    yield queue
+    worker.terminate()
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client.delete(queue, f"_kombu.binding.{queue}")
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _dry_runs_on_a_real_worker(request: pytest.FixtureRequest, settings: Any) -> None:
+    """Every test with a database submits through the real dry run: the worker starts with
+    the first such test, and waits get time for its start (the first answer imports torch)."""
+    uses_db = {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    if not uses_db and request.node.get_closest_marker("django_db") is None:
+        return
+    settings.TRAINYARD_DRY_RUN_QUEUE = request.getfixturevalue("dry_run_worker")
+    settings.TRAINYARD_DRY_RUN_TIMEOUT_S = 60.0

@@ -52,6 +52,38 @@ def make_node(name: str | None = None, **fields: Any) -> Node:
     return Node.objects.create(name=name or f"node{next(_counter)}", **defaults)
 
 
+def make_dataset(
+    owner: AbstractBaseUser | None, *, name: str | None = None, **fields: Any
+) -> Dataset:
+    """A ready tabular classification dataset version (two numeric features, two classes);
+    `fields` override any column. Its file is not stored: only the row, as validation
+    leaves it."""
+    name = name or f"dataset{next(_counter)}"
+    values: dict[str, Any] = {
+        "slug": "",
+        "name": name,
+        "owner_id": owner.pk if owner is not None else None,
+        "state": Dataset.State.READY,
+        "uri": f"file:///nonexistent/{name}.csv",
+        "sha256": "0" * 64,
+        "format": Dataset.Format.CSV,
+        "task": Dataset.Task.CLASSIFICATION,
+        "target": "y",
+        "classes": ["no", "yes"],
+        "features": [{"name": "a", "kind": "numeric"}, {"name": "b", "kind": "numeric"}],
+        "input_shape": [2],
+        "num_rows": 10,
+        "preprocessing": {
+            "missing": "drop",
+            "normalization": "none",
+            "split_seed": 0,
+            "val_fraction": 0.2,
+            "test_fraction": 0.0,
+        },
+    }
+    return Dataset.objects.create(**(values | fields))
+
+
 def make_job(
     owner: AbstractBaseUser,
     *,

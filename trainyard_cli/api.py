@@ -95,9 +95,8 @@ JOB_SUBMIT = Endpoint(
         "name",
         "dataset",
         "model",
-        "hyperparameters.hidden_sizes",
-        "hyperparameters.activation",
-        "hyperparameters.dropout",
+        # An object whose fields are the chosen architecture's (the portal checks them).
+        "hyperparameters",
         "training.epochs",
         "training.batch_size",
         "training.learning_rate",

@@ -2,7 +2,8 @@
 
 A signature says the portal sent the spec; these bounds hold even if the portal is wrong or
 compromised: no more processes than the node has slots (GPUs on a GPU placement), a dataset
-only from under the storage root, and checkpoints only under the checkpoint root. Paths are
+(and a custom model's code) only from under the storage root, and checkpoints only under the
+checkpoint root. Paths are
 resolved first, so `..` and symlinks cannot step outside.
 """
 
@@ -51,6 +52,17 @@ def spec_problem(spec_json: Any, limits: NodeLimits) -> str | None:
         return str(exc)
     if not _under(data, limits.storage_root):
         return f"dataset {uri!r} is outside the storage root {limits.storage_root}"
+    model = spec_json.get("model")
+    if isinstance(model, dict) and model.get("architecture") == "custom":
+        code_uri = model.get("code_uri")
+        if not isinstance(code_uri, str):
+            return "the model code URI is not a string"
+        try:
+            code = storage.local_path_for(code_uri)
+        except storage.StorageError as exc:
+            return str(exc)
+        if not _under(code, limits.storage_root):
+            return f"model code {code_uri!r} is outside the storage root {limits.storage_root}"
     if not isinstance(checkpoint_dir, str) or not Path(checkpoint_dir).is_absolute():
         return f"checkpoint_dir {checkpoint_dir!r} is not an absolute path"
     if not _under(Path(checkpoint_dir), limits.checkpoint_root):

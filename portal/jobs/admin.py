@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from portal.accounts.http import AuthenticatedHttpRequest
-from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
 from portal.jobs.services import job_cancel
 from portal.lib.admin import ReadOnlyAdmin, ReadOnlyTabularInline
 
@@ -65,6 +65,7 @@ class JobAdmin(ReadOnlyAdmin[Job]):
         "nodes",
         "slots_per_node",
         "restarts",
+        "parameter_count",
         "created_at",
         "finished_at",
     ]
@@ -152,3 +153,23 @@ class LogLineAdmin(ReadOnlyAdmin[LogLine]):
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name", "line"]
     show_full_result_count = False
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdmin[Checkpoint]):
+    list_display = [
+        "job",
+        "attempt",
+        "name",
+        "epoch",
+        "step",
+        "val_loss",
+        "val_accuracy",
+        "is_best",
+        "size_bytes",
+        "created_at",
+    ]
+    list_filter = ["is_best"]
+    list_select_related = ["job", "attempt"]
+    search_fields = ["job__name", "name", "=sha256"]
+    date_hierarchy = "created_at"

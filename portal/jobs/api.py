@@ -11,6 +11,7 @@ from typing import Any
 import pydantic
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -23,6 +24,7 @@ from portal.jobs import selectors, services
 from portal.jobs.models import Job
 from portal.jobs.schemas import JobRequest, dotted_errors
 from portal.jobs.serializers import (
+    CheckpointSerializer,
     JobListQuerySerializer,
     JobSerializer,
     LogLineSerializer,
@@ -72,13 +74,17 @@ class JobListCreateApi(generics.ListAPIView[Job]):
     @extend_schema(
         summary="Submit a job",
         description="The body is a job request; it is queued, and placed when capacity allows. "
-        "Numbers must be JSON numbers: strings are not converted.",
+        "Numbers must be JSON numbers: strings are not converted. `hyperparameters` is checked "
+        "against the chosen model's architecture, and the model is built for the dataset's "
+        "shape on a control worker first (a dry run): a shape it cannot take is a 400 on "
+        "`hyperparameters`, and no worker answering in time is a 503 (nothing was queued).",
         request=JobRequest,
         responses={
             201: JobSerializer,
             400: ErrorsSerializer,
             413: ErrorsSerializer,
             429: OpenApiResponse(description="Too many submissions; wait `Retry-After` seconds."),
+            503: ErrorsSerializer,
         },
     )
     def post(self, request: Request) -> Response:
@@ -95,6 +101,10 @@ class JobListCreateApi(generics.ListAPIView[Job]):
             job = services.job_submit(user=authenticated_user(request), request=job_request)
         except DjangoValidationError as exc:
             raise request_invalid(django_errors(exc)) from exc
+        except services.DryRunUnavailable as exc:
+            return Response(
+                {"errors": {"__all__": [str(exc)]}}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
         JobSerializer.eager_one(job)
         body = JobSerializer(job, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED)
@@ -189,3 +199,45 @@ class JobLogsApi(APIView):
             "has_more": has_more,
         }
         return Response(body)
+
+
+class JobCheckpointsApi(APIView):
+    permission_classes = API_PERMISSIONS
+
+    @extend_schema(
+        summary="List a job's checkpoints",
+        description="Every checkpoint its attempts reported, oldest first. `available` says "
+        "whether the file is still kept (the newest `keep_last` and the best are).",
+        responses={200: CheckpointSerializer(many=True), 404: NOT_FOUND},
+    )
+    def get(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        checkpoints = selectors.job_checkpoints(job)
+        return Response(CheckpointSerializer(checkpoints, many=True).data)
+
+
+class JobCheckpointDownloadApi(APIView):
+    permission_classes = API_PERMISSIONS
+
+    @extend_schema(
+        summary="Download a checkpoint file",
+        description="The file as the trainer wrote it (a PyTorch state; load it with "
+        "`torch.load(..., weights_only=True)`).",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(description="The file."),
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, job_id: int, checkpoint_id: int) -> FileResponse:
+        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        checkpoint = selectors.job_checkpoint_get(job=job, checkpoint_id=checkpoint_id)
+        path = selectors.checkpoint_path(checkpoint)
+        if path is None:
+            raise Http404("That checkpoint's file is no longer kept.")
+        filename = f"job-{job.pk}-{checkpoint.name.replace('/', '-')}"
+        return FileResponse(
+            path.open("rb"),
+            as_attachment=True,
+            filename=filename,
+            content_type="application/octet-stream",
+        )

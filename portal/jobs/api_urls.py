@@ -11,4 +11,10 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", api.JobCancelApi.as_view(), name="cancel"),
     path("jobs/<int:job_id>/metrics/", api.JobMetricsApi.as_view(), name="metrics"),
     path("jobs/<int:job_id>/logs/", api.JobLogsApi.as_view(), name="logs"),
+    path("jobs/<int:job_id>/checkpoints/", api.JobCheckpointsApi.as_view(), name="checkpoints"),
+    path(
+        "jobs/<int:job_id>/checkpoints/<int:checkpoint_id>/download/",
+        api.JobCheckpointDownloadApi.as_view(),
+        name="checkpoint-download",
+    ),
 ]

@@ -1,12 +1,20 @@
 """The browser's job form. `JobRequest` (pydantic) stays the one source of truth for limits:
 the form only converts text to Python values, then lets the schema and `job_submit` judge them,
 and puts each complaint next to the field it is about.
+
+The hyperparameter fields are those of the selected model's architecture: one form field per
+field of its msgspec Struct (`workers.messages`), of the kind its type asks for (a number box
+with its bounds, a choice, a checkbox, a comma-separated list), prefilled with the model's
+defaults. They are named `hp_<field>`; picking another model reloads the form for it
+(`?model=<id>`), so the page stays server-rendered. Custom code takes a JSON object.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import msgspec
 import pydantic
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -15,23 +23,25 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.selectors import PoolCapacity, pools_with_capacity
-from portal.jobs.schemas import JobRequest, MlpParams, Resources, TrainingParams
+from portal.jobs.schemas import JobRequest, Resources, TrainingParams
+from workers.messages import BUILTIN_ARCHITECTURES
+
+HP_PREFIX = "hp_"
 
 # Form field -> its path inside JobRequest. Errors travel back along the same map.
 FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "name": ("name",),
     "dataset": ("dataset",),
     "model": ("model",),
-    "hidden_sizes": ("hyperparameters", "hidden_sizes"),
-    "activation": ("hyperparameters", "activation"),
-    "dropout": ("hyperparameters", "dropout"),
     "epochs": ("training", "epochs"),
     "batch_size": ("training", "batch_size"),
     "learning_rate": ("training", "learning_rate"),
     "optimizer": ("training", "optimizer"),
     "loss": ("training", "loss"),
     "seed": ("training", "seed"),
-    "val_fraction": ("training", "val_fraction"),
+    "checkpoint_every": ("training", "checkpoint_every"),
+    "keep_last": ("training", "keep_last"),
+    "best_metric": ("training", "best_metric"),
     "nodes": ("resources", "nodes"),
     "procs_per_node": ("resources", "procs_per_node"),
     "gpus_per_node": ("resources", "gpus_per_node"),
@@ -45,7 +55,6 @@ _FIELD_FOR_PATH = {path: field for field, path in FIELD_PATHS.items()}
 # Groups of fields, in the order the template lays them out.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "What to train": ("name", "dataset", "model"),
-    "Hyperparameters": ("hidden_sizes", "activation", "dropout"),
     "Training": (
         "epochs",
         "batch_size",
@@ -53,7 +62,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "optimizer",
         "loss",
         "seed",
-        "val_fraction",
+        "checkpoint_every",
+        "keep_last",
+        "best_metric",
     ),
     "Resources": (
         "nodes",
@@ -69,16 +80,160 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 
 # How the page names each choice the schema allows.
 CHOICE_LABELS: dict[str, dict[str, str]] = {
-    "activation": {"relu": "ReLU", "tanh": "tanh", "gelu": "GELU"},
+    "activation": {"relu": "ReLU", "tanh": "tanh", "gelu": "GELU", "sigmoid": "sigmoid"},
+    "output": {"logits": "Logits (softmax)", "sigmoid": "Sigmoid (one unit for two classes)"},
+    "best_metric": {"val_loss": "Lowest validation loss", "val_accuracy": "Highest accuracy"},
     "optimizer": {"adam": "Adam", "sgd": "SGD"},
     "loss": {"cross_entropy": "Cross-entropy", "mse": "Mean squared error"},
 }
 
 
+# ---- hyperparameter fields, read from the architecture's Struct ------------------------------
+
+# A custom model's hyperparameters are one JSON object (its `hparams`).
+CUSTOM_HPARAMS = "hparams"
+
+
+class IntegerListField(forms.CharField):
+    """Whole numbers separated by commas ("32,32"), as a list; bounds are the schema's."""
+
+    def to_python(self, value: Any) -> list[int] | None:  # type: ignore[override]
+        text = str(super().to_python(value) or "").replace(" ", "")
+        if not text:
+            return None
+        try:
+            return [int(part) for part in text.split(",") if part]
+        except ValueError:
+            raise ValidationError(
+                "Enter whole numbers separated by commas, like 32,32.", code="invalid"
+            ) from None
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ",".join(str(item) for item in value)
+        return value
+
+
+class JsonObjectField(forms.CharField):
+    """A JSON object of names to numbers, booleans or short strings."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})
+
+    def to_python(self, value: Any) -> dict[str, Any]:  # type: ignore[override]
+        text = str(super().to_python(value) or "").strip()
+        if not text:
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"Enter a JSON object: {exc}.", code="invalid") from None
+        if not isinstance(data, dict):
+            raise ValidationError('Enter a JSON object, like {"width": 64}.', code="invalid")
+        return data
+
+    def prepare_value(self, value: Any) -> Any:
+        return json.dumps(value) if isinstance(value, dict) else value
+
+
+def _bounds_help(info: Any) -> str:
+    low = "≥" if info.ge is not None else ">" if info.gt is not None else ""
+    high = "≤" if info.le is not None else "<" if info.lt is not None else ""
+    parts = []
+    if low:
+        parts.append(f"{low} {info.ge if info.ge is not None else info.gt}")
+    if high:
+        parts.append(f"{high} {info.le if info.le is not None else info.lt}")
+    return " and ".join(parts)
+
+
+def _struct_field(name: str, info: Any, initial: Any) -> forms.Field:
+    """The form field for one Struct field, by its msgspec type."""
+    label = name.replace("_", " ").capitalize()
+    inspect = msgspec.inspect
+    if isinstance(info, inspect.LiteralType):
+        labels = CHOICE_LABELS.get(name, {})
+        values = list(info.values)
+        by_text = {str(value): value for value in values}
+        return forms.TypedChoiceField(
+            label=label,
+            choices=[(value, labels.get(str(value), str(value))) for value in values],
+            # Posted as text; the schema wants the Literal's own value (3, not "3").
+            coerce=lambda text: by_text.get(str(text), text),
+            initial=initial,
+        )
+    if isinstance(info, inspect.BoolType):
+        return forms.BooleanField(label=label, required=False, initial=initial)
+    if isinstance(info, inspect.IntType):
+        return forms.IntegerField(
+            label=label, initial=initial, widget=_number(), help_text=_bounds_help(info)
+        )
+    if isinstance(info, inspect.FloatType):
+        return forms.FloatField(
+            label=label,
+            initial=initial,
+            widget=_number({"step": "any"}),
+            help_text=_bounds_help(info),
+        )
+    if isinstance(info, inspect.VarTupleType | inspect.ListType) and isinstance(
+        info.item_type, inspect.IntType
+    ):
+        sizes = f"{info.min_length or 0} to {info.max_length} values" if info.max_length else ""
+        item = _bounds_help(info.item_type)
+        return IntegerListField(
+            label=label,
+            initial=list(initial) if initial is not None else None,
+            help_text=", ".join(part for part in (sizes, f"each {item}" if item else "") if part),
+        )
+    return forms.CharField(label=label, initial=initial)
+
+
+def hyperparameter_fields(architecture: ModelArchitecture) -> dict[str, forms.Field]:
+    """The form fields of `architecture`'s hyperparameters, prefilled with its defaults.
+
+    Read from the Struct with `msgspec.inspect`, as `workers.models.parameter_fields` does."""
+    defaults = dict(architecture.default_params)
+    if architecture.family == ModelArchitecture.Family.CUSTOM:
+        return {
+            CUSTOM_HPARAMS: JsonObjectField(
+                label="Hyperparameters",
+                required=False,
+                initial=defaults,
+                help_text="A JSON object passed to your build_model(**hparams).",
+            )
+        }
+    structs = {struct.__struct_config__.tag: struct for struct in BUILTIN_ARCHITECTURES}
+    struct = structs.get(architecture.family)
+    if struct is None:
+        return {}
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    fields: dict[str, forms.Field] = {}
+    for field in info.fields:
+        default = field.default if field.default is not msgspec.NODEFAULT else None
+        fields[field.name] = _struct_field(
+            field.name, field.type, defaults.get(field.name, default)
+        )
+    return fields
+
+
+def _model_or_first(models: Any, wanted: str | int | None) -> ModelArchitecture | None:
+    if wanted not in (None, ""):
+        try:
+            chosen: ModelArchitecture | None = models.filter(pk=int(wanted)).first()
+        except (TypeError, ValueError):
+            chosen = None
+        if chosen is not None:
+            return chosen
+    first: ModelArchitecture | None = models.first()
+    return first
+
+
 def field_for_path(path: tuple[str | int, ...]) -> str | None:
-    """The form field that owns `path` (or a prefix of it), e.g. hidden_sizes for
+    """The form field that owns `path` (or a prefix of it), e.g. hp_hidden_sizes for
     ("hyperparameters", "hidden_sizes", 2); None when the error is about the whole job."""
     names = tuple(str(part) for part in path)
+    if names[:1] == ("hyperparameters",):
+        return f"{HP_PREFIX}{names[1]}" if len(names) > 1 else f"{HP_PREFIX}all"
     for end in range(len(names), 0, -1):
         field = _FIELD_FOR_PATH.get(names[:end])
         if field is not None:
@@ -96,7 +251,6 @@ def _number(attrs: dict[str, str] | None = None) -> forms.NumberInput:
     return forms.NumberInput(attrs={"inputmode": "decimal", **(attrs or {})})
 
 
-_MLP = MlpParams()
 _TRAINING = TrainingParams()
 _RESOURCES = Resources()
 
@@ -113,16 +267,6 @@ class JobForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), empty_label=None)
     model = forms.ModelChoiceField(queryset=ModelArchitecture.objects.none(), empty_label=None)
 
-    hidden_sizes = forms.CharField(
-        initial=",".join(str(size) for size in _MLP.hidden_sizes),
-        help_text="Width of each hidden layer, comma-separated.",
-    )
-    activation = forms.ChoiceField(
-        choices=_choices(MlpParams, "activation", CHOICE_LABELS["activation"]),
-        initial=_MLP.activation,
-    )
-    dropout = forms.FloatField(initial=_MLP.dropout, widget=_number({"step": "any"}))
-
     epochs = forms.IntegerField(initial=_TRAINING.epochs, widget=_number())
     batch_size = forms.IntegerField(initial=_TRAINING.batch_size, widget=_number())
     learning_rate = forms.FloatField(
@@ -137,11 +281,22 @@ class JobForm(forms.Form):
         initial=_TRAINING.loss,
     )
     seed = forms.IntegerField(initial=_TRAINING.seed, widget=_number())
-    val_fraction = forms.FloatField(
-        label="Validation fraction",
-        initial=_TRAINING.val_fraction,
-        widget=_number({"step": "any"}),
-        help_text="Share of rows held out for validation.",
+    checkpoint_every = forms.IntegerField(
+        label="Checkpoint every",
+        initial=_TRAINING.checkpoint_every,
+        widget=_number(),
+        help_text="Epochs between checkpoints (the last epoch always gets one).",
+    )
+    keep_last = forms.IntegerField(
+        label="Keep checkpoints",
+        initial=_TRAINING.keep_last,
+        widget=_number(),
+        help_text="The newest this many are kept, and the best besides.",
+    )
+    best_metric = forms.ChoiceField(
+        label="Best checkpoint by",
+        choices=_choices(TrainingParams, "best_metric", CHOICE_LABELS["best_metric"]),
+        initial=_TRAINING.best_metric,
     )
 
     nodes = forms.IntegerField(initial=_RESOURCES.nodes, widget=_number())
@@ -180,7 +335,14 @@ class JobForm(forms.Form):
         help_text="Times to resume from the latest checkpoint after a failure.",
     )
 
-    def __init__(self, *args: Any, user: AbstractBaseUser | AnonymousUser, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        user: AbstractBaseUser | AnonymousUser,
+        selected_model: str | None = None,
+        selected_dataset: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         dataset_field = self.fields["dataset"]
         model_field = self.fields["model"]
@@ -195,27 +357,25 @@ class JobForm(forms.Form):
             (pool["name"], _pool_label(pool)) for pool in pools_with_capacity()
         ]
         self.job_request: JobRequest | None = None
-        if not self.is_bound:
-            self._prefill_model_defaults()
-
-    def _prefill_model_defaults(self) -> None:
-        # Every hyperparameter the form sends overrides the model's default, so the form
-        # starts from the defaults of the model it preselects (the page's script follows
-        # later choices).
-        defaults = next(iter(self.model_defaults().values()), {})
-        for name in ("activation", "dropout"):
-            if name in defaults:
-                self.initial.setdefault(name, defaults[name])
-        sizes = defaults.get("hidden_sizes")
-        if isinstance(sizes, list):
-            self.initial.setdefault("hidden_sizes", ",".join(str(size) for size in sizes))
-
-    def model_defaults(self) -> dict[str, dict[str, Any]]:
-        """Each selectable model's default hyperparameters, for the page to prefill."""
-        return {str(model.pk): dict(model.default_params) for model in self.models}
+        # The architecture whose fields the form shows: the one posted, else the one asked
+        # for (`?model=`), else the first the user may use.
+        wanted = self.data.get("model") if self.is_bound else selected_model
+        self.architecture = _model_or_first(self.models, wanted)
+        self.hyperparameter_names: list[str] = []
+        if not self.is_bound and selected_dataset:
+            self.initial.setdefault("dataset", selected_dataset)
+        if self.architecture is not None:
+            if not self.is_bound:
+                self.initial.setdefault("model", self.architecture.pk)
+            for name, field in hyperparameter_fields(self.architecture).items():
+                self.fields[f"{HP_PREFIX}{name}"] = field
+                self.hyperparameter_names.append(name)
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
-        return [(title, [self[name] for name in names]) for title, names in SECTIONS.items()]
+        hyper = [self[f"{HP_PREFIX}{name}"] for name in self.hyperparameter_names]
+        sections = [(title, [self[name] for name in names]) for title, names in SECTIONS.items()]
+        title = f"Hyperparameters of {self.architecture.name}" if self.architecture else ""
+        return [sections[0], (title, hyper), *sections[1:]] if hyper else sections
 
     def clean_pool(self) -> str | None:
         return self.cleaned_data["pool"] or None
@@ -223,18 +383,9 @@ class JobForm(forms.Form):
     def clean_gpu_model(self) -> str | None:
         return self.cleaned_data["gpu_model"].strip() or None
 
-    def clean_hidden_sizes(self) -> list[int]:
-        text: str = self.cleaned_data["hidden_sizes"]
-        try:
-            return [int(part) for part in text.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise ValidationError(
-                "Enter whole numbers separated by commas, like 32,32.", code="invalid"
-            ) from None
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        payload: dict[str, Any] = {}
+        payload: dict[str, Any] = {"hyperparameters": {}}
         for field, path in FIELD_PATHS.items():
             if field not in cleaned:
                 # Django already said what is wrong; the schema's default would only hide it.
@@ -246,6 +397,12 @@ class JobForm(forms.Form):
             for part in path[:-1]:
                 target = target.setdefault(part, {})
             target[path[-1]] = value
+        for name in self.hyperparameter_names:
+            if (value := cleaned.get(f"{HP_PREFIX}{name}")) is not None:
+                if name == CUSTOM_HPARAMS:
+                    payload["hyperparameters"].update(value)
+                else:
+                    payload["hyperparameters"][name] = value
         try:
             self.job_request = JobRequest.model_validate(payload)
         except pydantic.ValidationError as exc:

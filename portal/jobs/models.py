@@ -49,6 +49,10 @@ class Job(models.Model):
     model = models.ForeignKey("catalog.ModelArchitecture", on_delete=models.PROTECT)
     # The validated request (portal.jobs.schemas.JobRequest), as submitted.
     spec = models.JSONField()
+    # What the dry run before queueing said: the model's parameter count (None when it was
+    # not built: custom code runs only on nodes), and a line for the job page.
+    parameter_count = models.BigIntegerField(null=True, blank=True)
+    model_check = models.TextField(blank=True)
     nodes = models.PositiveIntegerField(default=1)
     procs_per_node = models.PositiveIntegerField(default=1)
     gpus_per_node = models.PositiveIntegerField(default=0)
@@ -210,3 +214,34 @@ class LogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream} {self.seq} of {self.attempt}"
+
+
+class Checkpoint(models.Model):
+    """A checkpoint file an attempt's reporting rank wrote whole (a `checkpoint.saved` event).
+
+    The file lives under the job's checkpoint directory at `name` (`attempt-7/epoch-3.pt`);
+    the trainer prunes all but the newest few and the best, so a row may outlive its file.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="checkpoints")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="checkpoints")
+    epoch = models.PositiveIntegerField()
+    step = models.PositiveIntegerField()
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    val_loss = models.FloatField(null=True, blank=True)
+    val_accuracy = models.FloatField(null=True, blank=True)
+    # The best so far by the job's `best_metric` when it was written (then `best.pt` is a copy).
+    is_best = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["job", "attempt", "epoch"]
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "name"], name="checkpoint_attempt_name")
+        ]
+        indexes = [models.Index(fields=["job", "epoch"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} of job {self.job_id}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
@@ -27,13 +28,11 @@ from portal.cluster.models import Node
 from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
 from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
-from portal.jobs.schemas import JobRequest
+from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
     AttemptSpec,
-    DatasetSpec,
-    ModelSpec,
     PlacementSpec,
     TrainingSpec,
 )
@@ -198,9 +197,10 @@ def _wait_reason(
 
 
 def checkpoint_dir(job: Job) -> Path:
-    """The job's checkpoints: each attempt writes `attempt-<id>/latest.pt` under it and
-    resumes from the newest earlier one (`workers.train.checkpoint`), so a requeued attempt
-    resumes and an attempt given up on cannot overwrite its successor's."""
+    """The job's checkpoints: each attempt writes only under `attempt-<id>/` there
+    (`epoch-<n>.pt`, `latest.pt`, `best.pt`, `export/`) and resumes from the newest earlier
+    `latest.pt` (`workers.train.checkpoint`), so a requeued attempt resumes and an attempt
+    given up on cannot overwrite its successor's."""
     return Path(settings.TRAINYARD_STORAGE_ROOT).resolve() / "checkpoints" / f"job-{job.uid}"
 
 
@@ -215,27 +215,15 @@ def attempt_spec(
 ) -> AttemptSpec:
     """The self-contained message a node needs to run its share of `attempt`."""
     request = JobRequest.model_validate(job.spec)
-    dataset = job.dataset
-    params = request.hyperparameters
     return AttemptSpec(
         job_id=job.pk,
         attempt_id=attempt.pk,
         job_name=job.name,
         node_name=node.name,
-        dataset=DatasetSpec(
-            uri=dataset.uri,
-            sha256=dataset.sha256,
-            format="csv",
-            feature_columns=tuple(dataset.feature_columns),
-            label_column=dataset.label_column,
-            classes=tuple(dataset.classes),
-        ),
-        model=ModelSpec(
-            architecture="mlp",
-            hidden_sizes=tuple(params.hidden_sizes),
-            activation=params.activation,
-            dropout=params.dropout,
-        ),
+        # The version the job pinned, with the statistics its validation computed.
+        dataset=job.dataset.node_spec(),
+        # The stored hyperparameters are already merged over the model's defaults and valid.
+        model=model_spec_for(job.model, request.hyperparameters),
         training=TrainingSpec(**request.training.model_dump()),
         placement=PlacementSpec(
             nnodes=job.nodes,
@@ -335,7 +323,7 @@ def schedule_pass() -> int:
         capacity = _free_capacity(nodes)
         queued = list(
             Job.objects.filter(state=Job.State.QUEUED)
-            .select_related("dataset")
+            .select_related("dataset", "model")
             .order_by("-priority", "created_at", "id")
         )
         if not queued:
@@ -416,12 +404,21 @@ def _not_before(job: Job, last_ended: datetime | None) -> datetime | None:
 def _spec_problem(job: Job) -> str:
     """Why the job's stored request cannot become an attempt spec ("" if it can)."""
     try:
-        JobRequest.model_validate(job.spec)
+        request = JobRequest.model_validate(job.spec)
     except pydantic.ValidationError as exc:
         return (
             f"Cannot start: its stored request is no longer valid ({exc.error_count()} "
             "errors). Cancel it and submit it again."
         )
+    try:
+        model_spec_for(job.model, request.hyperparameters)
+    except HyperparametersInvalid as exc:
+        wrong = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in exc.errors.items())
+        return f"Cannot start: its hyperparameters are no longer valid ({wrong})."
+    try:
+        job.dataset.node_spec()
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        return f"Cannot start: dataset {job.dataset} cannot be read ({exc})."
     return ""
 
 

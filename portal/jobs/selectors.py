@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
 from portal.accounts.models import Team
 from portal.accounts.selectors import user_is_admin
-from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
+from portal.jobs.scheduling import checkpoint_dir
 
 
 def jobs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:
@@ -101,3 +104,30 @@ def log_lines_tail(*, job: Job, limit: int = 500) -> list[LogLine]:
     starts, since `log_lines_after` pages forward from the beginning."""
     newest = LogLine.objects.filter(job=job).order_by("-id")[:limit]
     return list(newest)[::-1]
+
+
+def job_checkpoints(job: Job) -> list[Checkpoint]:
+    """The job's checkpoints, oldest attempt and epoch first."""
+    return list(
+        Checkpoint.objects.filter(job=job)
+        .select_related("attempt")
+        .order_by("attempt__number", "epoch", "id")
+    )
+
+
+def job_checkpoint_get(*, job: Job, checkpoint_id: int) -> Checkpoint:
+    """One of the job's checkpoints (Http404 for another job's, or none)."""
+    found = Checkpoint.objects.filter(job=job, pk=checkpoint_id).first()
+    if found is None:
+        raise Http404("No such checkpoint.")
+    return found
+
+
+def checkpoint_path(checkpoint: Checkpoint) -> Path | None:
+    """The checkpoint's file, if it is still there (the trainer prunes old ones) and lies
+    inside its job's checkpoint directory once every link is resolved."""
+    root = checkpoint_dir(checkpoint.job).resolve()
+    path = (root / checkpoint.name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path

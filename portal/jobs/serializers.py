@@ -15,8 +15,9 @@ from rest_framework import serializers
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.jobs.events import MetricPointPayload
-from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
+from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
+from portal.jobs.selectors import checkpoint_path
 from portal.lib.realtime import json_finite
 
 METRICS_PAGE_MAX = 5000
@@ -92,6 +93,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "restarts",
             "state",
             "state_reason",
+            "parameter_count",
+            "model_check",
             "created_at",
             "started_at",
             "finished_at",
@@ -240,3 +243,43 @@ class LogsPageSerializer(serializers.Serializer[Any]):
         help_text="Pass this as a query parameter to get the lines after this page."
     )
     has_more = serializers.BooleanField()
+
+
+class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
+    attempt = serializers.IntegerField(source="attempt_id", read_only=True)
+    attempt_number = serializers.IntegerField(source="attempt.number", read_only=True)
+    val_loss = FiniteFloatField()
+    val_accuracy = FiniteFloatField()
+    available = serializers.SerializerMethodField(
+        help_text="Whether the file is still there (the trainer keeps the newest few and the best)."
+    )
+    download = serializers.SerializerMethodField(help_text="Path that streams the file.")
+
+    class Meta:
+        model = Checkpoint
+        fields = [
+            "id",
+            "attempt",
+            "attempt_number",
+            "epoch",
+            "step",
+            "name",
+            "sha256",
+            "size_bytes",
+            "val_loss",
+            "val_accuracy",
+            "is_best",
+            "created_at",
+            "available",
+            "download",
+        ]
+        read_only_fields = fields
+
+    def get_available(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint_path(checkpoint) is not None
+
+    def get_download(self, checkpoint: Checkpoint) -> str:
+        return reverse(
+            "jobs-api:checkpoint-download",
+            kwargs={"job_id": checkpoint.job_id, "checkpoint_id": checkpoint.pk},
+        )

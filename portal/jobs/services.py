@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import msgspec
 import pydantic
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,12 +30,27 @@ from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.services import node_share_exited
 from portal.jobs import events, lifecycle, transitions
-from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer
+from portal.jobs.models import Attempt, Checkpoint, Job, Placement
 from portal.jobs.scheduling import constraint_misses
-from portal.jobs.schemas import JobRequest, MlpParams, dotted_errors
+from portal.jobs.schemas import (
+    HyperparametersInvalid,
+    JobRequest,
+    dotted_errors,
+    model_params,
+    model_spec_for,
+)
 from portal.jobs.selectors import jobs_visible_to
+from portal.lib.calls import WorkerUnavailable, call_and_wait
 from portal.lib.ticks import request_schedule
-from workers.messages import CANCEL_ATTEMPT_TASK, AttemptExitedEntry, AttemptStartedEntry
+from workers.messages import (
+    CANCEL_ATTEMPT_TASK,
+    AttemptExitedEntry,
+    AttemptStartedEntry,
+    CheckpointSavedEntry,
+    CustomModel,
+    ModelSpec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +62,73 @@ Errors = dict[str, list[str]]
 
 def _revalidated(request: JobRequest) -> JobRequest:
     # A caller may have built the request with model_construct(), which skips validation; the
-    # service is the last line before a job reaches a node. `exclude_unset` keeps which fields
-    # the user set, which decides what overrides the model's defaults.
+    # service is the last line before a job reaches a node.
     try:
         return JobRequest.model_validate(request.model_dump(exclude_unset=True))
     except pydantic.ValidationError as exc:
         raise ValidationError(dotted_errors(exc)) from exc
 
 
-def _hyperparameters(model: ModelArchitecture, request: JobRequest) -> MlpParams:
-    """The model's defaults, overridden by the fields the request set."""
-    given = request.hyperparameters
-    overrides = given.model_dump(include=set(given.model_fields_set))
-    defaults: dict[str, Any] = dict(model.default_params)
+class DryRunUnavailable(Exception):
+    """No control worker answered the dry run in time: the job was not queued (a 503)."""
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """What the dry run said about a job's model: its parameter count, or why it was skipped."""
+
+    parameter_count: int | None
+    note: str
+
+
+CUSTOM_CODE_NOT_CHECKED = (
+    "Not dry-run: custom code runs only on nodes, so its shape is checked when it trains."
+)
+
+
+def model_check(*, spec: ModelSpec, dataset: Dataset) -> ModelCheck:
+    """Build the model for `dataset`'s shape on a control worker and count its parameters.
+
+    Raises ValidationError on `hyperparameters` for a shape the model cannot take, and
+    `DryRunUnavailable` when no worker answers within TRAINYARD_DRY_RUN_TIMEOUT_S."""
+    if isinstance(spec, CustomModel):
+        return ModelCheck(parameter_count=None, note=CUSTOM_CODE_NOT_CHECKED)
     try:
-        MlpParams.model_validate(defaults)
-    except pydantic.ValidationError as exc:
-        raise ValidationError(
-            {"model": [f"{model.name}'s default hyperparameters are invalid: {exc}"]}
+        answer: DryRunAnswer = call_and_wait(
+            MODEL_DRY_RUN_TASK,
+            kwargs={
+                "model": msgspec.to_builtins(spec),
+                "input_shape": list(dataset.input_shape),
+                "task": dataset.task,
+                "num_classes": len(dataset.classes),
+            },
+            queue=settings.TRAINYARD_DRY_RUN_QUEUE,
+            timeout_s=settings.TRAINYARD_DRY_RUN_TIMEOUT_S,
+        )
+    except WorkerUnavailable as exc:
+        raise DryRunUnavailable(
+            f"The model could not be checked, so the job was not queued: {exc}. "
+            "Try again in a moment; if it persists, the control worker is down."
         ) from exc
-    try:
-        return MlpParams.model_validate({**defaults, **overrides})
-    except pydantic.ValidationError as exc:
-        raise ValidationError(dotted_errors(exc, prefix="hyperparameters")) from exc
+    if "error" in answer:
+        raise ValidationError(
+            {"hyperparameters": [f"The model does not fit {dataset}: {answer['error']}"]}
+        )
+    count = int(answer["parameters"])
+    return ModelCheck(parameter_count=count, note=f"Dry run: {count:,} parameters.")
+
+
+def _task_errors(request: JobRequest, dataset: Dataset) -> Errors:
+    """Training choices the dataset's task cannot use."""
+    errors: Errors = {}
+    if dataset.task == Dataset.Task.REGRESSION:
+        if request.training.loss != "mse":
+            errors["training.loss"] = ["A regression dataset trains with mse."]
+        if request.training.best_metric == "val_accuracy":
+            errors["training.best_metric"] = [
+                "A regression has no accuracy; choose the best checkpoint by val_loss."
+            ]
+    return errors
 
 
 def _plural(count: int, word: str) -> str:
@@ -147,13 +209,15 @@ def _capacity_errors(request: JobRequest) -> Errors:
     return {}
 
 
-@transaction.atomic
 def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
-    """Queue a job for `user`, or raise ValidationError keyed by dotted `JobRequest` paths.
+    """Queue a job for `user`, or raise ValidationError keyed by dotted `JobRequest` paths
+    (`DryRunUnavailable` when the model could not be checked).
 
-    The job belongs to the user's first team by name (if any): that team's members see it.
-    `Job.spec` holds the request as it will run: the name resolved and the hyperparameters
-    merged over the model's defaults.
+    The hyperparameters are checked against the model's architecture (over its defaults),
+    then the model is built for the dataset's shape on a control worker (`model_check`),
+    outside any transaction: the wait holds no lock. The job belongs to the user's first team
+    by name (if any): that team's members see it. `Job.spec` holds the request as it will
+    run: the name resolved and the hyperparameters merged over the model's defaults.
     """
     request = _revalidated(request)
     errors: Errors = {}
@@ -162,16 +226,39 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         errors["dataset"] = [f"There is no dataset {request.dataset} that you can use."]
     elif dataset.state != Dataset.State.READY:
         errors["dataset"] = [f"Dataset {dataset.name} is {dataset.state}, not ready."]
+    else:
+        errors.update(_task_errors(request, dataset))
     model: ModelArchitecture | None = models_visible_to(user).filter(pk=request.model).first()
+    spec: ModelSpec | None = None
     if model is None:
         errors["model"] = [f"There is no model {request.model} that you can use."]
+    else:
+        try:
+            spec = model_spec_for(model, request.hyperparameters)
+        except HyperparametersInvalid as exc:
+            errors.update(exc.errors)
     errors.update(_capacity_errors(request))
     if errors:
         raise ValidationError(errors)
-    assert dataset is not None and model is not None
-    hyperparameters = _hyperparameters(model, request)
+    assert dataset is not None and model is not None and spec is not None
+    check = model_check(spec=spec, dataset=dataset)
+    return _job_create(
+        user=user, request=request, dataset=dataset, model=model, spec=spec, check=check
+    )
+
+
+@transaction.atomic
+def _job_create(
+    *,
+    user: AbstractBaseUser,
+    request: JobRequest,
+    dataset: Dataset,
+    model: ModelArchitecture,
+    spec: ModelSpec,
+    check: ModelCheck,
+) -> Job:
     name = request.name.strip() or f"{model.name} on {dataset.name}"
-    spec = request.model_copy(update={"name": name, "hyperparameters": hyperparameters})
+    stored = request.model_copy(update={"name": name, "hyperparameters": model_params(spec)})
     resources = request.resources
     entry = lifecycle.on_submit()
     job = Job.objects.create(
@@ -180,7 +267,9 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         name=name,
         dataset=dataset,
         model=model,
-        spec=spec.model_dump(mode="json"),
+        spec=stored.model_dump(mode="json"),
+        parameter_count=check.parameter_count,
+        model_check=check.note,
         nodes=resources.nodes,
         procs_per_node=resources.procs_per_node,
         gpus_per_node=resources.gpus_per_node,
@@ -338,6 +427,49 @@ def _count_on_node(attempt: Attempt, rank: int, *, failed: bool, reason: str) ->
         .get()
     )
     node_share_exited(node_id=node_id, failed=failed, reason=reason)
+
+
+def checkpoint_recorded(entry: CheckpointSavedEntry) -> bool:
+    """A trainer wrote a checkpoint whole. True if it was accepted. Fenced like metrics: the
+    attempt must be its job's latest and not lost (a checkpoint may be read after its
+    attempt's exit, so an ended attempt still counts), and the file must be under the
+    attempt's own directory. A repeated report changes nothing (unique `(attempt, name)`)."""
+    prefix = f"attempt-{entry.attempt}/"
+    rest = entry.name.removeprefix(prefix)
+    if rest == entry.name or not rest or any(part in ("", ".", "..") for part in rest.split("/")):
+        logger.warning(
+            "ignoring checkpoint %r of attempt %s: not its own", entry.name, entry.attempt
+        )
+        return False
+    newer = Attempt.objects.filter(job=OuterRef("job"), number__gt=OuterRef("number"))
+    current = (
+        Attempt.objects.filter(pk=entry.attempt, job_id=entry.job)
+        .exclude(state=Attempt.State.LOST)
+        .filter(~Exists(newer))
+        .exists()
+    )
+    if not current:
+        logger.info("ignoring checkpoint %r of superseded attempt %s", entry.name, entry.attempt)
+        return False
+    Checkpoint.objects.bulk_create(
+        [
+            Checkpoint(
+                job_id=entry.job,
+                attempt_id=entry.attempt,
+                epoch=entry.epoch,
+                step=entry.step,
+                name=entry.name,
+                sha256=entry.sha256,
+                size_bytes=entry.size_bytes,
+                val_loss=entry.val_loss,
+                val_accuracy=entry.val_accuracy,
+                is_best=entry.is_best,
+                created_at=datetime.fromtimestamp(entry.ts, tz=UTC),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return True
 
 
 def attempt_lost(*, attempt_id: int, reason: str) -> bool:

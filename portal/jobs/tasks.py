@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from portal.cluster.services import nodes_mark_offline
+from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
 from portal.jobs.scheduling import schedule_pass
 from portal.lib.ticks import SCHEDULER_TICK_TASK, scheduler_tick_started
@@ -28,3 +31,12 @@ def reap_nodes() -> int:
     reaped = nodes_mark_offline()
     attempts_lose_on_offline_nodes()
     return len(reaped)
+
+
+@shared_task(name=MODEL_DRY_RUN_TASK, ignore_result=False)
+def model_dry_run(
+    *, model: dict[str, Any], input_shape: list[int], task: str, num_classes: int
+) -> DryRunAnswer:
+    """The dry run of a job's model before it is queued (`portal.jobs.dry_run`); its caller
+    waits for the answer (`portal.lib.calls`), hence `ignore_result=False`."""
+    return dry_run_answer(model=model, input_shape=input_shape, task=task, num_classes=num_classes)

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -17,12 +18,14 @@ from portal.accounts.http import AuthenticatedHttpRequest
 from portal.jobs.forms import CHOICE_LABELS, JobForm
 from portal.jobs.models import Job
 from portal.jobs.selectors import (
+    checkpoint_path,
     job_attempts,
+    job_checkpoints,
     job_get_visible,
     job_queue_position,
     jobs_visible_to,
 )
-from portal.jobs.services import job_cancel, job_submit
+from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit
 from portal.jobs.throttling import submit_retry_after
 
 JOBS_PER_PAGE = 50
@@ -60,6 +63,18 @@ def _labelled(section: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _hyperparameter_rows(params: dict[str, Any]) -> list[tuple[str, list[str] | None, str]]:
+    """(label, chips for a list, text otherwise) for each stored hyperparameter."""
+    rows: list[tuple[str, list[str] | None, str]] = []
+    for name, value in _labelled(params).items():
+        label = name.replace("_", " ").capitalize()
+        if isinstance(value, list):
+            rows.append((label, [str(item) for item in value], ""))
+        else:
+            rows.append((label, None, str(value)))
+    return rows
+
+
 @require_http_methods(["GET"])
 def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     jobs = jobs_visible_to(request.user).select_related("owner", "dataset", "model")
@@ -77,7 +92,12 @@ def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
-    form = JobForm(request.POST or None, user=request.user)
+    form = JobForm(
+        request.POST or None,
+        user=request.user,
+        selected_model=request.GET.get("model"),
+        selected_dataset=request.GET.get("dataset"),
+    )
     retry_after = submit_retry_after(request) if request.method == "POST" else None
     if retry_after is not None:
         form.add_error(
@@ -87,7 +107,7 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         response = render(
             request,
             "jobs/new.html",
-            {"form": form, "model_defaults": form.model_defaults()},
+            {"form": form},
             status=429,
         )
         response["Retry-After"] = str(retry_after)
@@ -98,13 +118,16 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
             job = job_submit(user=request.user, request=form.job_request)
         except ValidationError as exc:
             form.add_submit_errors(exc)
+        except DryRunUnavailable as exc:
+            form.add_error(None, str(exc))
+            return render(request, "jobs/new.html", {"form": form}, status=503)
         else:
             messages.success(request, f"Submitted {job.name or f'job #{job.pk}'}.")
             return redirect("jobs:detail", job_id=job.pk)
     return render(
         request,
         "jobs/new.html",
-        {"form": form, "model_defaults": form.model_defaults()},
+        {"form": form},
         status=400 if form.is_bound and form.errors else 200,
     )
 
@@ -113,6 +136,9 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
 def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     job = job_get_visible(user=request.user, job_id=job_id)
     attempts = job_attempts(job)
+    checkpoints = job_checkpoints(job)
+    # The newest "best so far" is the job's best.
+    best = next((c for c in reversed(checkpoints) if c.is_best), None)
     spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
     latest = next(iter(attempts), None)
     config = {
@@ -128,7 +154,19 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         {
             "job": job,
             "attempts": attempts,
-            "hyperparameters": _labelled(spec.get("hyperparameters", {})),
+            "hyperparameters": _hyperparameter_rows(spec.get("hyperparameters", {})),
+            "checkpoints": [
+                {
+                    "checkpoint": checkpoint,
+                    "available": checkpoint_path(checkpoint) is not None,
+                    "download": reverse(
+                        "jobs-api:checkpoint-download",
+                        kwargs={"job_id": job.pk, "checkpoint_id": checkpoint.pk},
+                    ),
+                }
+                for checkpoint in checkpoints
+            ],
+            "best_checkpoint_id": best.pk if best else None,
             "training": _labelled(spec.get("training", {})),
             "resources": resources_label(job),
             "duration": format_duration(job.started_at, job.finished_at),

@@ -1,30 +1,20 @@
-// The new-job form: picking a model fills in its default hyperparameters, unless the user
-// has already typed their own.
+// The new-job form. The hyperparameter fields are the selected model's, rendered by the
+// server: picking another model reloads the form for it (keeping the chosen dataset).
 
-import { readJson } from "./live.js";
-
-const defaults = readJson("model-defaults", {});
 const form = document.getElementById("job-form");
 const modelSelect = form.elements.namedItem("model");
-const touched = new Set();
+const datasetSelect = form.elements.namedItem("dataset");
 
-for (const name of ["hidden_sizes", "activation", "dropout"]) {
-  form.elements.namedItem(name)?.addEventListener("input", () => touched.add(name));
-}
+// The model whose fields the server rendered; choosing it again changes nothing.
+const rendered = modelSelect?.value;
 
-function applyDefaults() {
-  const params = defaults[modelSelect.value] || {};
-  for (const [name, value] of Object.entries(params)) {
-    const input = form.elements.namedItem(name);
-    if (!input || touched.has(name)) continue;
-    input.value = Array.isArray(value) ? value.join(",") : String(value);
-  }
-}
-
-// A form coming back with errors keeps what the user sent; only a fresh form takes defaults.
-if (modelSelect && !form.querySelector(".has-error, .errorlist")) applyDefaults();
-modelSelect?.addEventListener("change", applyDefaults);
-form.querySelector(".has-error input, .has-error select")?.focus();
+modelSelect?.addEventListener("change", () => {
+  if (modelSelect.value === rendered) return;
+  const query = new URLSearchParams({ model: modelSelect.value });
+  if (datasetSelect?.value) query.set("dataset", datasetSelect.value);
+  window.location.search = query.toString();
+});
+form.querySelector(".has-error input, .has-error select, .has-error textarea")?.focus();
 
 form.addEventListener("submit", () => {
   const button = form.querySelector('[data-testid="submit-job"]');

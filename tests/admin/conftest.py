@@ -13,7 +13,7 @@ from django.utils import timezone
 from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent
-from portal.jobs.models import Job, LogLine, MetricPoint
+from portal.jobs.models import Checkpoint, Job, LogLine, MetricPoint
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
 _world = itertools.count(1)
@@ -56,6 +56,19 @@ def build_world() -> None:
                 reported_at=now,
             )
             for rank in range(2)
+        )
+        Checkpoint.objects.create(
+            job=job,
+            attempt=attempt,
+            epoch=1,
+            step=4,
+            name=f"attempt-{attempt.pk}/epoch-1.pt",
+            sha256="ab" * 32,
+            size_bytes=1234,
+            val_loss=0.5,
+            val_accuracy=0.75,
+            is_best=True,
+            created_at=now,
         )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
+from portal.catalog.models import ModelArchitecture
 from portal.jobs.models import Job
 from tests.api.conftest import TokenClient
 
@@ -80,18 +81,64 @@ def test_it_reports_every_bad_field_at_once(
     client_for: TokenClient, owner: User, job_body: dict[str, Any]
 ) -> None:
     job_body["training"]["epochs"] = 0
-    job_body["hyperparameters"] = {"activation": "swish", "hidden_sizes": [8, 0]}
+    job_body["resources"]["nodes"] = 0
     job_body["surprise"] = True
 
     response = post_job(client_for, owner, job_body)
 
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {
-        "training.epochs",
-        "hyperparameters.activation",
-        "hyperparameters.hidden_sizes.1",
-        "surprise",
+    assert set(response.json()["errors"]) == {"training.epochs", "resources.nodes", "surprise"}
+
+
+def test_it_checks_hyperparameters_against_the_models_architecture(
+    client_for: TokenClient, owner: User, job_body: dict[str, Any]
+) -> None:
+    job_body["hyperparameters"] = {"activation": "swish", "hidden_sizes": [8, 0]}
+
+    response = post_job(client_for, owner, job_body)
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "hyperparameters.activation": ["Invalid enum value 'swish'"],
+        "hyperparameters.hidden_sizes.1": ["Expected `int` >= 1"],
     }
+    assert not Job.objects.exists()
+
+
+def test_a_shape_the_model_cannot_take_is_a_400_on_hyperparameters(
+    client_for: TokenClient, owner: User, job_body: dict[str, Any]
+) -> None:
+    cnn = ModelArchitecture.objects.create(slug="cnn", name="CNN", family="cnn", is_public=True)
+    job_body["model"] = cnn.pk
+
+    response = post_job(client_for, owner, job_body)
+
+    assert response.status_code == 400
+    [message] = response.json()["errors"]["hyperparameters"]
+    assert message.startswith("The model does not fit Iris v1: ")
+
+
+def test_no_worker_answering_the_dry_run_is_a_503_and_nothing_is_queued(
+    client_for: TokenClient, owner: User, job_body: dict[str, Any], settings: Any
+) -> None:
+    settings.TRAINYARD_DRY_RUN_QUEUE = "nobody-listens-here"
+    settings.TRAINYARD_DRY_RUN_TIMEOUT_S = 0.3
+
+    response = post_job(client_for, owner, job_body)
+
+    assert response.status_code == 503
+    [message] = response.json()["errors"]["__all__"]
+    assert "no worker on the 'nobody-listens-here' queue answered within 0.3 s" in message
+    assert not Job.objects.exists()
+
+
+def test_the_answer_has_the_dry_runs_parameter_count(
+    client_for: TokenClient, owner: User, job_body: dict[str, Any]
+) -> None:
+    job_body["hyperparameters"] = {"hidden_sizes": [5]}
+    body = post_job(client_for, owner, job_body).json()
+    assert body["parameter_count"] == (4 * 5 + 5) + (5 * 3 + 3)
+    assert body["model_check"] == f"Dry run: {body['parameter_count']} parameters."
 
 
 def test_it_rejects_a_body_that_is_not_an_object(

@@ -57,9 +57,9 @@ def test_researcher_submits_iris_in_the_browser_and_watches_it_train(stack: Stac
             page.click("button[type=submit]")
             expect(page).to_have_url(f"{stack.base_url}/jobs/new/")
 
-            page.select_option("select[name=dataset]", label="Iris")
+            page.select_option("select[name=dataset]", label="Iris v1")
             page.select_option("select[name=model]", label="MLP")
-            page.fill("input[name=hidden_sizes]", "16,16")
+            page.fill("input[name=hp_hidden_sizes]", "16,16")
             page.fill("input[name=epochs]", "30")
             page.fill("input[name=batch_size]", "16")
             page.fill("input[name=learning_rate]", "0.01")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -17,7 +18,8 @@ from portal.accounts.services import api_token_create
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
-from portal.jobs.models import Attempt, Job, MetricPoint
+from portal.jobs.models import Attempt, Checkpoint, Job, MetricPoint
+from portal.jobs.scheduling import checkpoint_dir
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
 
@@ -100,6 +102,7 @@ def _iris_job(dataset: Dataset, model: ModelArchitecture, *, epochs: int) -> dic
             "optimizer": "adam",
             "loss": "cross_entropy",
             "seed": 7,
+            "checkpoint_every": 5,
         },
         "resources": {"nodes": 1, "procs_per_node": 2},
     }
@@ -142,6 +145,29 @@ def test_iris_trains_with_torchrun_and_streams_live(stack: Stack) -> None:
     val = [p for p in points if p.split == MetricPoint.Split.VAL]
     assert [p.epoch for p in val] == list(range(1, 41))
     assert val[-1].accuracy is not None and val[-1].accuracy >= 0.9
+
+    # Every 5 epochs a checkpoint, each reported before the exit and stored; the newest 2 and
+    # the best are kept, the best is exported, and the kept ones download whole.
+    checkpoints = list(Checkpoint.objects.filter(attempt=attempt).order_by("epoch"))
+    assert [c.epoch for c in checkpoints] == list(range(5, 41, 5))
+    assert checkpoints[0].is_best
+    assert finished.parameter_count == (4 * 16 + 16) + (16 * 16 + 16) + (16 * 3 + 3)
+    listed = httpx.get(
+        f"{stack.base_url}/api/v1/jobs/{job['id']}/checkpoints/",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    kept = [c for c in listed if c["available"]]
+    assert {c["epoch"] for c in kept} >= {35, 40}
+    newest = httpx.get(
+        f"{stack.base_url}{kept[-1]['download']}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert newest.status_code == 200
+    assert hashlib.sha256(newest.content).hexdigest() == checkpoints[-1].sha256
+    export = checkpoint_dir(finished) / f"attempt-{attempt.pk}" / "export"
+    assert (export / "model.safetensors").is_file() and (export / "model.json").is_file()
 
     # Live, not only backfill: metric events arrived while the job was still running.
     live_points = []

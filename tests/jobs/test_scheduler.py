@@ -29,6 +29,7 @@ from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
     AttemptSpec,
+    MlpModel,
     node_queue,
 )
 
@@ -46,7 +47,7 @@ def test_it_places_a_job_and_sends_each_node_its_spec(
         owner,
         iris,
         mlp,
-        training={"epochs": 7},
+        training={"epochs": 7, "checkpoint_every": 3, "keep_last": 4},
         hyperparameters={"hidden_sizes": [5]},
         **cpu_request(procs=3),
     )
@@ -72,8 +73,12 @@ def test_it_places_a_job_and_sends_each_node_its_spec(
     assert (spec.job_id, spec.attempt_id, spec.node_name) == (job.pk, attempt.pk, worker.name)
     assert spec.dataset.uri == iris.uri and spec.dataset.sha256 == iris.sha256
     assert spec.dataset.classes == ("setosa", "versicolor", "virginica")
-    assert spec.model.hidden_sizes == (5,)
+    # The version the job pinned, with its validated statistics and preprocessing.
+    assert spec.dataset == iris.node_spec()
+    assert spec.model == MlpModel(hidden_sizes=(5,))
     assert spec.training.epochs == 7
+    assert (spec.training.checkpoint_every, spec.training.keep_last) == (3, 4)
+    assert spec.training.best_metric == "val_loss"
     placement_spec = spec.placement
     assert (placement_spec.nnodes, placement_spec.node_rank, placement_spec.nproc_per_node) == (
         1,

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.core.exceptions import ValidationError
 
-from portal.catalog.models import Dataset
+from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node
 from portal.jobs.models import Job
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.schemas import JobRequest, TrainingParams
-from portal.jobs.services import job_submit
+from portal.jobs.services import CUSTOM_CODE_NOT_CHECKED, DryRunUnavailable, job_submit
 from portal.lib.ticks import scheduler_tick_send
-from tests.factories import make_team, make_user
+from tests.factories import make_dataset, make_team, make_user
 from tests.jobs.helpers import cpu_request, node, submit
 
 
@@ -41,8 +43,12 @@ def test_it_queues_a_job_with_the_models_defaults_under_the_fields_set(
         "hidden_sizes": [8],
         "activation": "relu",
         "dropout": 0.0,
+        "output": "logits",
     }
     assert job.spec["training"]["epochs"] == 3
+    # The dry run on the control worker built it for Iris: 4*8+8 + 8*3+3 parameters.
+    assert job.parameter_count == 67
+    assert job.model_check == "Dry run: 67 parameters."
     assert job.spec["name"] == "MLP on Iris"
     # The request as stored is a valid request again.
     assert JobRequest.model_validate(job.spec).resources.procs_per_node == 2
@@ -59,6 +65,7 @@ def test_model_defaults_fill_what_the_request_leaves_out(owner, iris, mlp):
         "hidden_sizes": [64, 16],
         "activation": "tanh",
         "dropout": 0.5,
+        "output": "logits",
     }
     assert job.name == "mine"
 
@@ -191,9 +198,7 @@ def test_it_rejects_an_unknown_dataset_and_model(owner, iris, mlp):
 
 def test_it_rejects_another_users_private_dataset(owner, outsider, iris, mlp):
     node()
-    private = Dataset.objects.create(
-        slug="secret", name="Secret", owner=outsider, state=Dataset.State.READY, label_column="y"
-    )
+    private = make_dataset(outsider, name="Secret")
     with pytest.raises(ValidationError) as excinfo:
         job_submit(user=owner, request=JobRequest(dataset=private.pk, model=mlp.pk))
     assert error_messages(excinfo) == {
@@ -204,21 +209,14 @@ def test_it_rejects_another_users_private_dataset(owner, outsider, iris, mlp):
 def test_it_accepts_a_teammates_dataset(owner, teammate, iris, mlp):
     node()
     team = owner.teams.get()
-    shared = Dataset.objects.create(
-        slug="shared",
-        name="Shared",
-        owner=owner,
-        team=team,
-        state=Dataset.State.READY,
-        label_column="y",
-    )
+    shared = make_dataset(owner, name="Shared", team=team)
     job = job_submit(user=teammate, request=JobRequest(dataset=shared.pk, model=mlp.pk))
     assert job.dataset == shared
 
 
 def test_it_rejects_a_dataset_that_is_not_ready(owner, iris, mlp):
     node()
-    pending = Dataset.objects.create(slug="pending", name="Pending", owner=owner, label_column="y")
+    pending = make_dataset(owner, name="Pending", state=Dataset.State.VALIDATING)
     with pytest.raises(ValidationError) as excinfo:
         job_submit(user=owner, request=JobRequest(dataset=pending.pk, model=mlp.pk))
     assert error_messages(excinfo) == {"dataset": ["Dataset Pending is validating, not ready."]}
@@ -229,8 +227,69 @@ def test_an_inactive_admin_is_not_an_admin(iris, mlp):
     admin = make_user("former-admin", is_staff=True)
     admin.is_active = False
     admin.save()
-    private = Dataset.objects.create(
-        slug="p2", name="P2", owner_id=make_user().pk, state=Dataset.State.READY, label_column="y"
-    )
+    private = make_dataset(make_user(), name="P2")
     with pytest.raises(ValidationError):
         job_submit(user=admin, request=JobRequest(dataset=private.pk, model=mlp.pk))
+
+
+def test_hyperparameters_are_checked_against_the_architecture_with_dotted_errors(owner, iris, mlp):
+    node()
+    cases = {
+        "hidden_sizes": ([16, 0], "hyperparameters.hidden_sizes.1", "Expected `int` >= 1"),
+        "activation": ("swish", "hyperparameters.activation", "Invalid enum value 'swish'"),
+        "channels": ([8], "hyperparameters.channels", "Object contains unknown field"),
+        "architecture": ("cnn", "hyperparameters.architecture", "The model decides"),
+    }
+    for name, (value, key, message) in cases.items():
+        with pytest.raises(ValidationError) as excinfo:
+            submit(owner, iris, mlp, hyperparameters={name: value})
+        [(got_key, [got_message])] = error_messages(excinfo).items()
+        assert (got_key, message in got_message) == (key, True), got_message
+    assert not Job.objects.exists()
+
+
+def test_a_model_that_does_not_fit_the_datasets_shape_is_refused_on_hyperparameters(owner, iris):
+    node()
+    cnn = ModelArchitecture.objects.create(slug="cnn", name="CNN", family="cnn", is_public=True)
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, iris, cnn)
+    [message] = error_messages(excinfo)["hyperparameters"]
+    assert message.startswith("The model does not fit Iris v1: ")
+    assert not Job.objects.exists()
+
+
+def test_no_worker_answering_the_dry_run_is_unavailable_not_a_crash(owner, iris, mlp, settings):
+    node()
+    settings.TRAINYARD_DRY_RUN_QUEUE = f"nobody-listens-{uuid.uuid4().hex[:8]}"
+    settings.TRAINYARD_DRY_RUN_TIMEOUT_S = 0.5
+    with pytest.raises(DryRunUnavailable, match="no worker on the 'nobody-listens-"):
+        submit(owner, iris, mlp)
+    assert not Job.objects.exists()
+
+
+def test_custom_code_is_not_dry_run_and_the_job_says_so(owner, iris):
+    node()
+    custom = ModelArchitecture.objects.create(
+        slug="mine",
+        name="Mine",
+        family=ModelArchitecture.Family.CUSTOM,
+        code_uri="file:///srv/storage/models/net.py",
+        code_sha256="ab" * 32,
+        default_params={"width": 8},
+        owner=owner,
+    )
+    job = submit(owner, iris, custom, hyperparameters={"depth": 2})
+    assert job.parameter_count is None
+    assert job.model_check == CUSTOM_CODE_NOT_CHECKED
+    assert job.spec["hyperparameters"] == {"width": 8, "depth": 2}
+
+
+def test_a_regression_dataset_refuses_cross_entropy_and_best_by_accuracy(owner, mlp):
+    node()
+    prices = make_dataset(owner, task=Dataset.Task.REGRESSION, classes=[])
+    with pytest.raises(ValidationError) as excinfo:
+        submit(owner, prices, mlp, training={"best_metric": "val_accuracy"})
+    assert set(error_messages(excinfo)) == {"training.loss", "training.best_metric"}
+    job = submit(owner, prices, mlp, training={"loss": "mse"})
+    # One output: the standardised target.
+    assert job.parameter_count == (2 * 32 + 32) + (32 * 32 + 32) + (32 + 1)

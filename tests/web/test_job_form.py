@@ -10,8 +10,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from portal.catalog.models import Dataset
+from portal.catalog.models import Dataset, ModelArchitecture
 from portal.jobs.models import Job
+from tests.factories import make_dataset
 
 URL = reverse("jobs:new")
 
@@ -60,22 +61,23 @@ def test_it_reports_more_processes_than_any_node_has_on_the_processes_field(
 def test_it_reports_a_hidden_size_that_is_not_a_number(
     client: Client, owner: User, job_form_data: dict[str, Any]
 ) -> None:
-    response = post(client, owner, job_form_data, hidden_sizes="32,wide")
+    response = post(client, owner, job_form_data, hp_hidden_sizes="32,wide")
 
     assert response.status_code == 400
-    assert list(response.context["form"].errors) == ["hidden_sizes"]
+    assert list(response.context["form"].errors) == ["hp_hidden_sizes"]
 
 
-def test_it_reports_a_zero_width_layer_from_the_schema_on_hidden_sizes(
+def test_it_reports_a_zero_width_layer_from_the_architecture_on_hidden_sizes(
     client: Client, owner: User, job_form_data: dict[str, Any]
 ) -> None:
-    response = post(client, owner, job_form_data, hidden_sizes="32,0", dropout="1.5")
+    response = post(client, owner, job_form_data, hp_hidden_sizes="32,0")
 
     assert response.status_code == 400
     errors = response.context["form"].errors
-    assert set(errors) == {"hidden_sizes", "dropout"}
-    assert "greater than or equal to 1" in errors["hidden_sizes"][0]
-    assert "less than 1" in errors["dropout"][0]
+    assert list(errors) == ["hp_hidden_sizes"]
+    assert errors["hp_hidden_sizes"] == ["Expected `int` >= 1"]
+    response = post(client, owner, job_form_data, hp_dropout="1.5")
+    assert response.context["form"].errors["hp_dropout"] == ["Expected `float` < 1.0"]
 
 
 def test_a_valid_form_queues_the_job_and_opens_its_page(
@@ -96,30 +98,19 @@ def test_a_valid_form_queues_the_job_and_opens_its_page(
         "hidden_sizes": [16, 8],
         "activation": "tanh",
         "dropout": 0.1,
+        "output": "logits",
     }
+    assert job.spec["training"]["checkpoint_every"] == 2
+    assert job.spec["training"]["keep_last"] == 3
+    assert job.spec["training"]["best_metric"] == "val_accuracy"
+    assert job.parameter_count == (4 * 16 + 16) + (16 * 8 + 8) + (8 * 3 + 3)
 
 
 def test_the_form_offers_only_ready_datasets_the_user_may_see(
     client: Client, owner: User, outsider: User, iris: Dataset
 ) -> None:
-    Dataset.objects.create(
-        slug="fresh",
-        name="Still validating",
-        owner=owner,
-        uri="file:///x",
-        sha256="0" * 64,
-        label_column="y",
-        state=Dataset.State.VALIDATING,
-    )
-    Dataset.objects.create(
-        slug="theirs",
-        name="Someone else's",
-        owner=outsider,
-        uri="file:///y",
-        sha256="0" * 64,
-        label_column="y",
-        state=Dataset.State.READY,
-    )
+    make_dataset(owner, name="Still validating", state=Dataset.State.VALIDATING)
+    make_dataset(outsider, name="Someone else's")
     client.force_login(owner)
     response = client.get(URL)
 
@@ -132,15 +123,7 @@ def test_the_form_offers_only_ready_datasets_the_user_may_see(
 def test_it_rejects_a_dataset_the_user_cannot_see(
     client: Client, owner: User, outsider: User, job_form_data: dict[str, Any]
 ) -> None:
-    hidden = Dataset.objects.create(
-        slug="theirs",
-        name="Someone else's",
-        owner=outsider,
-        uri="file:///y",
-        sha256="0" * 64,
-        label_column="y",
-        state=Dataset.State.READY,
-    )
+    hidden = make_dataset(outsider, name="Someone else's")
     response = post(client, owner, job_form_data, dataset=str(hidden.pk))
 
     assert response.status_code == 400
@@ -157,3 +140,38 @@ def test_it_keeps_what_the_user_typed_when_it_reports_an_error(
     assert response.status_code == 400
     assert b'value="keep-me"' in response.content
     assert field in response.context["form"].errors
+
+
+def test_the_form_shows_the_selected_architectures_fields_with_the_right_kinds(
+    client: Client, owner: User, mlp: ModelArchitecture
+) -> None:
+    cnn = ModelArchitecture.objects.create(
+        slug="cnn", name="CNN", family="cnn", is_public=True, default_params={"kernel_size": 5}
+    )
+    client.force_login(owner)
+    form = client.get(URL, {"model": mlp.pk}).context["form"]
+    assert form.hyperparameter_names == ["hidden_sizes", "activation", "dropout", "output"]
+    assert 'value="32,32"' in str(form["hp_hidden_sizes"])
+    assert 'type="number"' in str(form["hp_dropout"])
+    assert "<select" in str(form["hp_activation"])
+
+    response = client.get(URL, {"model": cnn.pk})
+    form = response.context["form"]
+    assert form.hyperparameter_names == ["channels", "kernel_size", "dropout"]
+    # The model's default over the architecture's, and a choice of whole numbers.
+    assert form["hp_kernel_size"].value() == 5
+    assert '<option value="5" selected>' in str(form["hp_kernel_size"])
+    assert b"Hyperparameters of CNN" in response.content
+
+
+def test_no_worker_for_the_dry_run_answers_503_with_the_reason_on_the_form(
+    client: Client, owner: User, job_form_data: dict[str, Any], settings: Any
+) -> None:
+    settings.TRAINYARD_DRY_RUN_QUEUE = "nobody-listens-here"
+    settings.TRAINYARD_DRY_RUN_TIMEOUT_S = 0.3
+    response = post(client, owner, job_form_data)
+
+    assert response.status_code == 503
+    [error] = response.context["form"].non_field_errors()
+    assert error.startswith("The model could not be checked, so the job was not queued")
+    assert not Job.objects.exists()

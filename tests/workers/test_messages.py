@@ -20,6 +20,7 @@ from workers.messages import (
     AttemptExitedEntry,
     AttemptSpec,
     AttemptStartedEntry,
+    CheckpointSavedEntry,
     EventEntry,
     GpuHealth,
     HealthEntry,
@@ -43,9 +44,9 @@ def changed(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """`data` with the field at dotted `path` set to `value` (or removed, for `...`)."""
     copy: dict[str, Any] = json.loads(json.dumps(data))
     *parents, last = path.split(".")
-    target = copy
+    target: Any = copy
     for key in parents:
-        target = target[key]
+        target = target[int(key)] if key.isdigit() else target[key]
     if value is ...:
         del target[last]
     else:
@@ -70,18 +71,32 @@ def test_a_spec_survives_its_round_trip() -> None:
         ("checkpoint_dir", ..., "Object missing required field `checkpoint_dir`"),
         ("surprise", 1, "Object contains unknown field `surprise`"),
         ("dataset.sha256", "ab", "Expected `str` matching regex"),
-        ("dataset.format", "parquet", "Invalid enum value 'parquet' - at `$.dataset.format`"),
-        ("dataset.feature_columns", [], "Expected `array` of length >= 1"),
+        ("dataset.format", "xlsx", "Invalid enum value 'xlsx' - at `$.dataset.format`"),
+        ("dataset.task", "ranking", "Invalid enum value 'ranking' - at `$.dataset.task`"),
+        ("dataset.features", [], "Expected `array` of length >= 1"),
+        ("dataset.features.0.scale", 0.0, "Expected `float` > 0.0 - at `$.dataset.features[0]"),
+        ("dataset.input_shape", [1, 2, 3, 4], "Expected `array` of length <= 3"),
+        ("dataset.num_rows", 1, "Expected `int` >= 2 - at `$.dataset.num_rows`"),
+        (
+            "dataset.preprocessing.test_fraction",
+            0.8,
+            "val_fraction + test_fraction must leave rows to train on",
+        ),
         ("dataset.classes", "abc", "Expected `array`, got `str` - at `$.dataset.classes`"),
         ("model.hidden_sizes", [16, 0], "Expected `int` >= 1 - at `$.model.hidden_sizes[1]`"),
         ("model.activation", "swish", "Invalid enum value 'swish' - at `$.model.activation`"),
         ("model.dropout", 1.0, "Expected `float` < 1.0 - at `$.model.dropout`"),
+        ("model.architecture", "rnn", "Invalid value 'rnn' - at `$.model.architecture`"),
+        ("model.channels", [16], "Object contains unknown field `channels` - at `$.model`"),
         ("training.epochs", "30", "Expected `int`, got `str` - at `$.training.epochs`"),
         ("training.epochs", 0, "Expected `int` >= 1 - at `$.training.epochs`"),
         ("training.batch_size", 1.5, "Expected `int`, got `float` - at `$.training.batch_size`"),
         ("training.learning_rate", 0.0, "Expected `float` > 0.0"),
         ("training.optimizer", "lion", "Invalid enum value 'lion' - at `$.training.optimizer`"),
-        ("training.val_fraction", 1, "Expected `float` < 1.0 - at `$.training.val_fraction`"),
+        ("training.val_fraction", 0.2, "Object contains unknown field `val_fraction`"),
+        ("training.keep_last", 0, "Expected `int` >= 1 - at `$.training.keep_last`"),
+        ("training.checkpoint_every", 0, "Expected `int` >= 1"),
+        ("training.best_metric", "f1", "Invalid enum value 'f1' - at `$.training.best_metric`"),
         ("placement.device", "tpu", "Invalid enum value 'tpu' - at `$.placement.device`"),
         ("placement.nproc_per_node", 0, "Expected `int` >= 1"),
         ("placement.master_port", 70_000, "Expected `int` <= 65535"),
@@ -146,6 +161,20 @@ EXITED: dict[str, Any] = STARTED | {
     "reason": "boom",
     "retryable": True,
 }
+SAVED: dict[str, Any] = {
+    "type": "checkpoint.saved",
+    "job": 1,
+    "attempt": 2,
+    "epoch": 3,
+    "step": 30,
+    "name": "attempt-2/epoch-3.pt",
+    "sha256": "ab" * 32,
+    "size_bytes": 1234,
+    "val_loss": 0.25,
+    "val_accuracy": None,
+    "is_best": True,
+    "ts": TS,
+}
 GPU: dict[str, Any] = {
     "index": 0,
     "uuid": "GPU-5e2b",
@@ -185,6 +214,7 @@ HEALTH: dict[str, Any] = {
         (LogEntry, LOG),
         (EventEntry, STARTED),
         (EventEntry, EXITED),
+        (EventEntry, SAVED),
         (HealthEntry, HEALTH),
         (HealthEntry, HEALTH | {"gpus": [], "surplus_field": "ignored"}),
     ],
@@ -211,6 +241,8 @@ def test_a_valid_entry_decodes_and_round_trips(kind: Any, valid: dict[str, Any])
         (LogEntry, LOG | {"line": 5}, "Expected `str`, got `int` - at `$.line`"),
         (EventEntry, STARTED | {"type": "attempt.paused"}, "Invalid value 'attempt.paused'"),
         (EventEntry, STARTED | {"node": ""}, "Expected `str` of length >= 1 - at `$.node`"),
+        (EventEntry, SAVED | {"name": "../etc/passwd;"}, "Expected `str` matching regex"),
+        (EventEntry, SAVED | {"sha256": "x"}, "Expected `str` matching regex"),
         (EventEntry, EXITED | {"cancelled": 0}, "Expected `bool`, got `int` - at `$.cancelled`"),
         (EventEntry, EXITED | {"exit_code": "1"}, "Expected `int`, got `str` - at `$.exit_code`"),
         (
@@ -273,5 +305,6 @@ def test_a_log_line_loses_its_nul_bytes_and_its_runaway_tail() -> None:
 def test_events_decode_to_their_own_type_by_tag() -> None:
     assert isinstance(decode(json.dumps(STARTED), EventEntry), AttemptStartedEntry)
     assert isinstance(decode(json.dumps(EXITED), EventEntry), AttemptExitedEntry)
+    assert isinstance(decode(json.dumps(SAVED), EventEntry), CheckpointSavedEntry)
     fields = {k: v for k, v in STARTED.items() if k != "type"}
     assert json.loads(encode(AttemptStartedEntry(**fields)))["type"] == "attempt.started"

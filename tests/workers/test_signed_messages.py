@@ -149,6 +149,9 @@ LIMITS = bounds.NodeLimits(
 )
 
 
+CUSTOM: dict[str, Any] = {"architecture": "custom", "code_sha256": "0" * 64, "hparams": {}}
+
+
 def spec_with(tmp_path: Path, **changes: Any) -> dict[str, Any]:
     spec = iris_spec(
         node_name="n",
@@ -182,6 +185,10 @@ def spec_with(tmp_path: Path, **changes: Any) -> dict[str, Any]:
         ({"placement.nproc_per_node": True}, "not a positive integer"),
         ({"placement.device": "cuda", "placement.nproc_per_node": 1}, "this node has 0 GPUs"),
         ({"placement": None}, "malformed"),
+        ({"model": CUSTOM | {"code_uri": "file:///srv/storage/models/net.py"}}, None),
+        ({"model": CUSTOM | {"code_uri": "file:///home/me/net.py"}}, "model code"),
+        ({"model": CUSTOM | {"code_uri": "file:///srv/storage/../x.py"}}, "outside the storage"),
+        ({"model": CUSTOM | {"code_uri": 7}}, "code URI is not a string"),
     ],
 )
 def test_spec_bounds(tmp_path: Path, changes: dict[str, Any], problem: str | None) -> None:

@@ -1,102 +1,97 @@
-"""Load a CSV dataset into tensors and split it the same way on every rank.
+"""The trainer's view of a dataset version: `workers.datasets` prepares it, this shards it.
 
-The split and the standardisation statistics depend only on the file and the seed, so every rank
-(on every node) computes identical train and validation sets without talking to the others.
+`workers.datasets.prepare` turns the verified file into memory-mapped `.npy` arrays once per
+node (the features already normalised with the version's statistics); every rank then reads
+only the rows its `DistributedSampler` hands it, so no rank holds the whole dataset in memory.
+The split is `workers.datasets.split_indices` of the version's seeded preprocessing, so every
+rank on every node sees the same train and validation rows without talking to the others.
+A regression target is trained standardised, `(y - target_shift) / target_scale`, here and
+nowhere else.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from workers.datasets import DatasetInvalid, prepare, split_indices
 from workers.messages import DatasetSpec
+from workers.storage import dataset_fetch
 
-
-class DatasetError(Exception):
-    """The dataset cannot be used for this job; the message says which row or column and why."""
+__all__ = ["DatasetInvalid", "Rows", "Shards", "load_shards"]
 
 
 @dataclass(frozen=True)
-class Splits:
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
+class Shards:
+    """The prepared arrays (memory-mapped) and which rows are for training and validation."""
+
+    features: np.ndarray[Any, Any]
+    targets: np.ndarray[Any, Any]
+    train: np.ndarray[Any, Any]
+    val: np.ndarray[Any, Any]
+    spec: DatasetSpec
+
+    def rows(self, indices: np.ndarray[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows at `indices` as tensors (features float32, targets as the task trains)."""
+        order = np.sort(indices)  # sequential reads of the memory map
+        x = torch.from_numpy(np.ascontiguousarray(self.features[order], dtype=np.float32))
+        raw = np.asarray(self.targets[order])
+        if self.spec.task == "regression":
+            scaled = (raw.astype(np.float64) - self.spec.target_shift) / self.spec.target_scale
+            return x, torch.from_numpy(scaled.astype(np.float32))
+        return x, torch.from_numpy(raw.astype(np.int64))
 
 
-def load_csv(path: Path, spec: DatasetSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features as float32 `[n, len(feature_columns)]` and labels as class indices `[n]`."""
-    class_index = {name: i for i, name in enumerate(spec.classes)}
-    features: list[list[float]] = []
-    labels: list[int] = []
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            wanted = [*spec.feature_columns, spec.label_column]
-            missing = [column for column in wanted if column not in header]
-            if missing:
-                raise DatasetError(
-                    f"{path.name}: missing column(s) {', '.join(missing)}; "
-                    f"the header has {', '.join(header) or 'nothing'}"
-                )
-            for row in reader:
-                line = reader.line_num
-                label = (row[spec.label_column] or "").strip()
-                if label not in class_index:
-                    raise DatasetError(
-                        f"{path.name} line {line}: label {label!r} is not one of "
-                        f"{', '.join(spec.classes)}"
-                    )
-                values = []
-                for column in spec.feature_columns:
-                    raw = row[column]
-                    try:
-                        value = float(raw)
-                    except (TypeError, ValueError):
-                        raise DatasetError(
-                            f"{path.name} line {line}: column {column!r} has {raw!r}, not a number"
-                        ) from None
-                    if value != value or value in (float("inf"), float("-inf")):
-                        raise DatasetError(
-                            f"{path.name} line {line}: column {column!r} is not finite"
-                        )
-                    values.append(value)
-                features.append(values)
-                labels.append(class_index[label])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
-    if not features:
-        raise DatasetError(f"{path.name} has a header but no rows")
-    return (
-        torch.tensor(features, dtype=torch.float32),
-        torch.tensor(labels, dtype=torch.long),
-    )
+class Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """The training rows as a map-style dataset over the memory map; the `DistributedSampler`
+    gives each rank its own positions in it. `__getitems__` reads a whole batch at once."""
+
+    def __init__(self, shards: Shards) -> None:
+        self._shards = shards
+
+    def __len__(self) -> int:
+        return len(self._shards.train)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self._shards.rows(self._shards.train[[position]])
+        return x[0], y[0]
+
+    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._shards.rows(self._shards.train[positions])
 
 
-def split(
-    features: torch.Tensor, labels: torch.Tensor, *, seed: int, val_fraction: float
-) -> Splits:
-    """A seeded shuffle into train and validation, standardised with the train split's stats."""
-    count = features.shape[0]
-    if count < 2:
-        raise DatasetError(f"need at least 2 rows to split into train and validation, got {count}")
-    # At least one row on each side, whatever the fraction rounds to.
-    val_count = min(max(round(count * val_fraction), 1), count - 1)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(count, generator=generator)
-    val_idx, train_idx = order[:val_count], order[val_count:]
-    train_x = features[train_idx]
-    mean = train_x.mean(dim=0)
-    std = train_x.std(dim=0, unbiased=False)
-    # A constant column carries no information; dividing by 1 keeps it finite instead of NaN.
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    return Splits(
-        train_x=(train_x - mean) / std,
-        train_y=labels[train_idx],
-        val_x=(features[val_idx] - mean) / std,
-        val_y=labels[val_idx],
+def batch_as_is(batch: Any) -> Any:
+    """The DataLoader's collate for `Rows.__getitems__`, which already returns a batch."""
+    return batch
+
+
+def load_shards(spec: DatasetSpec, *, cache_dir: Path) -> Shards:
+    """Fetch (verify, cache), prepare and split the dataset version `spec` names.
+
+    Raises `StorageError` (cannot fetch, checksum) or `DatasetInvalid` (the bytes do not
+    prepare into what the version says)."""
+    local = dataset_fetch(uri=spec.uri, sha256=spec.sha256, cache_dir=cache_dir)
+    prepared = prepare(local, spec, cache_dir)
+    features, targets = prepared.features, prepared.targets
+    if len(features) != spec.num_rows or len(targets) != spec.num_rows:
+        raise DatasetInvalid(
+            f"{local.name}: prepared {len(features)} rows, but the version has {spec.num_rows}"
+        )
+    if tuple(features.shape[1:]) != tuple(spec.input_shape):
+        raise DatasetInvalid(
+            f"{local.name}: prepared examples of shape {tuple(features.shape[1:])}, "
+            f"but the version says {tuple(spec.input_shape)}"
+        )
+    train, val, _test = split_indices(spec.num_rows, spec.preprocessing)
+    return Shards(
+        features=features,
+        targets=targets,
+        train=np.asarray(train),
+        val=np.asarray(val),
+        spec=spec,
     )

@@ -1,19 +1,25 @@
 """One rank of a DDP training run: setup, loop, and a `finally` that always cleans up.
 
 torchrun starts this once per local rank with RANK, LOCAL_RANK, WORLD_SIZE and the rendezvous
-in the environment. Every rank trains on its `DistributedSampler` shard; losses and accuracies
-are all-reduced so the reporting rank (`REPORTING_RANK`, 0) reports the whole gang's numbers as
-`MetricEntry`s and writes the checkpoints. `train` is the references' shape (pytorch/examples
-`multigpu_torchrun.py`, torchtitan's trainer): `build`, `resume`, then `run_epoch` and
-`save_checkpoint` per epoch; `main` is setup, that loop, and a `finally` that always cleans up.
-A GPU placement on a host without CUDA fails at once (`placement_device`), never silently on
-the CPU. Every rank prints one `[rank N]` line per epoch so the job's log shows all of them.
+in the environment. Every rank trains on its `DistributedSampler` shard of the memory-mapped,
+prepared dataset (`workers.train.data`); losses and accuracies are all-reduced so the reporting
+rank (`REPORTING_RANK`, 0) reports the whole gang's numbers as `MetricEntry`s, writes the
+checkpoints (reporting each as a `CheckpointSavedEntry` on the events stream) and, at the end,
+exports the best one (`workers.train.export`). `train` is the references' shape
+(pytorch/examples `multigpu_torchrun.py`, torchtitan's trainer): `build`, `resume`, then
+`run_epoch` and `save_checkpoint` per epoch; `main` is setup, that loop, and a `finally` that
+always cleans up. A GPU placement on a host without CUDA fails at once (`placement_device`),
+never silently on the CPU. Every rank prints one `[rank N]` line per epoch so the job's log
+shows all of them.
 
-Resuming: the reporting rank writes `checkpoint_dir/attempt-<id>/latest.pt`, and a start resumes
-from the newest checkpoint of this attempt or an earlier one (see `workers.train.checkpoint`), then
-continues after its epoch. Within the same attempt the metric `seq` continues from the
-checkpoint; a new attempt (a requeue) starts its own `seq` at 0, because the portal keys
-metrics by `(attempt, seq)`.
+The model is `workers.models.build_model` for a built-in architecture, or the user's code
+(`workers.models.load_custom`) for a `CustomModel`: fetched by URI and checked against its
+SHA-256 like a dataset. Custom code runs only here, on nodes.
+
+Resuming: a start resumes from the newest `latest.pt` of this attempt or an earlier one (see
+`workers.train.checkpoint`), then continues after its epoch. Within the same attempt the
+metric `seq` continues from the checkpoint; a new attempt (a requeue) starts its own `seq` at
+0, because the portal keys metrics by `(attempt, seq)`.
 """
 
 from __future__ import annotations
@@ -24,34 +30,43 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler
 
 from workers import attempts, config
-from workers.messages import AttemptSpec, MetricEntry, stream_name
+from workers.messages import (
+    AttemptSpec,
+    CheckpointSavedEntry,
+    CustomModel,
+    MetricEntry,
+    stream_name,
+)
+from workers.models import ModelShapeError, build_model, load_custom, output_width
 from workers.reporter import StreamReporter
 from workers.storage import StorageError, dataset_fetch
 from workers.train import ERROR_MARK
 from workers.train.checkpoint import (
+    BEST,
+    Best,
     Checkpoint,
+    Saved,
     attempt_checkpoint_dir,
+    checkpoint_due,
     checkpoint_load,
     checkpoint_save,
     checkpoint_to_resume,
 )
-from workers.train.data import DatasetError, Splits, load_csv, split
-from workers.train.model import build_model
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from workers.train.data import DatasetInvalid, Rows, Shards, batch_as_is, load_shards
+from workers.train.export import export_best
+from workers.train.objective import Objective, ObjectiveError, objective_for
 
 
 class SpecError(Exception):
@@ -93,12 +108,23 @@ def is_reporting(gang: Gang) -> bool:
     return gang.rank == REPORTING_RANK
 
 
+@dataclass
+class Reporters:
+    """The reporting rank's two streams: metrics (every step) and events (checkpoints)."""
+
+    metrics: StreamReporter
+    events: StreamReporter
+
+
 class Metrics:
     """Numbers the reporting rank reports, with `seq` contiguous within the attempt."""
 
-    def __init__(self, *, spec: AttemptSpec, reporter: StreamReporter, seq: int) -> None:
+    def __init__(
+        self, *, spec: AttemptSpec, reporter: StreamReporter, seq: int, has_accuracy: bool
+    ) -> None:
         self._spec = spec
         self._reporter = reporter
+        self._has_accuracy = has_accuracy
         self.seq = seq
 
     def report(
@@ -118,7 +144,7 @@ class Metrics:
                 step=step,
                 epoch=epoch,
                 loss=loss_sum / count,
-                accuracy=correct / count,
+                accuracy=correct / count if self._has_accuracy else None,
                 ts=time.time(),
             )
         )
@@ -140,13 +166,32 @@ def load_spec(path: str) -> AttemptSpec:
         raise SpecError(f"cannot read the attempt spec {path}: {exc}") from exc
 
 
-def load_data(spec: AttemptSpec) -> Splits:
-    state_dir = config.node_state_dir(spec.node_name)
-    local = dataset_fetch(
-        uri=spec.dataset.uri, sha256=spec.dataset.sha256, cache_dir=attempts.cache_dir(state_dir)
-    )
-    features, labels = load_csv(local, spec.dataset)
-    return split(features, labels, seed=spec.training.seed, val_fraction=spec.training.val_fraction)
+def node_cache(spec: AttemptSpec) -> Path:
+    return attempts.cache_dir(config.node_state_dir(spec.node_name))
+
+
+def load_data(spec: AttemptSpec) -> Shards:
+    return load_shards(spec.dataset, cache_dir=node_cache(spec))
+
+
+def model_outputs(spec: AttemptSpec) -> int:
+    dataset = spec.dataset
+    return output_width(spec.model, task=dataset.task, num_classes=len(dataset.classes))
+
+
+def make_model(spec: AttemptSpec) -> nn.Module:
+    """The untrained module: a built-in architecture, or the user's code once its bytes match
+    the checksum the portal recorded (`ModelShapeError` when it cannot be built)."""
+    input_shape = tuple(spec.dataset.input_shape)
+    outputs = model_outputs(spec)
+    if isinstance(spec.model, CustomModel):
+        code = dataset_fetch(
+            uri=spec.model.code_uri, sha256=spec.model.code_sha256, cache_dir=node_cache(spec)
+        )
+        module: nn.Module = load_custom(code, spec.model, input_shape=input_shape, outputs=outputs)
+        return module
+    built: nn.Module = build_model(spec.model, input_shape=input_shape, outputs=outputs)
+    return built
 
 
 def placement_device(spec: AttemptSpec) -> torch.device:
@@ -183,45 +228,6 @@ def setup(device: torch.device) -> Gang:
     )
 
 
-def loss_function(name: str, classes: int) -> LossFn:
-    if name == "cross_entropy":
-        return F.cross_entropy
-
-    def mse(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        target = F.one_hot(labels, classes).to(outputs.dtype)
-        return F.mse_loss(outputs.softmax(dim=1), target)
-
-    return mse
-
-
-def batch_totals(outputs: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-    """`[loss * count, correct, count]` in float64, ready for an all-reduce sum."""
-    count = labels.shape[0]
-    correct = (outputs.argmax(dim=1) == labels).sum()
-    return torch.stack(
-        [
-            loss.detach().double() * count,
-            correct.double(),
-            torch.tensor(float(count), dtype=torch.float64, device=outputs.device),
-        ]
-    )
-
-
-def evaluate(model: nn.Module, splits: Splits, gang: Gang, loss_fn: LossFn) -> torch.Tensor:
-    """Validation totals over every rank's `rank::world` slice: each row counted exactly once."""
-    x = splits.val_x[gang.rank :: gang.world_size].to(gang.device)
-    y = splits.val_y[gang.rank :: gang.world_size].to(gang.device)
-    totals = torch.zeros(3, dtype=torch.float64, device=gang.device)
-    if y.shape[0]:
-        model.eval()
-        with torch.no_grad():
-            outputs = model(x)
-            totals = batch_totals(outputs, y, loss_fn(outputs, y))
-        model.train()
-    dist.all_reduce(totals)
-    return totals
-
-
 def agree_on_start(checkpoint: Checkpoint | None, gang: Gang) -> None:
     """Every rank must resume from the same epoch, or the gang would train out of step."""
     mine = torch.tensor([checkpoint.epoch if checkpoint else 0], device=gang.device)
@@ -241,19 +247,32 @@ class Run:
     model: nn.Module
     ddp: DistributedDataParallel
     optimizer: torch.optim.Optimizer
-    loss_fn: LossFn
+    objective: Objective
     sampler: DistributedSampler[int]
-    loader: DataLoader[tuple[torch.Tensor, ...]]
+    loader: DataLoader[tuple[torch.Tensor, torch.Tensor]]
+    # This rank's `rank::world` slice of the validation rows, read once.
+    val: tuple[torch.Tensor, torch.Tensor]
+    outputs: int
     epoch: int = 0  # the last completed epoch
     step: int = 0
+    best: Best | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
 
 
-def build(spec: AttemptSpec, splits: Splits, gang: Gang) -> Run:
+def build(spec: AttemptSpec, shards: Shards, gang: Gang) -> Run:
     """The model, its DDP wrapper, the optimizer and this rank's shard of the data."""
     training = spec.training
-    classes = len(spec.dataset.classes)
+    dataset = spec.dataset
     torch.manual_seed(training.seed)
-    model = build_model(spec.model, inputs=splits.train_x.shape[1], outputs=classes).to(gang.device)
+    outputs = model_outputs(spec)
+    try:
+        objective = objective_for(
+            task=dataset.task, width=outputs, classes=len(dataset.classes), loss=training.loss
+        )
+    except ObjectiveError as exc:
+        raise SpecError(str(exc)) from exc
+    model = make_model(spec).to(gang.device)
     ddp = DistributedDataParallel(
         model, device_ids=[gang.local_rank] if gang.device.type == "cuda" else None
     )
@@ -262,17 +281,21 @@ def build(spec: AttemptSpec, splits: Splits, gang: Gang) -> Run:
         optimizer = torch.optim.Adam(ddp.parameters(), lr=training.learning_rate)
     else:
         optimizer = torch.optim.SGD(ddp.parameters(), lr=training.learning_rate)
-    dataset = TensorDataset(splits.train_x, splits.train_y)
+    rows = Rows(shards)
     sampler: DistributedSampler[int] = DistributedSampler(
-        dataset, num_replicas=gang.world_size, rank=gang.rank, shuffle=True, seed=training.seed
+        rows, num_replicas=gang.world_size, rank=gang.rank, shuffle=True, seed=training.seed
     )
     return Run(
         model=model,
         ddp=ddp,
         optimizer=optimizer,
-        loss_fn=loss_function(training.loss, classes),
+        objective=objective,
         sampler=sampler,
-        loader=DataLoader(dataset, batch_size=training.batch_size, sampler=sampler),
+        loader=DataLoader(
+            rows, batch_size=training.batch_size, sampler=sampler, collate_fn=batch_as_is
+        ),
+        val=shards.rows(shards.val[gang.rank :: gang.world_size]),
+        outputs=outputs,
     )
 
 
@@ -288,17 +311,32 @@ def resume(spec: AttemptSpec, run: Run, gang: Gang) -> int:
     # Loaded into the module DDP wraps: DDP keeps the parameters, not copies of them.
     run.model.load_state_dict(checkpoint.model)
     run.optimizer.load_state_dict(checkpoint.optimizer)
-    run.epoch, run.step = checkpoint.epoch, checkpoint.step
+    run.epoch, run.step, run.best = checkpoint.epoch, checkpoint.step, checkpoint.best
+    run.val_loss, run.val_accuracy = checkpoint.val_loss, checkpoint.val_accuracy
     say(gang.rank, f"resuming after epoch {run.epoch} (step {run.step}) from {resume_from}")
     return checkpoint.seq if checkpoint.attempt == spec.attempt_id else 0
 
 
-def run_epoch(
-    spec: AttemptSpec, run: Run, splits: Splits, gang: Gang, metrics: Metrics | None
-) -> None:
+def evaluate(run: Run, gang: Gang) -> torch.Tensor:
+    """Validation totals over every rank's `rank::world` slice: each row counted exactly once."""
+    x_cpu, y_cpu = run.val
+    totals = torch.zeros(3, dtype=torch.float64, device=gang.device)
+    if y_cpu.shape[0]:
+        x, y = x_cpu.to(gang.device), y_cpu.to(gang.device)
+        run.model.eval()
+        with torch.no_grad():
+            outputs = run.model(x)
+            totals = run.objective.totals(outputs, y, run.objective.loss(outputs, y))
+        run.model.train()
+    dist.all_reduce(totals)
+    return totals
+
+
+def run_epoch(spec: AttemptSpec, run: Run, gang: Gang, metrics: Metrics | None) -> None:
     """Train one epoch on this rank's shard, then validate; the reporting rank reports both."""
     epochs = spec.training.epochs
     epoch = run.epoch + 1
+    objective = run.objective
     run.sampler.set_epoch(epoch)
     run.ddp.train()
     local = torch.zeros(3, dtype=torch.float64, device=gang.device)
@@ -306,34 +344,35 @@ def run_epoch(
         x, y = x_cpu.to(gang.device), y_cpu.to(gang.device)
         run.optimizer.zero_grad(set_to_none=True)
         outputs = run.ddp(x)
-        loss = run.loss_fn(outputs, y)
+        loss = objective.loss(outputs, y)
         loss.backward()
         run.optimizer.step()
         run.step += 1
-        totals = batch_totals(outputs, y, loss)
+        totals = objective.totals(outputs, y, loss)
         local += totals
         dist.all_reduce(totals)
         check_finite(totals, step=run.step, epoch=epoch)
         if metrics:
             metrics.report(split="train", step=run.step, epoch=epoch, totals=totals)
-    val = evaluate(run.model, splits, gang, run.loss_fn)
+    val = evaluate(run, gang)
     run.epoch = epoch
     loss_sum, _, count = local.tolist()
-    say(gang.rank, f"epoch {epoch}/{epochs} local train loss {loss_sum / count:.4f}")
+    say(gang.rank, f"epoch {epoch}/{epochs} local train loss {loss_sum / max(count, 1):.4f}")
+    val_loss, val_correct, val_count = val.tolist()
+    finite = val_count > 0 and math.isfinite(val_loss)
+    run.val_loss = val_loss / val_count if finite else None
+    run.val_accuracy = val_correct / val_count if finite and objective.has_accuracy else None
     if metrics:
         metrics.report(split="val", step=run.step, epoch=epoch, totals=val)
-        val_loss, val_correct, val_count = val.tolist()
-        say(
-            gang.rank,
-            f"epoch {epoch}/{epochs} step {run.step} "
-            f"val loss {val_loss / val_count:.4f} accuracy {val_correct / val_count:.3f}",
-        )
+        accuracy = "" if run.val_accuracy is None else f" accuracy {run.val_accuracy:.3f}"
+        shown = "n/a" if run.val_loss is None else f"{run.val_loss:.4f}"
+        say(gang.rank, f"epoch {epoch}/{epochs} step {run.step} val loss {shown}{accuracy}")
 
 
-def save_checkpoint(spec: AttemptSpec, run: Run, seq: int) -> Path:
+def save_checkpoint(spec: AttemptSpec, run: Run, seq: int) -> Saved:
     """Write this attempt's checkpoint after `run.epoch` (the reporting rank only)."""
-    return checkpoint_save(
-        attempt_checkpoint_dir(Path(spec.checkpoint_dir), spec.attempt_id),
+    saved = checkpoint_save(
+        Path(spec.checkpoint_dir),
         Checkpoint(
             model=run.model.state_dict(),
             optimizer=run.optimizer.state_dict(),
@@ -341,18 +380,73 @@ def save_checkpoint(spec: AttemptSpec, run: Run, seq: int) -> Path:
             step=run.step,
             seq=seq,
             attempt=spec.attempt_id,
+            val_loss=run.val_loss,
+            val_accuracy=run.val_accuracy,
+            best=run.best,
         ),
+        keep_last=spec.training.keep_last,
+        best_metric=spec.training.best_metric,
+    )
+    run.best = saved.best
+    return saved
+
+
+def saved_entry(spec: AttemptSpec, run: Run, saved: Saved) -> CheckpointSavedEntry:
+    return CheckpointSavedEntry(
+        job=spec.job_id,
+        attempt=spec.attempt_id,
+        epoch=run.epoch,
+        step=run.step,
+        name=saved.name,
+        sha256=saved.sha256,
+        size_bytes=saved.size_bytes,
+        val_loss=run.val_loss,
+        val_accuracy=run.val_accuracy,
+        is_best=saved.is_best,
+        ts=time.time(),
     )
 
 
-def train(spec: AttemptSpec, splits: Splits, gang: Gang, reporter: StreamReporter | None) -> None:
-    run = build(spec, splits, gang)
+def export(spec: AttemptSpec, run: Run, gang: Gang) -> None:
+    """Export the best checkpoint's weights (the reporting rank, after the last epoch)."""
+    if run.best is None:
+        say(gang.rank, "no checkpoint to export", error=True)
+        return
+    checkpoint_dir = Path(spec.checkpoint_dir)
+    best_file = checkpoint_dir / run.best.name
+    own_best = attempt_checkpoint_dir(checkpoint_dir, spec.attempt_id) / BEST
+    source = own_best if own_best.is_file() else best_file
+    model = make_model(spec)
+    model.load_state_dict(checkpoint_load(source).model)
+    directory, problem = export_best(spec, model.cpu(), best=run.best, outputs=run.outputs)
+    say(gang.rank, f"exported {run.best.name} (epoch {run.best.epoch}) to {directory}")
+    if problem:
+        say(gang.rank, f"warning: no TorchScript export: {problem}", error=True)
+
+
+def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | None) -> None:
+    training = spec.training
+    run = build(spec, shards, gang)
     seq = resume(spec, run, gang)
-    metrics = Metrics(spec=spec, reporter=reporter, seq=seq) if reporter else None
-    while run.epoch < spec.training.epochs:
-        run_epoch(spec, run, splits, gang, metrics)
-        if is_reporting(gang):
-            save_checkpoint(spec, run, metrics.seq if metrics else 0)
+    metrics = (
+        Metrics(
+            spec=spec,
+            reporter=reporters.metrics,
+            seq=seq,
+            has_accuracy=run.objective.has_accuracy,
+        )
+        if reporters
+        else None
+    )
+    while run.epoch < training.epochs:
+        run_epoch(spec, run, gang, metrics)
+        due = checkpoint_due(run.epoch, every=training.checkpoint_every, epochs=training.epochs)
+        if is_reporting(gang) and due:
+            saved = save_checkpoint(spec, run, metrics.seq if metrics else 0)
+            if reporters:
+                reporters.events.report(saved_entry(spec, run, saved))
+    if is_reporting(gang):
+        export(spec, run, gang)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,30 +454,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="path to the attempt's spec.json")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    reporter: StreamReporter | None = None
+    reporters: Reporters | None = None
     try:
         spec = load_spec(args.spec)
         device = placement_device(spec)
         # Data before the gang: every rank reads the same file, so bad data fails all of them
         # alike, before any of them waits in a collective for a peer that already exited.
-        splits = load_data(spec)
+        shards = load_data(spec)
         gang = setup(device)
         rank = gang.rank
         if is_reporting(gang):
-            reporter = StreamReporter(
-                redis_url=config.redis_url(),
-                stream=stream_name(config.stream_prefix(), "metrics"),
-                stream_maxlen=config.stream_maxlen(),
+            prefix, maxlen = config.stream_prefix(), config.stream_maxlen()
+            reporters = Reporters(
+                metrics=StreamReporter(
+                    redis_url=config.redis_url(),
+                    stream=stream_name(prefix, "metrics"),
+                    stream_maxlen=maxlen,
+                ),
+                events=StreamReporter(
+                    redis_url=config.redis_url(),
+                    stream=stream_name(prefix, "events"),
+                    stream_maxlen=maxlen,
+                ),
             )
         say(rank, f"training on {gang.device} as rank {rank} of {gang.world_size}")
-        train(spec, splits, gang, reporter)
+        train(spec, shards, gang, reporters)
         if is_reporting(gang):
             say(rank, "training finished")
         return 0
     except (
         SpecError,
         PlacementError,
-        DatasetError,
+        DatasetInvalid,
+        ModelShapeError,
         StorageError,
         config.ConfigError,
         TrainingDiverged,
@@ -391,12 +494,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(rank, f"{ERROR_MARK} {exc}", error=True)
         return 2
     finally:
-        if reporter is not None and not reporter.close(timeout=10.0):
-            say(
-                rank,
-                f"warning: metrics not fully delivered ({reporter.dropped} dropped, "
-                f"{reporter.pending} undelivered)",
-                error=True,
-            )
+        if reporters is not None:
+            for reporter in (reporters.metrics, reporters.events):
+                if not reporter.close(timeout=10.0):
+                    say(
+                        rank,
+                        f"warning: {reporter.stream} not fully delivered ({reporter.dropped} "
+                        f"dropped, {reporter.pending} undelivered)",
+                        error=True,
+                    )
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -7,7 +7,8 @@ twice on the same entries, because entries are delivered at least once:
 - metric points and log lines have unique keys (`(attempt, seq)`, `(attempt, node_rank, seq)`)
   and are inserted with ON CONFLICT DO NOTHING;
 - attempt events go through services that are fenced by the attempt id and move state with
-  conditional updates, so a repeated `attempt.exited` changes nothing;
+  conditional updates, so a repeated `attempt.exited` changes nothing; a `checkpoint.saved`
+  is a row with a unique `(attempt, name)`, inserted with ON CONFLICT DO NOTHING;
 - a heartbeat is a last-writer-wins snapshot, and its reconciliation with the attempts placed
   on the node compares states, so it too can run twice.
 """
@@ -34,7 +35,15 @@ from portal.jobs.events import (
 )
 from portal.jobs.models import Attempt, LogLine, MetricPoint
 from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
-from workers.messages import AttemptStartedEntry, EventEntry, HealthEntry, LogEntry, MetricEntry
+from workers.messages import (
+    AttemptExitedEntry,
+    AttemptStartedEntry,
+    CheckpointSavedEntry,
+    EventEntry,
+    HealthEntry,
+    LogEntry,
+    MetricEntry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +182,11 @@ def batch_apply(batch: Batch) -> Applied:
     # Lock every node this batch touches (an exit counts against its node, a heartbeat
     # rewrites it) up front and in name order, the order the scheduler pass locks them in, so
     # the two can never deadlock on nodes.
-    touched = {event.node for event in batch.events} | set(latest)
+    touched = {
+        event.node
+        for event in batch.events
+        if isinstance(event, AttemptStartedEntry | AttemptExitedEntry)
+    } | set(latest)
     if touched:
         list(Node.objects.select_for_update().filter(name__in=touched).order_by("name"))
     current = _current_attempts(
@@ -184,6 +197,8 @@ def batch_apply(batch: Batch) -> Applied:
     for event in batch.events:
         if isinstance(event, AttemptStartedEntry):
             job_services.attempt_started(event)
+        elif isinstance(event, CheckpointSavedEntry):
+            job_services.checkpoint_recorded(event)
         else:
             job_services.attempt_exited(event)
     for entry in sorted(latest.values(), key=lambda entry: entry.node):
