@@ -81,7 +81,15 @@ def make_dataset(
             "test_fraction": 0.0,
         },
     }
-    return Dataset.objects.create(**(values | fields))
+    if owner is not None and "team" not in fields:
+        values["team"] = Team.objects.filter(members=owner.pk).order_by("name").first()
+    values |= fields
+    if "version" not in values:
+        # The owner's next version of the name, as an upload would number it.
+        values["version"] = (
+            Dataset.objects.filter(owner_id=values["owner_id"], name=name).count() + 1
+        )
+    return Dataset.objects.create(**values)
 
 
 def make_job(
@@ -151,27 +159,6 @@ def make_heartbeat(name: str, **fields: Any) -> HealthEntry:
         "ts": time.time(),
     }
     return HealthEntry(**(values | fields))
-
-
-def make_dataset(owner: User | None, name: str = "data", **fields: Any) -> Dataset:
-    """A ready dataset version row (no file behind it unless `uri` names one)."""
-    values: dict[str, Any] = {
-        "name": name,
-        "owner": owner,
-        "state": Dataset.State.READY,
-        "uri": "",
-        "sha256": "0" * 64,
-        "target": "label",
-        "classes": ["a", "b"],
-        "num_rows": 4,
-    }
-    if owner is not None and "team" not in fields:
-        values["team"] = Team.objects.filter(members=owner.pk).order_by("name").first()
-    values.update(fields)
-    if "version" not in values:
-        latest = Dataset.objects.filter(owner=owner, name=name).count()
-        values["version"] = latest + 1
-    return Dataset.objects.create(**values)
 
 
 def small_csv(rows: int = 12) -> bytes:

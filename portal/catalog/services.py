@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -41,10 +41,12 @@ from workers import datasets
 from workers.datasets import builtins as generators
 from workers.messages import (
     CnnModel,
+    DatasetFormat,
     LinearModel,
     MlpModel,
     PreprocessSpec,
     ResNetModel,
+    Task,
     TransformerModel,
 )
 
@@ -197,9 +199,9 @@ def _inspect(dataset: Dataset) -> Any:
     with _named_copy(dataset) as path:
         return datasets.inspect(
             path,
-            format=dataset.format,
+            format=cast(DatasetFormat, dataset.format),
             target=dataset.target,
-            task=dataset.task,
+            task=cast(Task, dataset.task),
             preprocessing=msgspec.convert(dataset.preprocessing, PreprocessSpec),
             limits=dataset_limits(),
         )
@@ -424,9 +426,9 @@ def _ensure_builtin_dataset(builtin: Builtin, workdir: Path) -> None:
     task = _builtin_task(builtin, local)
     inspection = datasets.inspect(
         local,
-        format=builtin.format,
+        format=cast(DatasetFormat, builtin.format),
         target=target,
-        task=task,
+        task=cast(Task, task),
         preprocessing=builtin.preprocessing,
         limits=dataset_limits(),
     )

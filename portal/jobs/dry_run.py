@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 import msgspec
 
-from workers.messages import CustomModel, ModelSpec
+from workers.messages import CustomModel, ModelSpec, Task
 
 MODEL_DRY_RUN_TASK = "portal.jobs.tasks.model_dry_run"
 
@@ -35,7 +35,8 @@ def dry_run_answer(
     if isinstance(spec, CustomModel):
         return {"error": "custom code is never run on the control worker"}
     try:
-        outputs = output_width(spec, task=task, num_classes=num_classes)
+        kind: Task = msgspec.convert(task, Task)
+        outputs = output_width(spec, task=kind, num_classes=num_classes)
         return {"parameters": dry_run(spec, input_shape=tuple(input_shape), outputs=outputs)}
     except ModelShapeError as exc:
         return {"error": str(exc)}

@@ -138,8 +138,8 @@ def test_deleting_from_the_page_and_the_refusal_when_in_use(
 
 
 def test_the_list_shows_each_names_newest_version(client: Client, owner: User) -> None:
-    make_dataset(owner, "plants")
-    newest = make_dataset(owner, "plants")
+    make_dataset(owner, name="plants")
+    newest = make_dataset(owner, name="plants")
     client.force_login(owner)
 
     response = client.get("/catalog/datasets/")

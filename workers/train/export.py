@@ -69,7 +69,9 @@ def export_best(
     try:
         _replace_into(
             directory / TORCHSCRIPT,
-            lambda tmp: export_torchscript(model, tuple(spec.dataset.input_shape), tmp),
+            lambda tmp: export_torchscript(
+                model, input_shape=tuple(spec.dataset.input_shape), path=tmp
+            ),
         )
     except Exception as exc:  # user code may do anything a tracer refuses
         problem = f"{type(exc).__name__}: {exc}"

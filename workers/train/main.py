@@ -13,7 +13,7 @@ never silently on the CPU. Every rank prints one `[rank N]` line per epoch so th
 shows all of them.
 
 The model is `workers.models.build_model` for a built-in architecture, or the user's code
-(`workers.models.load_custom`) for a `CustomModel`: fetched by URI and checked against its
+(`workers.models.custom_model`) for a `CustomModel`: fetched by URI and checked against its
 SHA-256 like a dataset. Custom code runs only here, on nodes.
 
 Resuming: a start resumes from the newest `latest.pt` of this attempt or an earlier one (see
@@ -49,9 +49,9 @@ from workers.messages import (
     MetricEntry,
     stream_name,
 )
-from workers.models import ModelShapeError, build_model, load_custom, output_width
+from workers.models import ModelShapeError, build_model, custom_model, output_width
 from workers.reporter import StreamReporter
-from workers.storage import StorageError, dataset_fetch
+from workers.storage import StorageError
 from workers.train import ERROR_MARK
 from workers.train.checkpoint import (
     BEST,
@@ -185,11 +185,9 @@ def make_model(spec: AttemptSpec) -> nn.Module:
     input_shape = tuple(spec.dataset.input_shape)
     outputs = model_outputs(spec)
     if isinstance(spec.model, CustomModel):
-        code = dataset_fetch(
-            uri=spec.model.code_uri, sha256=spec.model.code_sha256, cache_dir=node_cache(spec)
+        return custom_model(
+            spec.model, cache_dir=node_cache(spec), input_shape=input_shape, outputs=outputs
         )
-        module: nn.Module = load_custom(code, spec.model, input_shape=input_shape, outputs=outputs)
-        return module
     built: nn.Module = build_model(spec.model, input_shape=input_shape, outputs=outputs)
     return built
 
