@@ -35,5 +35,3 @@ def call_and_wait(task: str, *, kwargs: dict[str, Any], queue: str, timeout_s: f
         ) from None
     except Exception as exc:
         raise WorkerUnavailable(f"the worker failed: {exc}") from exc
-    finally:
-        result.forget()
