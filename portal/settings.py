@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "portal.catalog",
     "portal.cluster",
     "portal.jobs",
+    "portal.registry",
 ]
 
 MIDDLEWARE = [
@@ -241,6 +242,14 @@ TRAINYARD_STREAM_PREFIX = shared.stream_prefix(env)
 TRAINYARD_STREAM_MAXLEN = shared.stream_maxlen(env)
 # A node whose shares of attempts fail this many times in a row is cordoned (0: never).
 TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
+# Predictions: how long the web process waits for the predict worker (the first request for a
+# version also loads it), and how many loaded models each predict worker keeps (an LRU).
+TRAINYARD_PREDICT_TIMEOUT_S = env.number("TRAINYARD_PREDICT_TIMEOUT_S", 30.0, above=0.0)
+TRAINYARD_PREDICT_CACHE_MODELS = env.integer("TRAINYARD_PREDICT_CACHE_MODELS", 4, minimum=1)
+# The largest custom model file (Python source) a user may upload.
+TRAINYARD_MODEL_CODE_MAX_BYTES = env.integer(
+    "TRAINYARD_MODEL_CODE_MAX_BYTES", 256 * 1024, minimum=1024
+)
 
 LOGGING = {
     "version": 1,

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from portal.catalog import api
+from portal.catalog import api, model_code_api
 
 app_name = "catalog-api"
 urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="datasets"),
-    path("models/", api.ModelListApi.as_view(), name="models"),
+    path("models/", model_code_api.ModelListUploadApi.as_view(), name="models"),
 ]
