@@ -367,22 +367,14 @@ class PredictRequest(_Spec, frozen=True):
     rows: Annotated[list[Any], Meta(min_length=1, max_length=PREDICT_MAX_ROWS)]
 
     def to_json(self) -> dict[str, Any]:
+        """The request as JSON builtins, the form it crosses Celery in."""
         data: dict[str, Any] = msgspec.to_builtins(self)
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> PredictRequest:
+        """The request the worker received, checked field by field (`MessageInvalid`)."""
         return _convert(data, cls)
-
-    @property
-    def sigmoid_binary(self) -> bool:
-        """One sigmoid output unit standing for the second of two classes."""
-        return (
-            isinstance(self.model, MlpModel)
-            and self.model.output == "sigmoid"
-            and self.dataset.task == "classification"
-            and len(self.dataset.classes) == 2
-        )
 
 
 # ---- Redis Streams (node -> portal) ----------------------------------------------------------

@@ -8,7 +8,7 @@ Nothing is loaded before its bytes matched the digest recorded at registration: 
 copied to a private temporary file while it is hashed, and only that verified copy is opened,
 so a file changed on the shared filesystem after the check is never the one loaded. Built-in
 architectures are rebuilt with `workers.models.build_model` and given their safetensors
-weights (no pickle anywhere); custom code is served from its TorchScript export, so a user's
+weights (no pickle anywhere; weights that do not fit are a `ModelShapeError`); custom code is served from its TorchScript export, so a user's
 Python never runs here. Each request's rows go through the dataset version's own
 preprocessing (`workers.datasets.rows_to_inputs`), exactly as in training.
 """
@@ -20,13 +20,14 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import torch
 
 from workers.datasets import DatasetInvalid, rows_to_inputs
 from workers.messages import ExportFile, PredictRequest
-from workers.models import build_model, export
+from workers.models import ModelShapeError, Prediction, build_model, predict, sigmoid_binary
+from workers.models.export import load_safetensors, load_torchscript
 from workers.storage import StorageError, local_path_for
 
 _CHUNK = 1 << 20
@@ -35,7 +36,7 @@ _CHUNK = 1 << 20
 class PredictAnswer(TypedDict, total=False):
     """The task's JSON answer: the predictions, or why the request was refused."""
 
-    predictions: list[dict[str, Any]]
+    predictions: list[Prediction]
     error: str
 
 
@@ -70,13 +71,14 @@ def load_model(request: PredictRequest) -> torch.nn.Module:
     """The request's model in eval mode, from its verified export."""
     with tempfile.TemporaryDirectory(prefix="trainyard-predict-") as scratch:
         path = _verified_copy(request.weights, Path(scratch))
+        model: torch.nn.Module
         if request.weights_format == "torchscript":
-            model = export.load_torchscript(path)
+            model = load_torchscript(path)
         else:
             model = build_model(
                 request.model, input_shape=request.input_shape, outputs=request.outputs
             )
-            export.load_safetensors(model, path)
+            load_safetensors(model, path)
     model.eval()
     return model
 
@@ -116,19 +118,19 @@ def answer(request: PredictRequest, cache: ModelCache) -> PredictAnswer:
         inputs = rows_to_inputs(request.rows, request.dataset)
     except (DatasetInvalid, ValueError) as exc:
         return {"error": str(exc)}
+    dataset = request.dataset
     try:
         model = cache.get(request)
-    except ModelFileInvalid as exc:
-        return {"error": str(exc)}
-    dataset = request.dataset
-    with torch.inference_mode():
-        predictions = export.predict(
+        predictions = predict(
             model,
             inputs,
             task=dataset.task,
             classes=dataset.classes,
             target_shift=dataset.target_shift,
             target_scale=dataset.target_scale,
-            sigmoid_binary=request.sigmoid_binary,
+            # A custom model's TorchScript answers one output per class.
+            sigmoid_binary=sigmoid_binary(request.model),
         )
+    except (ModelFileInvalid, ModelShapeError) as exc:
+        return {"error": str(exc)}
     return {"predictions": predictions}

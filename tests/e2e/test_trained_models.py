@@ -3,13 +3,15 @@
 best checkpoint, and ask the predict worker for the validation rows' predictions. Their
 accuracy is the best checkpoint's validation accuracy: the same rows, the same preprocessing.
 
-The files are tiny and the jobs a few epochs on one CPU process, so each trains in seconds.
+The files come from the seeded generators in `workers.datasets.builtins` (the Parquet file is
+their CSV rewritten); they are tiny and the jobs a few epochs on one CPU process, so each trains
+in seconds.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,6 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from portal.accounts.services import api_token_create
 from portal.catalog.models import Dataset, ModelArchitecture
@@ -30,13 +31,10 @@ from portal.cluster.models import Node
 from portal.jobs.models import Job
 from tests.e2e.conftest import Stack, wait_for
 from tests.factories import make_user
-from workers.datasets import split_indices
+from workers.datasets import builtins, split_indices
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-ROWS = 64
-FEATURES = ("x0", "x1", "x2")
-IMAGE_SIDE = 8
 PREPROCESSING = {
     "missing": "drop",
     "normalization": "minmax",
@@ -48,76 +46,59 @@ PREPROCESSING = {
 
 @dataclass(frozen=True)
 class Upload:
-    """A file as written, the form fields of its upload, and its rows as predict takes them."""
+    """A file as written, the form fields of its upload, and its rows as predict takes them,
+    read back from the file in file order (the data has no missing values, so none is
+    dropped and row i of the file is row i of the version)."""
 
     path: Path
     fields: dict[str, str]
-    rows: list[Any]  # in file order (no row is dropped: the data has no missing values)
+    rows: list[Any]
     labels: list[str]
     architecture: str
 
 
-def _separable(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two classes split by x0 + x1, with a margin, so a few epochs learn them."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-1.0, 1.0, size=(ROWS * 2, len(FEATURES)))
-    margin = x[:, 0] + x[:, 1]
-    x = x[np.abs(margin) > 0.3][:ROWS]
-    y = np.where(x[:, 0] + x[:, 1] > 0, "high", "low")
-    return x.round(4), y
-
-
-def _table_rows(x: np.ndarray) -> list[dict[str, float]]:
-    return [dict(zip(FEATURES, map(float, row), strict=True)) for row in x]
+def _table(table: pa.Table) -> tuple[list[Any], list[str]]:
+    # The target stays in each row: rows_to_inputs ignores it.
+    rows = table.to_pylist()
+    return rows, [str(row["label"]) for row in rows]
 
 
 def write_csv(directory: Path) -> Upload:
-    x, y = _separable(1)
-    table = pa.table({**{f: x[:, i] for i, f in enumerate(FEATURES)}, "label": y})
-    path = directory / "points.csv"
-    pa_csv.write_csv(table, path)
-    return Upload(path, {"target": "label"}, _table_rows(x), list(y), "mlp")
+    path = directory / "blobs.csv"
+    builtins.write_synthetic_classification(path, seed=1, rows=60, features=3, classes=2)
+    rows, labels = _table(pa_csv.read_csv(path))
+    return Upload(path, {"target": "label"}, rows, labels, "mlp")
 
 
 def write_parquet(directory: Path) -> Upload:
-    x, y = _separable(2)
-    table = pa.table({**{f: x[:, i] for i, f in enumerate(FEATURES)}, "label": y})
-    path = directory / "points.parquet"
-    pq.write_table(table, path)
-    return Upload(path, {"target": "label"}, _table_rows(x), list(y), "mlp")
+    source = directory / "blobs.csv"
+    builtins.write_synthetic_classification(source, seed=2, rows=60, features=3, classes=3)
+    path = directory / "blobs.parquet"
+    pq.write_table(pa_csv.read_csv(source), path)
+    rows, labels = _table(pq.read_table(path))
+    return Upload(path, {"target": "label"}, rows, labels, "mlp")
 
 
 def write_npz(directory: Path) -> Upload:
-    x, y = _separable(3)
-    labels = (y == "high").astype(np.int64)
-    path = directory / "points.npz"
-    np.savez(path, X=x.astype(np.float32), y=labels)
-    # Class names are the sorted target values, as text.
-    return Upload(
-        path, {"target": "y"}, x.astype(np.float32).tolist(), [str(v) for v in labels], "mlp"
-    )
+    path = directory / "waves.npz"
+    builtins.write_synthetic_sequences(path, seed=3, rows=60, length=8, width=2, classes=2)
+    with np.load(path) as arrays:
+        x, y = arrays["X"], arrays["y"]
+    # Integer targets are the classes "0", "1"; the MLP flattens each [length, width] example.
+    return Upload(path, {"target": "y"}, x.tolist(), [str(int(v)) for v in y], "mlp")
 
 
 def write_images(directory: Path) -> Upload:
-    """Dark and light 8x8 RGB squares with noise, one folder per class; rows in the order the
-    zip sorts them (class folder, then file name)."""
-    rng = np.random.default_rng(4)
-    buffer = io.BytesIO()
+    path = directory / "shapes.zip"
+    builtins.write_synthetic_images(path, seed=4, per_class=12, size=16)
     rows: list[Any] = []
     labels: list[str] = []
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for label, base in (("dark", 40), ("light", 200)):
-            for index in range(ROWS // 2):
-                pixels = np.clip(base + rng.integers(-30, 30, (IMAGE_SIDE, IMAGE_SIDE, 3)), 0, 255)
-                image = Image.fromarray(pixels.astype(np.uint8), "RGB")
-                png = io.BytesIO()
-                image.save(png, format="PNG")
-                archive.writestr(f"{label}/{index:04d}.png", png.getvalue())
-                # A row is one example as the model sees it: channels first, 0-1 values.
-                rows.append((pixels.transpose(2, 0, 1) / 255.0).round(6).tolist())
-                labels.append(label)
-    path = directory / "squares.zip"
-    path.write_bytes(buffer.getvalue())
+    with zipfile.ZipFile(path) as archive:
+        # Rows in sorted path order (class folder, then file), as the version reads them; a
+        # row is the image file itself, base64.
+        for name in sorted(n for n in archive.namelist() if n.endswith(".png")):
+            rows.append(base64.b64encode(archive.read(name)).decode())
+            labels.append(name.split("/", 1)[0])
     return Upload(path, {"target": "label"}, rows, labels, "cnn")
 
 

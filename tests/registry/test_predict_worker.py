@@ -22,7 +22,8 @@ from tests.registry.conftest import TokenClient
 from tests.registry.support import make_model_version
 from workers.datasets import rows_to_inputs
 from workers.messages import MlpModel
-from workers.models import build_model, export
+from workers.models import build_model, predict
+from workers.models.export import load_safetensors, save_safetensors
 
 ROWS = [{"a": 0.5, "b": 1.0}, {"a": -0.5, "b": -2.0}, {"a": 0.0, "b": 0.5}]
 
@@ -52,7 +53,7 @@ def version(owner: User, settings: Any) -> ModelVersion:
     torch.manual_seed(0)
     model = build_model(MlpModel(hidden_sizes=(4,)), input_shape=(2,), outputs=2)
     path = Path(version.safetensors_uri.removeprefix("file://"))
-    export.save_safetensors(model, path)
+    save_safetensors(model, path)
     ModelVersion.objects.filter(pk=version.pk).update(
         architecture={"architecture": "mlp", "hidden_sizes": [4]},
         safetensors_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -61,13 +62,12 @@ def version(owner: User, settings: Any) -> ModelVersion:
     return version
 
 
-def _expected(version: ModelVersion) -> list[dict[str, Any]]:
+def _expected(version: ModelVersion) -> list[Any]:
     model = build_model(MlpModel(hidden_sizes=(4,)), input_shape=(2,), outputs=2)
     path = Path(version.safetensors_uri.removeprefix("file://"))
-    export.load_safetensors(model, path)
-    model.eval()
-    with torch.inference_mode():
-        return export.predict(
+    load_safetensors(model, path)
+    return list(
+        predict(
             model,
             rows_to_inputs(ROWS, version.dataset.node_spec()),
             task="classification",
@@ -76,6 +76,7 @@ def _expected(version: ModelVersion) -> list[dict[str, Any]]:
             target_scale=1.0,
             sigmoid_binary=False,
         )
+    )
 
 
 def test_the_predict_worker_answers_with_the_models_predictions(

@@ -94,7 +94,7 @@ def test_a_teammate_reads_and_downloads_the_teams_version(
     assert detail.json()["job"]["id"] == version.job_id
     assert download.status_code == 200
     path, _ = model_version_file(version, "safetensors")
-    assert b"".join(download.streaming_content) == Path(path).read_bytes()
+    assert download.getvalue() == Path(path).read_bytes()
     assert 'filename="flower-classifier-v1.safetensors"' in download["Content-Disposition"]
 
 

@@ -20,7 +20,8 @@ from workers.messages import (
     PredictRequest,
     PreprocessSpec,
 )
-from workers.models import build_model, export
+from workers.models import build_model, predict
+from workers.models.export import export_torchscript, save_safetensors
 from workers.serving import ModelCache, answer
 
 DATASET = DatasetSpec(
@@ -52,7 +53,7 @@ def _saved_mlp(tmp_path: Path, seed: int = 0) -> tuple[torch.nn.Module, Path]:
     torch.manual_seed(seed)
     model = build_model(MLP, input_shape=(2,), outputs=2)
     path = tmp_path / f"mlp-{seed}.safetensors"
-    export.save_safetensors(model, path)
+    save_safetensors(model, path)
     return model, path
 
 
@@ -70,10 +71,9 @@ def _request(weights: ExportFile, **changes: Any) -> PredictRequest:
     return PredictRequest(**(fields | changes))
 
 
-def _expected(model: torch.nn.Module) -> list[dict[str, Any]]:
-    model.eval()
-    with torch.inference_mode():
-        return export.predict(
+def _expected(model: torch.nn.Module) -> list[Any]:
+    return list(
+        predict(
             model,
             rows_to_inputs(ROWS, DATASET),
             task="classification",
@@ -82,6 +82,7 @@ def _expected(model: torch.nn.Module) -> list[dict[str, Any]]:
             target_scale=1.0,
             sigmoid_binary=False,
         )
+    )
 
 
 def test_a_builtin_model_loads_from_safetensors_and_predicts_like_the_original(
@@ -97,7 +98,7 @@ def test_a_builtin_model_loads_from_safetensors_and_predicts_like_the_original(
 def test_custom_code_is_served_from_its_torchscript_export(tmp_path: Path) -> None:
     model, _ = _saved_mlp(tmp_path)
     path = tmp_path / "model.torchscript.pt"
-    export.export_torchscript(model, (2,), path)
+    export_torchscript(model, input_shape=(2,), path=path)
     custom = CustomModel(code_uri="file:///srv/code.py", code_sha256="1" * 64)
 
     result = answer(
