@@ -84,8 +84,9 @@ def _read_manifest(path: Path, job: Job) -> ExportManifest:
         raise _refuse(f"Job #{job.pk}'s export cannot be read: {exc}") from exc
 
 
-def _best_checkpoint(job: Job, attempt: Attempt) -> Checkpoint:
-    """The checkpoint the export was made from: the last one reported as best so far."""
+def _best_checkpoint(job: Job) -> Checkpoint:
+    """The checkpoint the export was made from: the last one reported as best so far (a
+    resumed attempt carries the best on, so the newest attempt's report wins)."""
     best = (
         Checkpoint.objects.filter(job=job, is_best=True)
         .order_by("-attempt_id", "-epoch", "-step", "-id")
@@ -143,7 +144,7 @@ def model_version_register(*, user: AbstractBaseUser, job: Job, name: str) -> Mo
             f"Job #{job.pk}'s export was trained on dataset bytes {manifest.dataset_sha256}, "
             f"not on {dataset} ({dataset.sha256})."
         )
-    best = _best_checkpoint(job, attempt)
+    best = _best_checkpoint(job)
     if ModelVersion.objects.filter(owner_id=user.pk, name=name, job=job).exists():
         raise _refuse(f"Job #{job.pk} is already registered as {name}.", "name")
     weights = _stored(directory / SAFETENSORS_FILE)

@@ -4,6 +4,7 @@ web side sends the request and waits, the worker loads the exported weights and 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from portal.ops.supervisor import ProcessSupervisor
 from portal.registry.models import ModelVersion
 from portal.registry.services import SAFETENSORS_FILE
 from tests.registry.conftest import TokenClient
-from tests.registry.support import make_model_version
+from tests.registry.support import make_model_version, signed_in
 from workers.datasets import rows_to_inputs
 from workers.messages import MlpModel
 from workers.models import build_model, predict
@@ -126,3 +127,18 @@ def test_weights_changed_after_registration_are_refused(
     assert response.status_code == 400
     assert "changed after registration" in response.json()["errors"]["rows"][0]
     assert path.name == SAFETENSORS_FILE
+
+
+def test_the_try_it_form_shows_each_rows_prediction(
+    owner: User, version: ModelVersion, predict_worker: ProcessSupervisor
+) -> None:
+    response = signed_in(owner).post(
+        f"/trained-models/{version.pk}/try/", {"rows": json.dumps(ROWS)}
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'data-testid="predictions"' in page
+    labels = [prediction["label"] for prediction in _expected(version)]
+    assert page.count("<strong>") >= len(labels)
+    assert all(f"<strong>{label}</strong>" in page for label in labels)
