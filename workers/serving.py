@@ -8,9 +8,10 @@ Nothing is loaded before its bytes matched the digest recorded at registration: 
 copied to a private temporary file while it is hashed, and only that verified copy is opened,
 so a file changed on the shared filesystem after the check is never the one loaded. Built-in
 architectures are rebuilt with `workers.models.build_model` and given their safetensors
-weights (no pickle anywhere; weights that do not fit are a `ModelShapeError`); custom code is served from its TorchScript export, so a user's
-Python never runs here. Each request's rows go through the dataset version's own
-preprocessing (`workers.datasets.rows_to_inputs`), exactly as in training.
+weights (no pickle anywhere; weights that do not fit are a `ModelShapeError`); custom code is
+served from its TorchScript export, so a user's Python never runs here. Each request's rows go
+through the dataset version's own preprocessing (`workers.datasets.rows_to_inputs`), exactly
+as in training.
 """
 
 from __future__ import annotations
