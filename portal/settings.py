@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "portal.catalog",
     "portal.cluster",
     "portal.jobs",
+    "portal.registry",
 ]
 
 MIDDLEWARE = [
@@ -275,6 +276,14 @@ TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORD
 # shape; a submit waits this long for the answer, then says no worker answered (503).
 TRAINYARD_DRY_RUN_QUEUE = env.text("TRAINYARD_DRY_RUN_QUEUE", "control")
 TRAINYARD_DRY_RUN_TIMEOUT_S = env.number("TRAINYARD_DRY_RUN_TIMEOUT_S", 10.0, above=0.0)
+# Predictions: how long the web process waits for the predict worker (the first request for a
+# version also loads it), and how many loaded models each predict worker keeps (an LRU).
+TRAINYARD_PREDICT_TIMEOUT_S = env.number("TRAINYARD_PREDICT_TIMEOUT_S", 30.0, above=0.0)
+TRAINYARD_PREDICT_CACHE_MODELS = env.integer("TRAINYARD_PREDICT_CACHE_MODELS", 4, minimum=1)
+# The largest custom model file (Python source) a user may upload.
+TRAINYARD_MODEL_CODE_MAX_BYTES = env.integer(
+    "TRAINYARD_MODEL_CODE_MAX_BYTES", 256 * 1024, minimum=1024
+)
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("audit/", include("portal.audit.api_urls")),
     path("", include("portal.catalog.api_urls")),
     path("", include("portal.cluster.api_urls")),
+    path("", include("portal.registry.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI on the schema, for signed-in users (SERVE_PERMISSIONS). The split view serves
     # its start-up script as a file of its own rather than inline, so a strict CSP allows it.
@@ -31,5 +32,6 @@ urlpatterns = [
     path("", include("portal.jobs.urls")),
     path("catalog/", include("portal.catalog.urls")),
     path("cluster/", include("portal.cluster.urls")),
+    path("trained-models/", include("portal.registry.urls")),
     path("account/", include("portal.accounts.urls")),
 ]

@@ -356,6 +356,72 @@ def spec_envelope(data: Any) -> SpecEnvelope | None:
         return None
 
 
+# ---- trained models: the trainer's export and the predict worker's request ------------------
+
+PREDICT_QUEUE = "predict"
+# The most rows one prediction request may carry (the API refuses more before sending).
+PREDICT_MAX_ROWS = 1000
+
+
+class ExportManifest(Struct, kw_only=True):
+    """`model.json`, written by the trainer next to the exported weights when a job succeeds:
+    what the weights are and how their outputs become answers. Unknown fields are ignored."""
+
+    model: ModelSpec
+    input_shape: Annotated[
+        tuple[Annotated[int, Meta(ge=1, le=1_000_000)], ...], Meta(min_length=1, max_length=3)
+    ]
+    outputs: Annotated[int, Meta(ge=1, le=10_000)]
+    task: Task
+    classes: Annotated[tuple[Column, ...], Meta(max_length=10_000)]
+    target_shift: float
+    target_scale: Annotated[float, Meta(gt=0.0)]
+    # The dataset version the weights were trained on: registration checks it is the job's.
+    dataset_sha256: Sha256
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ExportManifest:
+        try:
+            return msgspec.json.decode(raw, type=cls, strict=True)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise MessageInvalid(f"model.json: {exc}") from exc
+
+
+class ExportFile(_Spec, frozen=True):
+    uri: Uri
+    sha256: Sha256
+
+
+class PredictRequest(_Spec, frozen=True):
+    """One prediction batch for a registered model version (portal -> `predict` worker).
+
+    Built-in architectures load from safetensors into `workers.models.build_model`; custom
+    code loads from its TorchScript export, so a user's Python never runs in the worker.
+    """
+
+    version_id: Id
+    model: ModelSpec
+    input_shape: Annotated[
+        tuple[Annotated[int, Meta(ge=1, le=1_000_000)], ...], Meta(min_length=1, max_length=3)
+    ]
+    outputs: Annotated[int, Meta(ge=1, le=10_000)]
+    weights: ExportFile
+    weights_format: Literal["safetensors", "torchscript"]
+    # The dataset version's preprocessing, applied to the rows as it was in training.
+    dataset: DatasetSpec
+    rows: Annotated[list[Any], Meta(min_length=1, max_length=PREDICT_MAX_ROWS)]
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as JSON builtins, the form it crosses Celery in."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> PredictRequest:
+        """The request the worker received, checked field by field (`MessageInvalid`)."""
+        return _convert(data, cls)
+
+
 # ---- Redis Streams (node -> portal) ----------------------------------------------------------
 # Each entry has one field, "data", holding the JSON of one of the entries below (`encode`).
 

@@ -22,6 +22,8 @@ class AuditEvent(models.Model):
         NODE_UNDRAINED = "node_undrained", "Undrained a node"
         NODE_CORDONED = "node_cordoned", "Cordoned a node"
         NODE_UNCORDONED = "node_uncordoned", "Uncordoned a node"
+        MODEL_CODE_UPLOADED = "model_code_uploaded", "Uploaded custom model code"
+        MODEL_VERSION_REGISTERED = "model_version_registered", "Registered a model version"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Permission, User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -110,3 +112,39 @@ class ModelArchitectureAdmin(admin.ModelAdmin[ModelArchitecture]):
         self, request: HttpRequest, obj: ModelArchitecture | None = None
     ) -> bool:
         return False
+
+
+def _run_custom_code() -> Permission:
+    return Permission.objects.get(content_type__app_label="catalog", codename="run_custom_code")
+
+
+class CustomCodeUserAdmin(UserAdmin[User]):
+    """Django's user admin, plus one-click grant and revoke of `catalog.run_custom_code` (who
+    may upload and train custom model code) and a filter for who holds it directly."""
+
+    actions = ["grant_custom_code", "revoke_custom_code"]
+    list_filter = [*UserAdmin.list_filter, "user_permissions"]
+
+    @admin.action(description="Allow to upload and train custom model code")
+    def grant_custom_code(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        permission = _run_custom_code()
+        for user in queryset:
+            user.user_permissions.add(permission)
+        self.message_user(
+            request, f"{queryset.count()} user(s) may now upload model code.", messages.SUCCESS
+        )
+
+    @admin.action(description="Stop allowing custom model code")
+    def revoke_custom_code(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        permission = _run_custom_code()
+        for user in queryset:
+            user.user_permissions.remove(permission)
+        self.message_user(
+            request,
+            f"{queryset.count()} user(s) may no longer upload model code.",
+            messages.SUCCESS,
+        )
+
+
+admin.site.unregister(User)
+admin.site.register(User, CustomCodeUserAdmin)

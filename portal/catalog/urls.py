@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from portal.catalog import views
+from portal.catalog import model_code_views, views
 
 app_name = "catalog"
 urlpatterns = [
@@ -12,4 +12,5 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/delete/", views.dataset_delete_view, name="dataset-delete"),
     path("datasets/<int:dataset_id>/download/", views.dataset_download, name="dataset-download"),
     path("models/", views.model_list, name="models"),
+    path("models/upload/", model_code_views.model_code_new, name="model-upload"),
 ]

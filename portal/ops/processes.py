@@ -20,7 +20,8 @@ CONTROL = "control"
 BEAT = "beat"
 INGEST = "ingest"
 NODE = "node"
-ALL_PROCESSES: tuple[str, ...] = (WEB, CONTROL, BEAT, INGEST, NODE)
+PREDICT = "predict"
+ALL_PROCESSES: tuple[str, ...] = (WEB, CONTROL, BEAT, INGEST, NODE, PREDICT)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,29 @@ def process_table(
             unbuffered,
         ),
         ProcessSpec(INGEST, (python, str(MANAGE_PY), "ingest"), unbuffered),
+        # Predictions for registered model versions (`portal.registry.tasks`): one process,
+        # one at a time, so its cache of loaded models is the only copy in memory. Never the
+        # web process: it loads weights and runs torch.
+        ProcessSpec(
+            PREDICT,
+            (
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "-Q",
+                "predict",
+                "-c",
+                "1",
+                "-n",
+                "predict@%h",
+                "-l",
+                "INFO",
+            ),
+            unbuffered,
+        ),
         ProcessSpec(
             NODE,
             (python, "-m", "workers.node", "--name", node_name),

@@ -14,6 +14,7 @@ from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent
 from portal.jobs.models import Checkpoint, Job, LogLine, MetricPoint
+from portal.registry.models import ModelVersion
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
 _world = itertools.count(1)
@@ -69,6 +70,28 @@ def build_world() -> None:
             val_accuracy=0.75,
             is_best=True,
             created_at=now,
+        )
+
+        ModelVersion.objects.create(
+            name=f"model{n}",
+            version=attempt.number,
+            owner=owner,
+            job=job,
+            attempt=attempt,
+            checkpoint_name=f"attempt-{attempt.pk}/best.pt",
+            checkpoint_sha256="0" * 64,
+            dataset=job.dataset,
+            architecture={"architecture": "mlp"},
+            input_shape=[4],
+            outputs=3,
+            task="classification",
+            epoch=1,
+            safetensors_uri="file:///srv/m.safetensors",
+            safetensors_sha256="1" * 64,
+            torchscript_uri="file:///srv/m.pt",
+            torchscript_sha256="2" * 64,
+            manifest_uri="file:///srv/model.json",
+            manifest_sha256="3" * 64,
         )
 
 

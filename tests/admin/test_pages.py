@@ -16,6 +16,7 @@ from portal.accounts.models import ApiToken, Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node, NodeEvent
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
+from portal.registry.models import ModelVersion
 from tests.admin.test_registry import our_models
 from tests.factories import make_attempt, make_job, make_node, make_user
 
@@ -28,6 +29,7 @@ READ_ONLY: list[type[Model]] = [
     Placement,
     MetricPoint,
     LogLine,
+    ModelVersion,
 ]
 NOT_ADDED_OR_DELETED: list[type[Model]] = [*READ_ONLY, Dataset, ModelArchitecture]
 

@@ -12,7 +12,7 @@ from portal.ops.processes import process_table
 from tests.ops.programs import assert_runs_something_real, identity, split_shell
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTAL_SERVICES = ("web", "control", "beat", "ingest")
+PORTAL_SERVICES = ("web", "control", "beat", "ingest", "predict")
 
 
 @pytest.fixture(scope="module")

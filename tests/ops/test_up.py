@@ -103,7 +103,7 @@ def test_up_serves_the_login_page_and_ctrl_c_stops_every_process(state_dir: Path
         match.group(1): int(match.group(2))
         for match in re.finditer(r"started (\w+) \(pid (\d+)\)", output)
     }
-    assert set(started) == {"web", "control", "beat", "ingest", "node"}
+    assert set(started) == {"web", "control", "beat", "ingest", "node", "predict"}
     password = (state_dir / "admin-password").read_text().strip()
     assert f"log in as 'admin' with password '{password}'" in output
     assert f"node {node!r} registered" in output
