@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "portal.catalog",
     "portal.cluster",
     "portal.jobs",
+    "portal.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -81,7 +82,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "jobs:list"
+LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
 TEMPLATES = [
@@ -208,6 +209,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Seconds between two cluster samples, the dashboard's history.
+TRAINYARD_SAMPLE_S = env.number("TRAINYARD_SAMPLE_S", 60.0, above=0.0)
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {
         "task": "portal.jobs.tasks.scheduler_tick",
@@ -216,6 +219,11 @@ CELERY_BEAT_SCHEDULE = {
     "reap-nodes": {
         "task": "portal.jobs.tasks.reap_nodes",
         "schedule": env.number("TRAINYARD_REAP_TICK_S", 2.0, above=0.0),
+    },
+    # The dashboard's history: one cluster sample per tick (portal.dashboard.tasks).
+    "sample-cluster": {
+        "task": "portal.dashboard.tasks.sample_cluster",
+        "schedule": TRAINYARD_SAMPLE_S,
     },
 }
 
@@ -237,6 +245,11 @@ TRAINYARD_STREAM_PREFIX = shared.stream_prefix(env)
 TRAINYARD_STREAM_MAXLEN = shared.stream_maxlen(env)
 # A node whose shares of attempts fail this many times in a row is cordoned (0: never).
 TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
+# Whether the dashboard shows everyone (not only admins) the top users and teams by use;
+# off by default, so a normal user sees cluster totals but no one else's name.
+TRAINYARD_DASHBOARD_SHOW_USERS = env.flag("TRAINYARD_DASHBOARD_SHOW_USERS", False)
+# Cluster samples older than this are deleted when the next one is written.
+TRAINYARD_SAMPLE_RETENTION_DAYS = env.integer("TRAINYARD_SAMPLE_RETENTION_DAYS", 35, minimum=1)
 
 LOGGING = {
     "version": 1,
