@@ -14,13 +14,16 @@ from django.utils import timezone
 from portal.accounts.models import Team
 from portal.accounts.selectors import user_is_admin
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
-from portal.jobs.listing import DEFAULT_SORT, SORTS, JobFilters
+from portal.jobs.listing import DEFAULT_SORT, JobFilters
 from portal.jobs.models import Job
 
 SORT_CHOICES = [
-    (f"{sign}{key}", f"{key} {'descending' if sign else 'ascending'}")
-    for key in SORTS
-    for sign in ("-", "")
+    ("-created", "Newest first"),
+    ("created", "Oldest first"),
+    ("name", "Name, A to Z"),
+    ("-name", "Name, Z to A"),
+    ("state", "State, A to Z"),
+    ("-state", "State, Z to A"),
 ]
 
 

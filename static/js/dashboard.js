@@ -14,6 +14,30 @@ const $ = (selector, root = document) => root.querySelector(selector);
 
 let summary = initial.summary;
 let history = { utilisation: initial.utilisation, queue: initial.queue, hours: initial.hours };
+// Every summary this page received, as a utilisation point: the chart's newest stretch, finer
+// than the stored samples (one a minute) and moving the moment a job starts or ends.
+const LIVE_POINTS = 1800; // an hour of summaries at one every two seconds
+const live = [];
+
+function livePoint(s) {
+  const t = s.totals;
+  return {
+    ts: s.at,
+    gpus_total: t.gpus,
+    gpus_allocated: t.gpus_in_use,
+    gpus_used: t.gpus_busy,
+    cpu_slots_total: t.cpu_slots,
+    cpu_slots_allocated: t.cpu_slots_in_use,
+    cpu_slots_used: t.cpu_slots_busy,
+  };
+}
+
+function remember(s) {
+  if (live.length && live[live.length - 1].ts >= s.at) return;
+  live.push(livePoint(s));
+  if (live.length > LIVE_POINTS) live.shift();
+}
+remember(summary);
 
 // ---- Figures --------------------------------------------------------------------------
 
@@ -158,7 +182,8 @@ const charts = { util: null, queue: null };
 const chartEl = { util: $("#chart-util"), queue: $("#chart-queue") };
 
 function lineSeries(label, color, { dash, fmt = fmtPct, scale = "%" } = {}) {
-  return { label, stroke: color, width: 2, dash, scale, spanGaps: true, points: { show: false }, value: (_, v) => fmt(v) };
+  // Points show where the line is sparse (uPlot's default), so a lone "now" is visible.
+  return { label, stroke: color, width: 2, dash, scale, spanGaps: true, value: (_, v) => fmt(v) };
 }
 
 function axes(yLabel, yFmt) {
@@ -167,20 +192,10 @@ function axes(yLabel, yFmt) {
   return [{ ...axis }, { ...axis, label: yLabel, labelSize: 16, size: 50, values: (_, ticks) => ticks.map(yFmt) }];
 }
 
-// The utilisation series with "now" (from the latest summary) as its last point.
+// The stored samples, then the summaries this page saw: the last point is always "now".
 function utilData() {
-  const points = history.utilisation.slice();
-  const t = summary.totals;
-  points.push({
-    ts: summary.at,
-    gpus_total: t.gpus,
-    gpus_allocated: t.gpus_in_use,
-    gpus_used: t.gpus_busy,
-    cpu_slots_total: t.cpu_slots,
-    cpu_slots_allocated: t.cpu_slots_in_use,
-    cpu_slots_used: t.cpu_slots_busy,
-  });
-  points.sort((a, b) => a.ts - b.ts);
+  const since = live.length ? live[0].ts : Infinity;
+  const points = [...history.utilisation.filter((p) => p.ts < since), ...live];
   return [
     points.map((p) => p.ts),
     points.map((p) => pct(p.cpu_slots_allocated, p.cpu_slots_total)),
@@ -200,11 +215,17 @@ function queueData() {
   ];
 }
 
+// The x axis spans the chosen range up to now, however few points there are.
+function rangeX() {
+  const now = Math.max(Date.now() / 1000, summary.at);
+  return [now - history.hours * 3600, now];
+}
+
 function utilOptions(width) {
   return {
     width,
     height: 240,
-    scales: { x: { time: true }, "%": { range: [0, 100] } },
+    scales: { x: { time: true, range: rangeX }, "%": { range: [0, 100] } },
     axes: axes("% of capacity", (v) => `${v}%`).map((a, i) => (i === 1 ? { ...a, scale: "%" } : a)),
     series: [
       { label: "time" },
@@ -224,7 +245,7 @@ function queueOptions(width) {
   return {
     width,
     height: 200,
-    scales: { x: { time: true }, jobs: { auto: true, range: (_, min, max) => [0, Math.max(1, max)] }, min: { auto: true, range: (_, min, max) => [0, Math.max(1, max)] } },
+    scales: { x: { time: true, range: rangeX }, jobs: { auto: true, range: (_, min, max) => [0, Math.max(1, max)] }, min: { auto: true, range: (_, min, max) => [0, Math.max(1, max)] } },
     axes: [
       { ...axis },
       { ...axis, scale: "jobs", label: "queued jobs", labelSize: 16, size: 50 },
@@ -329,6 +350,7 @@ new LiveSocket("/ws/dashboard/", {
   onMessage: (message) => {
     if (message.type !== "summary") return;
     summary = message.summary;
+    remember(summary);
     render();
   },
 }).start();
