@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +18,7 @@ from portal.dashboard.selectors import (
     SERIES_MAX_HOURS,
     cluster_summary,
     queue_series,
+    runs_timeline,
     series_bucket_s,
     utilisation_series,
 )
@@ -92,3 +93,23 @@ class QueueStatsApi(APIView):
         hours = parse_data(SeriesQuerySerializer, request.query_params)["hours"]
         points = queue_series(hours=hours)
         return Response({"hours": hours, "bucket_s": series_bucket_s(hours), "points": points})
+
+
+class TimelineApi(APIView):
+    permission_classes = [IsAuthenticated, IsAdminUser, TokenScopePermission]
+
+    @extend_schema(
+        summary="Job runs per node over time, for a Gantt chart (staff)",
+        description='`nodes`: `[{"node", "runs": [{"job", "name", "owner", '
+        '"state", "start", "end"}]}]`, each run a placement that held the node within '
+        "the range (`end` null while it still does); nodes without runs are left out.",
+        parameters=[SeriesQuerySerializer],
+        responses={
+            200: SERIES,
+            400: ErrorsSerializer,
+            403: OpenApiResponse(description="Only staff may see everyone's runs."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        hours = parse_data(SeriesQuerySerializer, request.query_params)["hours"]
+        return Response({"hours": hours, "nodes": runs_timeline(hours=hours)})

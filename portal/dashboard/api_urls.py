@@ -9,4 +9,5 @@ urlpatterns = [
     path("cluster/summary/", api.ClusterSummaryApi.as_view(), name="summary"),
     path("cluster/utilisation/", api.UtilisationApi.as_view(), name="utilisation"),
     path("cluster/queue/", api.QueueStatsApi.as_view(), name="queue"),
+    path("cluster/timeline/", api.TimelineApi.as_view(), name="timeline"),
 ]

@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db.models import (
     Aggregate,
     Avg,
@@ -328,6 +329,26 @@ def usage_by(group: str, *, since: datetime, now: datetime, limit: int) -> list[
     ]
 
 
+# The top users and teams are a week's sums: a minute-old answer is as good, and computing them
+# (every placement of the week, joined to its job's owner and team) is the summary's one
+# costly read, which every dashboard socket would otherwise repeat after every heartbeat.
+TOP_CACHE_KEY = "dashboard:top-usage"
+TOP_CACHE_S = 60
+
+
+def top_usage(*, now: datetime) -> tuple[list[UsageRow], list[UsageRow]]:
+    """The top users and teams by use over the last USAGE_WINDOW, at most TOP_CACHE_S old."""
+    cached: tuple[list[UsageRow], list[UsageRow]] | None = cache.get(TOP_CACHE_KEY)
+    if cached is None:
+        since = now - USAGE_WINDOW
+        cached = (
+            usage_by("attempt__job__owner__username", since=since, now=now, limit=TOP_SHOWN),
+            usage_by("attempt__job__team__name", since=since, now=now, limit=TOP_SHOWN),
+        )
+        cache.set(TOP_CACHE_KEY, cached, TOP_CACHE_S)
+    return cached
+
+
 def names_shown_to(user: AbstractBaseUser) -> bool:
     """Whether `user` may see who else uses the cluster (the top users and teams)."""
     return user_is_admin(user) or bool(settings.TRAINYARD_DASHBOARD_SHOW_USERS)
@@ -336,12 +357,13 @@ def names_shown_to(user: AbstractBaseUser) -> bool:
 def cluster_summary(*, user: AbstractBaseUser) -> ClusterSummary:
     """The cluster now, as `user` may see it: capacity and use per pool, node states, the
     queue and recent wait times, the user's own unfinished jobs with their progress, and (for
-    admins, or everyone when allowed) the top users and teams by use this week."""
+    admins, or everyone when allowed) the top users and teams by use this week (at most a
+    minute old)."""
     now = timezone.now()
     pools, totals, states, attention = _nodes_now()
     admin = user_is_admin(user)
     shown = names_shown_to(user)
-    since = now - USAGE_WINDOW
+    top_users, top_teams = top_usage(now=now) if shown else (None, None)
     return {
         "at": now.timestamp(),
         "pools": pools,
@@ -351,16 +373,8 @@ def cluster_summary(*, user: AbstractBaseUser) -> ClusterSummary:
         "queue": _queue_now(now),
         "mine": _my_jobs(user, now),
         "names_shown": shown,
-        "top_users": (
-            usage_by("attempt__job__owner__username", since=since, now=now, limit=TOP_SHOWN)
-            if shown
-            else None
-        ),
-        "top_teams": (
-            usage_by("attempt__job__team__name", since=since, now=now, limit=TOP_SHOWN)
-            if shown
-            else None
-        ),
+        "top_users": top_users,
+        "top_teams": top_teams,
     }
 
 
@@ -453,3 +467,57 @@ def queue_series(*, hours: float) -> list[QueuePoint]:
         )
         point["queued_max"] = sample["most"]
     return [points[key] for key in sorted(points)]
+
+
+class TimelineRun(TypedDict):
+    job: int
+    name: str
+    owner: str
+    state: str  # the job's state now
+    start: float  # seconds since the epoch
+    end: float | None  # None: still holding the node
+
+
+class TimelineRow(TypedDict):
+    node: str
+    runs: list[TimelineRun]
+
+
+# Placements one timeline draws at most: past that, the admin narrows the range.
+TIMELINE_MAX_RUNS = 5000
+
+
+def runs_timeline(*, hours: float) -> list[TimelineRow]:
+    """Per node, the job runs (placements) that held it within the last `hours`, oldest first:
+    the admins' Gantt of the cluster, where gaps and fragmentation show. Names of every user
+    are in it, so it is for admins only. Nodes without a run in the range are left out."""
+    now = timezone.now()
+    since = now - timedelta(hours=hours)
+    runs = (
+        Placement.objects.filter(started_at__isnull=False, started_at__lt=now)
+        .filter(Q(finished_at__isnull=True) | Q(finished_at__gt=since))
+        .values_list(
+            "node__name",
+            "attempt__job_id",
+            "attempt__job__name",
+            "attempt__job__owner__username",
+            "attempt__job__state",
+            "started_at",
+            "finished_at",
+        )
+        .order_by("node__name", "started_at", "id")[:TIMELINE_MAX_RUNS]
+    )
+    rows: dict[str, TimelineRow] = {}
+    for node, job, name, owner, state, start, end in runs:
+        row = rows.setdefault(node, {"node": node, "runs": []})
+        row["runs"].append(
+            {
+                "job": job,
+                "name": name,
+                "owner": owner,
+                "state": state,
+                "start": max(start, since).timestamp(),
+                "end": end.timestamp() if end is not None else None,
+            }
+        )
+    return list(rows.values())

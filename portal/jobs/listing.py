@@ -131,7 +131,9 @@ def jobs_page(
     if cursor is not None:
         value, job_id = cursor
         beyond = "lt" if forward_desc else "gt"
-        jobs = jobs.filter(
+        # The first condition is implied by the second; it is there so PostgreSQL starts its
+        # index scan at the cursor's row instead of filtering the whole index with the OR.
+        jobs = jobs.filter(**{f"{column}__{beyond}e": value}).filter(
             Q(**{f"{column}__{beyond}": value}) | Q(**{column: value, f"id__{beyond}": job_id})
         )
     order = (f"-{column}", "-id") if forward_desc else (column, "id")

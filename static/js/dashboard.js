@@ -314,6 +314,7 @@ async function loadRange(hours) {
     history = { utilisation: util, queue, hours };
     renderUtil();
     renderQueue();
+    loadTimeline();
   } catch (error) {
     for (const element of Object.values(chartEl)) {
       const empty = element.querySelector('[data-role="empty"]');
@@ -331,6 +332,70 @@ for (const button of document.querySelectorAll("[data-hours]")) {
   button.addEventListener("click", () => loadRange(Number(button.dataset.hours)));
 }
 
+// ---- Job runs by node (admins) ----------------------------------------------------------
+
+const timelineEl = $("#timeline");
+const SVG = "http://www.w3.org/2000/svg";
+const ROW = 18;
+const LABEL = 120;
+const MAX_ROWS = 60;
+
+function svg(tag, attrs = {}, text) {
+  const element = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) element.setAttribute(key, String(value));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+function drawTimeline(nodes, hours) {
+  const now = Date.now() / 1000;
+  const since = now - hours * 3600;
+  if (!nodes.length) {
+    timelineEl.replaceChildren(el("p", "No job held a node in this range.", "muted"));
+    return;
+  }
+  const shown = nodes.slice(0, MAX_ROWS);
+  const width = Math.max(320, timelineEl.clientWidth || 600);
+  const span = width - LABEL - 8;
+  const x = (ts) => LABEL + Math.max(0, Math.min(1, (ts - since) / (now - since))) * span;
+  const height = shown.length * ROW + 22;
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Job runs per node" });
+  shown.forEach((row, i) => {
+    const y = i * ROW;
+    chart.append(svg("text", { x: 0, y: y + 13, class: "tl-label" }, row.node));
+    chart.append(svg("line", { x1: LABEL, x2: LABEL + span, y1: y + ROW - 1, y2: y + ROW - 1, class: "tl-grid" }));
+    for (const run of row.runs) {
+      const left = x(run.start);
+      const right = x(run.end ?? now);
+      const bar = svg("rect", { x: left, y: y + 3, width: Math.max(2, right - left), height: ROW - 6, rx: 2, class: `tl-run state-${run.state}` });
+      const until = run.end ? new Date(run.end * 1000).toLocaleString() : "now";
+      bar.append(svg("title", {}, `${run.name} (#${run.job}) by ${run.owner}, ${run.state}: ${new Date(run.start * 1000).toLocaleString()} to ${until}`));
+      chart.append(bar);
+    }
+  });
+  for (let t = 0; t <= 4; t += 1) {
+    const ts = since + ((now - since) * t) / 4;
+    const label = hours > 48 ? new Date(ts * 1000).toLocaleDateString() : new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    chart.append(svg("text", { x: x(ts), y: height - 6, class: "tl-axis", "text-anchor": t === 0 ? "start" : t === 4 ? "end" : "middle" }, label));
+  }
+  const parts = [chart];
+  if (nodes.length > shown.length) parts.push(el("p", `and ${nodes.length - shown.length} more nodes; narrow the range to see them.`, "muted"));
+  timelineEl.replaceChildren(...parts);
+  timelineEl.dataset.nodes = String(nodes.length);
+}
+
+async function loadTimeline() {
+  if (!timelineEl) return;
+  try {
+    const response = await fetch(`/api/v1/cluster/timeline/?hours=${history.hours}`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`${response.status}`);
+    const body = await response.json();
+    drawTimeline(body.nodes, body.hours);
+  } catch (error) {
+    timelineEl.replaceChildren(el("p", `Could not load the job runs (${error.message}).`, "muted"));
+  }
+}
+
 // ---- Live -----------------------------------------------------------------------------
 
 function render() {
@@ -344,6 +409,10 @@ function render() {
 
 render();
 renderQueue();
+loadTimeline();
+// Runs start and end with the summaries' figures; redrawing every summary would fetch every
+// run as often as heartbeats arrive, so the timeline follows at its own, slower pace.
+if (timelineEl) setInterval(loadTimeline, 15000);
 
 new LiveSocket("/ws/dashboard/", {
   onStatus: statusIndicator(document.getElementById("live-status")),

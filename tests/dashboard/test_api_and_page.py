@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from portal.dashboard.models import ClusterSample
 from portal.dashboard.services import cluster_sample_record
-from portal.jobs.models import Job
+from portal.jobs.models import Job, Placement
 from tests.api.conftest import TokenClient
 from tests.dashboard.test_summary import running_on
 from tests.factories import make_job, make_node, make_team
@@ -142,3 +142,34 @@ def test_a_series_refuses_a_bad_range(client_for: TokenClient, owner: User, hour
     response = client_for(owner).get("/api/v1/cluster/utilisation/", {"hours": hours})
     assert response.status_code == 400
     assert "hours" in response.json()["errors"]
+
+
+def test_the_timeline_shows_admins_each_nodes_runs_and_refuses_everyone_else(
+    client_for: TokenClient, admin_user: User, owner: User
+) -> None:
+    now = timezone.now()
+    a, b = make_node("a"), make_node("b")
+    make_node("idle")
+    first = running_on(owner, [a], slots=1, name="first")
+    Placement.objects.filter(attempt__job=first).update(
+        started_at=now - timedelta(hours=3), finished_at=now - timedelta(hours=2)
+    )
+    Job.objects.filter(pk=first.pk).update(state=Job.State.SUCCEEDED)
+    second = running_on(owner, [a, b], slots=1, name="second")
+    Placement.objects.filter(attempt__job=second).update(started_at=now - timedelta(hours=1))
+    old = running_on(owner, [b], slots=1, name="long-gone")
+    Placement.objects.filter(attempt__job=old).update(
+        started_at=now - timedelta(days=3), finished_at=now - timedelta(days=2)
+    )
+
+    body = client_for(admin_user).get("/api/v1/cluster/timeline/", {"hours": 6}).json()
+
+    runs = {
+        row["node"]: [(r["name"], r["state"], r["end"] is None) for r in row["runs"]]
+        for row in body["nodes"]
+    }
+    assert runs == {
+        "a": [("first", "succeeded", False), ("second", "running", True)],
+        "b": [("second", "running", True)],
+    }
+    assert client_for(owner).get("/api/v1/cluster/timeline/").status_code == 403

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from portal.cluster.models import Node
-from portal.dashboard.selectors import cluster_summary, usage_by
+from portal.dashboard.selectors import TOP_CACHE_KEY, cluster_summary, usage_by
 from portal.jobs.models import Attempt, Job, MetricPoint, Placement
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
@@ -209,7 +210,24 @@ def test_the_summary_costs_the_same_queries_for_few_and_many(owner: User) -> Non
         extra = make_node(f"extra-{n}")
         running_on(make_user(f"u{n}"), [extra], slots=1)
         running_on(owner, [extra], slots=1)
+    cache.delete(TOP_CACHE_KEY)  # counted afresh, as the first time
     with CaptureQueriesContext(connection) as many:
         cluster_summary(user=admin)
         cluster_summary(user=owner)
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_the_top_users_are_computed_once_a_minute_not_per_summary(owner: User) -> None:
+    admin = make_user("boss", is_staff=True)
+    running_on(owner, [make_node()], slots=1)
+    first = cluster_summary(user=admin)
+    running_on(make_user("newcomer"), [make_node()], slots=1)
+
+    with CaptureQueriesContext(connection) as again:
+        second = cluster_summary(user=admin)
+
+    assert second["top_users"] == first["top_users"]
+    assert not [q for q in again.captured_queries if "SUM((" in q["sql"]]
+    cache.delete(TOP_CACHE_KEY)
+    names = {row["name"] for row in cluster_summary(user=admin)["top_users"] or []}
+    assert names == {"owner", "newcomer"}
