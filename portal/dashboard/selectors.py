@@ -509,6 +509,7 @@ def runs_timeline(*, hours: float) -> list[TimelineRow]:
     )
     rows: dict[str, TimelineRow] = {}
     for node, job, name, owner, state, start, end in runs:
+        start = start or since  # never None: the filter asks for started placements
         row = rows.setdefault(node, {"node": node, "runs": []})
         row["runs"].append(
             {
