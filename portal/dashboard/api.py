@@ -3,6 +3,7 @@ the same user), and the utilisation and queue history behind its charts."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -35,6 +36,12 @@ class SeriesQuerySerializer(serializers.Serializer[Any]):
         max_value=SERIES_MAX_HOURS,
         help_text=f"How far back, in hours (at most {SERIES_MAX_HOURS}). Default: 24.",
     )
+
+    def validate_hours(self, value: float) -> float:
+        # NaN passes both bounds (every comparison with it is false).
+        if not math.isfinite(value):
+            raise serializers.ValidationError("A valid number is required.")
+        return value
 
 
 SUMMARY = OpenApiResponse(

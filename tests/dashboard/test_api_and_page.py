@@ -137,7 +137,7 @@ def test_a_sample_records_the_cluster_and_the_series_show_it(
     assert 30.0 in [round(w) for w in waits if w is not None]
 
 
-@pytest.mark.parametrize("hours", ["0", "-1", "10000", "soon"])
+@pytest.mark.parametrize("hours", ["0", "-1", "10000", "soon", "nan", "NaN", "inf"])
 def test_a_series_refuses_a_bad_range(client_for: TokenClient, owner: User, hours: str) -> None:
     response = client_for(owner).get("/api/v1/cluster/utilisation/", {"hours": hours})
     assert response.status_code == 400
