@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "portal.cluster",
     "portal.jobs",
     "portal.registry",
+    "portal.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -82,7 +83,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "jobs:list"
+LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
 TEMPLATES = [
@@ -215,6 +216,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Seconds between two cluster samples, the dashboard's history.
+TRAINYARD_SAMPLE_S = env.number("TRAINYARD_SAMPLE_S", 60.0, above=0.0)
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {
         "task": "portal.jobs.tasks.scheduler_tick",
@@ -228,6 +231,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-datasets": {
         "task": "portal.catalog.tasks.requeue_stale_datasets",
         "schedule": 60.0,
+    },
+    # The dashboard's history: one cluster sample per tick (portal.dashboard.tasks).
+    "sample-cluster": {
+        "task": "portal.dashboard.tasks.sample_cluster",
+        "schedule": TRAINYARD_SAMPLE_S,
     },
 }
 
@@ -284,6 +292,11 @@ TRAINYARD_PREDICT_CACHE_MODELS = env.integer("TRAINYARD_PREDICT_CACHE_MODELS", 4
 TRAINYARD_MODEL_CODE_MAX_BYTES = env.integer(
     "TRAINYARD_MODEL_CODE_MAX_BYTES", 256 * 1024, minimum=1024
 )
+# Whether the dashboard shows everyone (not only admins) the top users and teams by use;
+# off by default, so a normal user sees cluster totals but no one else's name.
+TRAINYARD_DASHBOARD_SHOW_USERS = env.flag("TRAINYARD_DASHBOARD_SHOW_USERS", False)
+# Cluster samples older than this are deleted when the next one is written.
+TRAINYARD_SAMPLE_RETENTION_DAYS = env.integer("TRAINYARD_SAMPLE_RETENTION_DAYS", 35, minimum=1)
 
 LOGGING = {
     "version": 1,

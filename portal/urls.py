@@ -14,6 +14,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.catalog.api_urls")),
     path("", include("portal.cluster.api_urls")),
     path("", include("portal.registry.api_urls")),
+    path("", include("portal.dashboard.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI on the schema, for signed-in users (SERVE_PERMISSIONS). The split view serves
     # its start-up script as a file of its own rather than inline, so a strict CSP allows it.
@@ -29,6 +30,7 @@ urlpatterns = [
     # WhiteNoise answers for every file it has; anything else under static/ is a plain 404,
     # for anonymous callers too (not a login redirect), however the path is encoded.
     path("static/<path:missing>", static_not_found),
+    path("", include("portal.dashboard.urls")),
     path("", include("portal.jobs.urls")),
     path("catalog/", include("portal.catalog.urls")),
     path("cluster/", include("portal.cluster.urls")),

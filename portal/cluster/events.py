@@ -1,4 +1,5 @@
-"""Node health to the admins' nodes page, through the channel layer after the commit."""
+"""Node health to the admins' nodes page, and word of a change to every dashboard, through
+the channel layer after the commit."""
 
 from __future__ import annotations
 
@@ -32,5 +33,19 @@ def node_health_event(node: Node) -> NodeHealthEvent:
     }
 
 
+# Everyone's dashboard: something that changes the cluster's figures happened (a heartbeat,
+# a job's state). The event carries nothing; each dashboard socket reads the figures its
+# user may see from PostgreSQL (`portal.dashboard.consumers`), so no one's data travels to
+# a socket that may not show it.
+CLUSTER_GROUP = "cluster"
+
+
+class ClusterChangedEvent(TypedDict):
+    type: Literal["cluster.changed"]
+
+
+CLUSTER_CHANGED: ClusterChangedEvent = {"type": "cluster.changed"}
+
+
 def node_health_changed(node: Node) -> None:
-    send_on_commit([(NODES_GROUP, node_health_event(node))])
+    send_on_commit([(NODES_GROUP, node_health_event(node)), (CLUSTER_GROUP, CLUSTER_CHANGED)])

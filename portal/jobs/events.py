@@ -14,6 +14,7 @@ import enum
 from collections.abc import Iterable
 from typing import Literal, TypedDict
 
+from portal.cluster.events import CLUSTER_CHANGED, CLUSTER_GROUP
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.lib.realtime import GroupMessage, send_on_commit
 
@@ -140,6 +141,9 @@ def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
         if event["team"] is not None:
             messages.append((team_jobs_group(event["team"]), event))
     if messages:
+        # A state change moves the dashboards' figures (the queue, capacity in use): one
+        # word for the whole batch.
+        messages.append((CLUSTER_GROUP, CLUSTER_CHANGED))
         send_on_commit(messages)
 
 

@@ -74,7 +74,18 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["state", "priority", "created_at"])]
+        indexes = [
+            models.Index(fields=["state", "priority", "created_at"]),
+            # The job list pages by keyset on (created_at, id), newest first: for everyone
+            # (admins), within one owner's or team's jobs (the visibility filter), and within
+            # one state (the state filter; the dashboard's counts).
+            models.Index(fields=["-created_at", "-id"], name="job_list_newest"),
+            models.Index(fields=["owner", "-created_at", "-id"], name="job_list_owner"),
+            models.Index(fields=["team", "-created_at", "-id"], name="job_list_team"),
+            models.Index(fields=["state", "-created_at", "-id"], name="job_list_state"),
+            # The dashboard's wait times: jobs started in the last hours and days.
+            models.Index(fields=["started_at"], name="job_started_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
@@ -154,6 +165,17 @@ class Placement(models.Model):
             models.UniqueConstraint(
                 fields=["attempt", "node"], name="placement_attempt_node_unique"
             ),
+        ]
+        indexes = [
+            # Capacity in use now (the dashboard, every page load) reads only the unfinished
+            # placements, a handful beside the history of a busy cluster.
+            models.Index(
+                fields=["node"],
+                name="placement_unfinished",
+                condition=models.Q(finished_at__isnull=True),
+            ),
+            # GPU-hours over a window: placements that ended within it (or still run).
+            models.Index(fields=["finished_at"], name="placement_finished_at"),
         ]
 
     def __str__(self) -> str:

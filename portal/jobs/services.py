@@ -329,6 +329,15 @@ def job_cancel(*, user: AbstractBaseUser, job: Job) -> Job:
     return job
 
 
+def jobs_cancel(*, user: AbstractBaseUser, job_ids: Collection[int]) -> list[Job]:
+    """Cancel each of the jobs `user` may see among `job_ids` (the job list's "Cancel
+    selected"), each in a transaction of its own as `job_cancel` does one; ids of jobs they
+    may not see are skipped, as if they did not exist. Returns the jobs that were still
+    unfinished, as they are after the cancel."""
+    pending = jobs_visible_to(user).filter(pk__in=list(job_ids)).exclude(state__in=Job.TERMINAL)
+    return [job_cancel(user=user, job=job) for job in pending.order_by("pk")]
+
+
 # ---- attempt reports -------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Job pages: the list, the submit form, one job's page, and cancelling."""
+"""Job pages: the list (filtered, sorted, paged by keyset), the submit form, one job's page,
+and cancelling one job or several."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.http import AuthenticatedHttpRequest
+from portal.jobs.filters import JobFilterForm
 from portal.jobs.forms import CHOICE_LABELS, JobForm
+from portal.jobs.listing import PAGE_SIZE, SORTS, jobs_listed, jobs_page
 from portal.jobs.models import Job
 from portal.jobs.selectors import (
     checkpoint_path,
@@ -23,12 +26,13 @@ from portal.jobs.selectors import (
     job_checkpoints,
     job_get_visible,
     job_queue_position,
-    jobs_visible_to,
 )
-from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit
+from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit, jobs_cancel
 from portal.jobs.throttling import submit_retry_after
 
-JOBS_PER_PAGE = 50
+JOBS_PER_PAGE = PAGE_SIZE
+# Checkboxes one "Cancel selected" may carry: a page's worth, and then some.
+MAX_BULK_CANCEL = 500
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
@@ -77,17 +81,68 @@ def _hyperparameter_rows(params: dict[str, Any]) -> list[tuple[str, list[str] | 
 
 @require_http_methods(["GET"])
 def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    jobs = jobs_visible_to(request.user).select_related("owner", "dataset", "model")
-    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    form = JobFilterForm(request.GET, user=request.user)
+    form.is_valid()  # each bad value is shown, and that one filter ignored
+    filters = form.filters()
+    page = jobs_page(
+        jobs_listed(user=request.user, filters=filters),
+        sort=filters.sort,
+        after=form.cleaned_data.get("after") or "",
+        before=form.cleaned_data.get("before") or "",
+        size=JOBS_PER_PAGE,
+    )
     rows = [
         {
             "job": job,
             "resources": resources_label(job),
             "duration": format_duration(job.started_at, job.finished_at),
+            "cancellable": not job.is_terminal,
         }
-        for job in page
+        for job in page.jobs
     ]
-    return render(request, "jobs/list.html", {"page": page, "rows": rows})
+    column, descending = filters.sort.lstrip("-"), filters.sort.startswith("-")
+    # A header sorts by its column, and again the other way round; a new sort starts at
+    # the first page.
+    sorts = {
+        key: {
+            "param": f"{'' if key == column and descending else '-'}{key}",
+            "current": ("descending" if descending else "ascending") if key == column else "",
+        }
+        for key in SORTS
+    }
+    return render(
+        request,
+        "jobs/list.html",
+        {
+            "form": form,
+            "filtered": form.is_filtered,
+            "page": page,
+            "rows": rows,
+            "sorts": sorts,
+            "first_page": page.newer is None,
+        },
+    )
+
+
+@require_POST
+def job_cancel_many(request: AuthenticatedHttpRequest) -> HttpResponseRedirect:
+    """ "Cancel selected" on the job list: back to the same view of the list."""
+    ids = [int(value) for value in request.POST.getlist("job") if value.isdigit()]
+    cancelled = jobs_cancel(user=request.user, job_ids=ids[:MAX_BULK_CANCEL])
+    if cancelled:
+        names = ", ".join(f"#{job.pk}" for job in cancelled)
+        messages.success(
+            request,
+            f"Cancelling {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: {names}.",
+        )
+    else:
+        messages.info(request, "No unfinished job was selected.")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("jobs:list")
+    return HttpResponseRedirect(back)
 
 
 @require_http_methods(["GET", "POST"])

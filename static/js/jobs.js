@@ -1,9 +1,10 @@
-// The jobs list: state badges change in place as /ws/jobs/ reports them.
+// The jobs list: state badges change in place as /ws/jobs/ reports them, and the checkboxes
+// that "Cancel selected" posts (the form itself is plain HTML: it works without this script).
 
 import { LiveSocket, readJson, statusIndicator, tickDurations } from "./live.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const onFirstPage = readJson("jobs-page", 1) === 1;
+const onFirstPage = readJson("jobs-first-page", true) === true;
 let reloadTimer = null;
 
 function reloadSoon() {
@@ -30,10 +31,63 @@ function onState(message) {
   if (reason) reason.textContent = message.reason || "";
   const duration = row.querySelector('[data-role="duration"]');
   if (duration && TERMINAL.has(message.state)) delete duration.dataset.started;
+  if (TERMINAL.has(message.state)) {
+    // A finished job can no longer be cancelled: its checkbox goes.
+    row.querySelector('[data-role="select"]')?.remove();
+    updateSelection();
+  }
   if (duration && message.state === "running" && !duration.dataset.started && duration.textContent.trim() === "—") {
     duration.dataset.started = new Date().toISOString();
   }
 }
+
+// ---- Selecting jobs to cancel ----------------------------------------------------------------
+
+const selectAll = document.getElementById("select-all");
+const cancelSelected = document.getElementById("cancel-selected");
+const selectedCount = document.getElementById("selected-count");
+const boxes = () => [...document.querySelectorAll('input[data-role="select"]')];
+
+function updateSelection() {
+  const all = boxes();
+  const chosen = all.filter((box) => box.checked).length;
+  if (cancelSelected) cancelSelected.disabled = chosen === 0;
+  if (selectedCount) selectedCount.textContent = chosen ? `${chosen} selected` : "None selected";
+  if (selectAll) {
+    selectAll.checked = chosen > 0 && chosen === all.length;
+    selectAll.indeterminate = chosen > 0 && chosen < all.length;
+    selectAll.disabled = all.length === 0;
+  }
+}
+
+selectAll?.addEventListener("change", () => {
+  for (const box of boxes()) box.checked = selectAll.checked;
+  updateSelection();
+});
+document.getElementById("jobs-table")?.addEventListener("change", (event) => {
+  if (event.target.matches('input[data-role="select"]')) updateSelection();
+});
+document.getElementById("bulk-cancel")?.addEventListener("submit", (event) => {
+  const chosen = boxes().filter((box) => box.checked).length;
+  if (!chosen) event.preventDefault();
+});
+updateSelection();
+
+// Filters apply as soon as a choice changes; typing a name waits for Enter or Apply.
+const filters = document.getElementById("job-filters");
+filters?.addEventListener("change", (event) => {
+  if (event.target.matches("select, input[type=date]")) filters.requestSubmit();
+});
+filters?.addEventListener("submit", () => {
+  // Only the filters in use go into the address, so a shared link says what it shows.
+  for (const field of filters.elements) {
+    if (field.name && field.value === "") field.disabled = true;
+  }
+});
+window.addEventListener("pageshow", () => {
+  // Back from the next page (the browser's cache): the fields must be sendable again.
+  for (const field of filters?.elements ?? []) field.disabled = false;
+});
 
 new LiveSocket("/ws/jobs/", {
   onStatus: statusIndicator(document.getElementById("live-status")),

@@ -13,6 +13,7 @@ from django.utils import timezone
 from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent
+from portal.dashboard.services import cluster_sample_record
 from portal.jobs.models import Checkpoint, Job, LogLine, MetricPoint
 from portal.registry.models import ModelVersion
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
@@ -93,6 +94,7 @@ def build_world() -> None:
             manifest_uri="file:///srv/model.json",
             manifest_sha256="3" * 64,
         )
+    cluster_sample_record()
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def test_it_refuses_an_anonymous_post(client: Client, existing: Existing, route:
 
 
 @pytest.mark.django_db
-def test_the_login_page_signs_a_user_in_and_lands_on_the_jobs_list(client: Client) -> None:
+def test_the_login_page_signs_a_user_in_and_lands_on_the_dashboard(client: Client) -> None:
     make_user("ada")
     page = client.get(reverse("login"))
     assert page.status_code == 200
@@ -105,5 +105,5 @@ def test_the_login_page_signs_a_user_in_and_lands_on_the_jobs_list(client: Clien
 
     response = client.post(reverse("login"), {"username": "ada", "password": PASSWORD})
     assert response.status_code == 302
-    assert response["Location"] == reverse("jobs:list")
-    assert client.get(reverse("jobs:list")).status_code == 200
+    assert response["Location"] == reverse("dashboard:home") == "/"
+    assert client.get(reverse("dashboard:home")).status_code == 200
