@@ -22,10 +22,33 @@ class NodeLimits:
     gpu_count: int
     storage_root: Path
     checkpoint_root: Path
+    # The object-storage prefix (`TRAINYARD_STORAGE_URL`, e.g. `s3://bucket/trainyard`) whose
+    # objects this node may fetch; None: local files only.
+    storage_url: str | None = None
 
 
 def _under(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
+
+
+def _uri_problem(uri: object, what: str, limits: NodeLimits) -> str | None:
+    """Why `uri` (a dataset or model code) is out of this node's bounds, or None."""
+    if not isinstance(uri, str):
+        return f"the {what} URI is not a string"
+    if not storage.is_local(uri):
+        prefix = (limits.storage_url or "").rstrip("/") + "/"
+        if limits.storage_url is None or not uri.startswith(prefix):
+            return f"{what} {uri!r} is not under this node's storage URL {limits.storage_url}"
+        if ".." in uri[len(prefix) :].split("/"):
+            return f"{what} {uri!r} steps out of the storage URL with '..'"
+        return None
+    try:
+        path = storage.local_path_for(uri)
+    except storage.StorageError as exc:
+        return str(exc)
+    if not _under(path, limits.storage_root):
+        return f"{what} {uri!r} is outside the storage root {limits.storage_root}"
+    return None
 
 
 def spec_problem(spec_json: Any, limits: NodeLimits) -> str | None:
@@ -44,25 +67,14 @@ def spec_problem(spec_json: Any, limits: NodeLimits) -> str | None:
     if nproc > available:
         kind = "GPUs" if device == "cuda" else "CPU slots"
         return f"it asks for {nproc} processes; this node has {available} {kind}"
-    if not isinstance(uri, str):
-        return "the dataset URI is not a string"
-    try:
-        data = storage.local_path_for(uri)
-    except storage.StorageError as exc:
-        return str(exc)
-    if not _under(data, limits.storage_root):
-        return f"dataset {uri!r} is outside the storage root {limits.storage_root}"
+    problem = _uri_problem(uri, "dataset", limits)
+    if problem:
+        return problem
     model = spec_json.get("model")
     if isinstance(model, dict) and model.get("architecture") == "custom":
-        code_uri = model.get("code_uri")
-        if not isinstance(code_uri, str):
-            return "the model code URI is not a string"
-        try:
-            code = storage.local_path_for(code_uri)
-        except storage.StorageError as exc:
-            return str(exc)
-        if not _under(code, limits.storage_root):
-            return f"model code {code_uri!r} is outside the storage root {limits.storage_root}"
+        problem = _uri_problem(model.get("code_uri"), "model code", limits)
+        if problem:
+            return problem
     if not isinstance(checkpoint_dir, str) or not Path(checkpoint_dir).is_absolute():
         return f"checkpoint_dir {checkpoint_dir!r} is not an absolute path"
     if not _under(Path(checkpoint_dir), limits.checkpoint_root):
@@ -88,4 +100,5 @@ def node_limits(*, gpu_count: int) -> NodeLimits:
             if checkpoints
             else storage_root / "checkpoints"
         ),
+        storage_url=config.raw_setting("TRAINYARD_STORAGE_URL") or None,
     )

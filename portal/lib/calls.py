@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
+
+from portal.celery import app as celery_app
 
 
 class WorkerUnavailable(Exception):
@@ -25,7 +26,7 @@ def call_and_wait(task: str, *, kwargs: dict[str, Any], queue: str, timeout_s: f
     An exception raised inside the task is re-raised here as `WorkerUnavailable`: the
     task's own "no" answers are values, so an exception is a failure of the worker.
     """
-    result = current_app.send_task(task, kwargs=kwargs, queue=queue, ignore_result=False)
+    result = celery_app.send_task(task, kwargs=kwargs, queue=queue, ignore_result=False)
     try:
         return result.get(timeout=timeout_s, propagate=True)
     except CeleryTimeout:

@@ -176,7 +176,7 @@ def spec_with(tmp_path: Path, **changes: Any) -> dict[str, Any]:
         ({}, None),
         ({"dataset.uri": "file:///srv/storage/../../etc/shadow"}, "outside the storage root"),
         ({"dataset.uri": "file:///srv/storage-other/x.csv"}, "outside the storage root"),
-        ({"dataset.uri": "https://example.com/x.csv"}, "unsupported storage URI"),
+        ({"dataset.uri": "https://example.com/x.csv"}, "not under this node's storage URL"),
         ({"dataset.uri": "file://host/srv/storage/x.csv"}, "only local paths"),
         ({"checkpoint_dir": "/srv/storage/checkpoints/../../x"}, "outside"),
         ({"checkpoint_dir": "relative/path"}, "not an absolute path"),
@@ -218,3 +218,26 @@ def test_signing_is_independent_of_key_order() -> None:
     assert a == b
     assert signing.signature_problem("t", [{"a": 1, "b": [1.5, "z"]}], a, key=key) is None
     assert signing.signature_problem("t", [{"a": 2, "b": [1.5, "z"]}], a, key=key) is not None
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("s3://bucket/trainyard/datasets/x.csv", None),
+        ("s3://bucket/trainyard-other/x.csv", "not under this node's storage URL"),
+        ("s3://bucket/trainyard/../secrets/x.csv", "steps out"),
+        ("gs://bucket/trainyard/x.csv", "not under this node's storage URL"),
+        ("file:///srv/storage/datasets/x.csv", None),
+    ],
+)
+def test_an_object_storage_uri_must_be_under_the_nodes_storage_url(
+    tmp_path: Path, uri: str, problem: str | None
+) -> None:
+    limits = dataclasses.replace(LIMITS, storage_url="s3://bucket/trainyard")
+
+    found = bounds.spec_problem(spec_with(tmp_path, **{"dataset.uri": uri}), limits)
+
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
