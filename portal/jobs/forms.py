@@ -147,9 +147,16 @@ def _bounds_help(info: Any) -> str:
 
 
 def _struct_field(name: str, info: Any, initial: Any) -> forms.Field:
-    """The form field for one Struct field, by its msgspec type."""
+    """The form field for one Struct field, by its msgspec type (its `Meta(description=...)`,
+    when it has one, becomes the help text)."""
     label = name.replace("_", " ").capitalize()
     inspect = msgspec.inspect
+    if isinstance(info, inspect.Metadata):
+        field = _struct_field(name, info.type, initial)
+        description = (info.extra_json_schema or {}).get("description")
+        if description:
+            field.help_text = " ".join(p for p in (description, field.help_text) if p)
+        return field
     if isinstance(info, inspect.LiteralType):
         labels = CHOICE_LABELS.get(name, {})
         values = list(info.values)

@@ -108,7 +108,7 @@ def test_it_checks_hyperparameters_against_the_models_architecture(
 def test_a_shape_the_model_cannot_take_is_a_400_on_hyperparameters(
     client_for: TokenClient, owner: User, job_body: dict[str, Any]
 ) -> None:
-    cnn = ModelArchitecture.objects.create(slug="cnn", name="CNN", family="cnn", is_public=True)
+    cnn = ModelArchitecture.objects.create(slug="my-cnn", name="CNN", family="cnn", is_public=True)
     job_body["model"] = cnn.pk
 
     response = post_job(client_for, owner, job_body)

@@ -250,7 +250,7 @@ def test_hyperparameters_are_checked_against_the_architecture_with_dotted_errors
 
 def test_a_model_that_does_not_fit_the_datasets_shape_is_refused_on_hyperparameters(owner, iris):
     node()
-    cnn = ModelArchitecture.objects.create(slug="cnn", name="CNN", family="cnn", is_public=True)
+    cnn = ModelArchitecture.objects.create(slug="my-cnn", name="CNN", family="cnn", is_public=True)
     with pytest.raises(ValidationError) as excinfo:
         submit(owner, iris, cnn)
     [message] = error_messages(excinfo)["hyperparameters"]

@@ -116,6 +116,7 @@ def make_trained_job(
             val_loss=loss,
             val_accuracy=accuracy,
             is_best=best,
+            created_at=timezone.now(),
         )
     if export:
         write_export(job, attempt, manifest=manifest)

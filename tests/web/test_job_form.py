@@ -116,7 +116,10 @@ def test_the_form_offers_only_ready_datasets_the_user_may_see(
 
     assert response.status_code == 200
     offered = list(response.context["form"].fields["dataset"].queryset)
-    assert offered == [iris]
+    # The public built-ins (Iris among them), and neither the unready nor the outsider's one.
+    assert iris in offered
+    assert {dataset.name for dataset in offered}.isdisjoint({"Still validating", "Someone else's"})
+    assert all(dataset.is_public for dataset in offered)
     assert b'data-testid="submit-job"' in response.content
 
 
@@ -146,7 +149,7 @@ def test_the_form_shows_the_selected_architectures_fields_with_the_right_kinds(
     client: Client, owner: User, mlp: ModelArchitecture
 ) -> None:
     cnn = ModelArchitecture.objects.create(
-        slug="cnn", name="CNN", family="cnn", is_public=True, default_params={"kernel_size": 5}
+        slug="my-cnn", name="CNN", family="cnn", is_public=True, default_params={"kernel_size": 5}
     )
     client.force_login(owner)
     form = client.get(URL, {"model": mlp.pk}).context["form"]
