@@ -155,7 +155,7 @@ def _struct_field(name: str, info: Any, initial: Any) -> forms.Field:
         field = _struct_field(name, info.type, initial)
         description = (info.extra_json_schema or {}).get("description")
         if description:
-            field.help_text = " ".join(p for p in (description, field.help_text) if p)
+            field.help_text = " ".join(str(p) for p in (description, field.help_text) if p)
         return field
     if isinstance(info, inspect.LiteralType):
         labels = CHOICE_LABELS.get(name, {})
