@@ -364,8 +364,9 @@ PREDICT_MAX_ROWS = 1000
 
 
 class ExportManifest(Struct, kw_only=True):
-    """`model.json`, written by the trainer next to the exported weights when a job succeeds:
-    what the weights are and how their outputs become answers. Unknown fields are ignored."""
+    """`model.json`, written by the trainer next to the exported weights when a job succeeds
+    (`to_json`) and read by the registry and the predict worker (`from_json`): what the
+    weights are and how their outputs become answers. Unknown fields are ignored."""
 
     model: ModelSpec
     input_shape: Annotated[
@@ -378,6 +379,18 @@ class ExportManifest(Struct, kw_only=True):
     target_scale: Annotated[float, Meta(gt=0.0)]
     # The dataset version the weights were trained on: registration checks it is the job's.
     dataset_sha256: Sha256
+    # The checkpoint the weights come from (relative to the job's checkpoint directory), its
+    # epoch and its value of the job's best_metric.
+    checkpoint: Annotated[str, Meta(min_length=1, max_length=255)]
+    epoch: Count
+    best_metric: Literal["val_loss", "val_accuracy"]
+    best_value: float
+    # Whether `model.torchscript.pt` was written (custom code may not trace).
+    torchscript: bool
+
+    def to_json(self) -> bytes:
+        """The manifest's JSON, as the trainer writes `model.json`."""
+        return msgspec.json.format(msgspec.json.encode(self), indent=2)
 
     @classmethod
     def from_json(cls, raw: bytes) -> ExportManifest:

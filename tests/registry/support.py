@@ -137,6 +137,11 @@ def write_export(job: Job, attempt: Attempt, *, manifest: dict[str, Any] | None 
         "target_shift": 0.0,
         "target_scale": 1.0,
         "dataset_sha256": job.dataset.sha256,
+        "checkpoint": "attempt-1/best.pt",
+        "epoch": 3,
+        "best_metric": "val_loss",
+        "best_value": 0.25,
+        "torchscript": True,
     }
     (directory / MANIFEST_FILE).write_text(json.dumps(body))
     return directory

@@ -114,6 +114,11 @@ def test_it_refuses_an_export_trained_on_other_bytes(api: TokenClient, owner: Us
         "target_shift": 0.0,
         "target_scale": 1.0,
         "dataset_sha256": "f" * 64,
+        "checkpoint": "attempt-1/best.pt",
+        "epoch": 2,
+        "best_metric": "val_loss",
+        "best_value": 0.4,
+        "torchscript": True,
     }
     write_export(job, job.attempts.get(), manifest=manifest)
 

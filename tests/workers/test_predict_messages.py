@@ -23,7 +23,12 @@ MANIFEST = {
     "target_shift": 0.0,
     "target_scale": 1.0,
     "dataset_sha256": "a" * 64,
-    "epoch": 7,  # more than the contract says is ignored
+    "checkpoint": "attempt-1/best.pt",
+    "epoch": 7,
+    "best_metric": "val_accuracy",
+    "best_value": 0.9,
+    "torchscript": True,
+    "note": "a field the contract does not name is ignored",
 }
 DATASET = {
     "uri": "file:///srv/shapes.zip",

@@ -92,7 +92,7 @@ def test_it_trains_iris_to_90_percent_and_resumes_from_its_checkpoint(
     export = attempt_dir / "export"
     manifest = json.loads((export / "model.json").read_text())
     assert manifest["checkpoint"] == best["name"]
-    assert manifest["architecture"]["architecture"] == "mlp"
+    assert manifest["model"]["architecture"] == "mlp"
     assert manifest["input_shape"] == [4]
     assert manifest["outputs"] == 3
     assert manifest["classes"] == ["setosa", "versicolor", "virginica"]

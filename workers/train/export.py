@@ -11,39 +11,19 @@ the weights it describes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-import msgspec
 from torch import nn
 
 from workers.files import write_atomic
-from workers.messages import AttemptSpec
+from workers.messages import AttemptSpec, ExportManifest
 from workers.models.export import export_torchscript, save_safetensors
 from workers.train.checkpoint import EXPORT_DIR, Best, attempt_checkpoint_dir
 
 SAFETENSORS = "model.safetensors"
 TORCHSCRIPT = "model.torchscript.pt"
 MANIFEST = "model.json"
-
-
-class ExportManifest(TypedDict):
-    """`export/model.json`: read by the portal's registry and the predict worker."""
-
-    architecture: dict[str, Any]  # the ModelSpec as JSON (tagged by `architecture`)
-    input_shape: list[int]
-    outputs: int
-    task: str
-    classes: list[str]
-    target_shift: float
-    target_scale: float
-    dataset_sha256: str
-    checkpoint: str  # the checkpoint it came from, relative to the job's checkpoint dir
-    epoch: int
-    best_metric: str
-    best_value: float
-    torchscript: bool
 
 
 def _replace_into(path: Path, write: Any) -> None:
@@ -77,20 +57,20 @@ def export_best(
         problem = f"{type(exc).__name__}: {exc}"
         (directory / TORCHSCRIPT).unlink(missing_ok=True)
     dataset = spec.dataset
-    manifest: ExportManifest = {
-        "architecture": msgspec.to_builtins(spec.model),
-        "input_shape": list(dataset.input_shape),
-        "outputs": outputs,
-        "task": dataset.task,
-        "classes": list(dataset.classes),
-        "target_shift": dataset.target_shift,
-        "target_scale": dataset.target_scale,
-        "dataset_sha256": dataset.sha256,
-        "checkpoint": best.name,
-        "epoch": best.epoch,
-        "best_metric": spec.training.best_metric,
-        "best_value": best.value,
-        "torchscript": problem is None,
-    }
-    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    manifest = ExportManifest(
+        model=spec.model,
+        input_shape=dataset.input_shape,
+        outputs=outputs,
+        task=dataset.task,
+        classes=dataset.classes,
+        target_shift=dataset.target_shift,
+        target_scale=dataset.target_scale,
+        dataset_sha256=dataset.sha256,
+        checkpoint=best.name,
+        epoch=best.epoch,
+        best_metric=spec.training.best_metric,
+        best_value=best.value,
+        torchscript=problem is None,
+    )
+    write_atomic(directory / MANIFEST, manifest.to_json())
     return directory, problem
