@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "portal.jobs",
     "portal.registry",
     "portal.dashboard",
+    "portal.experiments",
+    "portal.notifications",
 ]
 
 MIDDLEWARE = [

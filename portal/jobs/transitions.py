@@ -13,7 +13,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from portal.jobs import events
+from portal.jobs import events, signals
 from portal.jobs.lifecycle import Move
 from portal.jobs.models import Job
 
@@ -56,4 +56,6 @@ def job_move(
             setattr(job, name, value)
     if announce:
         events.job_state_changed(job, attempt_id=attempt_id)
+    if move.to in Job.TERMINAL:
+        signals.job_finished_on_commit(job)
     return True
