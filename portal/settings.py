@@ -270,6 +270,10 @@ TRAINYARD_HEARTBEAT_S = shared.heartbeat_s(env)
 # A node that misses this many heartbeats is offline and its attempts are lost.
 TRAINYARD_MISSED_HEARTBEATS = env.integer("TRAINYARD_MISSED_HEARTBEATS", 3, minimum=1)
 TRAINYARD_CANCEL_GRACE_S = shared.cancel_grace_s(env)
+# An attempt may run at most this long unless its request asks for less or more.
+TRAINYARD_DEFAULT_MAX_RUN_TIME_S = env.number(
+    "TRAINYARD_DEFAULT_MAX_RUN_TIME_S", 24 * 3600.0, above=0.0
+)
 # A requeued job waits this long after its attempt ended, doubled per further restart.
 TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
 TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)

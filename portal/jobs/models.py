@@ -62,6 +62,12 @@ class Job(models.Model):
     gpu_model = models.CharField(max_length=100, blank=True)
     node_selector = models.JSONField(default=dict, blank=True)
     priority = models.IntegerField(default=0)
+    # The longest one attempt may run (the request's, or TRAINYARD_DEFAULT_MAX_RUN_TIME_S):
+    # past it the attempt is stopped with that reason; backfill and start estimates use it.
+    max_run_time_s = models.PositiveIntegerField(default=24 * 3600)
+    # Opted in to preemption: a higher-priority job that cannot start may stop it (after a
+    # grace period to checkpoint) and requeue it to resume from its checkpoint.
+    preemptible = models.BooleanField(default=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     # Why the job is where it is: why it waits, why it failed.
     state_reason = models.TextField(blank=True)

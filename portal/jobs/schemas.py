@@ -79,6 +79,20 @@ class Resources(_Strict):
     )
 
 
+class SchedulingParams(_Strict):
+    max_run_time_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 24 * 60,
+        description="Stop an attempt that runs longer than this (blank: the cluster default).",
+    )
+    preemptible: bool = Field(
+        default=False,
+        description="A higher-priority job may stop this one; it is requeued and resumes "
+        "from its last checkpoint.",
+    )
+
+
 class JobRequest(_Strict):
     name: SafeName = Field(default="", max_length=200)
     dataset: int = Field(description="Id of a ready dataset you can see.")
@@ -93,6 +107,12 @@ class JobRequest(_Strict):
     resources: Resources = Field(default_factory=Resources)
     priority: int = Field(default=0, ge=-100, le=100)
     max_restarts: int = Field(default=0, ge=0, le=10)
+    team: SafeName | None = Field(
+        default=None,
+        max_length=100,
+        description="Name of one of your teams to charge the job to (blank: your first team).",
+    )
+    scheduling: SchedulingParams = Field(default_factory=SchedulingParams)
 
 
 def dotted_errors(exc: ValidationError, *, prefix: str = "") -> dict[str, list[str]]:

@@ -278,6 +278,12 @@ def _job_create(
         node_selector=dict(resources.labels),
         priority=request.priority,
         max_restarts=request.max_restarts,
+        max_run_time_s=(
+            request.scheduling.max_run_time_minutes * 60
+            if request.scheduling.max_run_time_minutes
+            else round(settings.TRAINYARD_DEFAULT_MAX_RUN_TIME_S)
+        ),
+        preemptible=request.scheduling.preemptible,
         state=entry.to,
         state_reason=entry.reason,
     )
