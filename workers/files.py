@@ -10,12 +10,13 @@ never imports the portal).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 
 @contextmanager
@@ -41,3 +42,26 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     """Write a small file whole: readers see the old content or the new, never half."""
     with atomic_writer(path) as out:
         out.write(data.encode() if isinstance(data, str) else data)
+
+
+# Files are hashed and copied in pieces of this size: memory stays flat for any file.
+CHUNK_BYTES = 1 << 20
+
+
+def sha256_of(source: IO[bytes], *, copy_to: IO[bytes] | None = None) -> tuple[str, int]:
+    """The SHA-256 hex digest and size of what is left to read in `source`, in constant memory;
+    with `copy_to`, the bytes are written there as they are hashed (a verified copy)."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := source.read(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return digest.hexdigest(), size
+
+
+def sha256_of_path(path: Path) -> str:
+    """The SHA-256 hex digest of the file at `path`."""
+    with path.open("rb") as handle:
+        return sha256_of(handle)[0]

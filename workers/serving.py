@@ -16,7 +16,6 @@ as in training.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import threading
 from collections import OrderedDict
@@ -26,12 +25,11 @@ from typing import TypedDict
 import torch
 
 from workers.datasets import DatasetInvalid, rows_to_inputs
+from workers.files import sha256_of
 from workers.messages import ExportFile, PredictRequest
 from workers.models import ModelShapeError, Prediction, build_model, predict, sigmoid_binary
 from workers.models.export import load_safetensors, load_torchscript
 from workers.storage import StorageError, local_path_for
-
-_CHUNK = 1 << 20
 
 
 class PredictAnswer(TypedDict, total=False):
@@ -52,17 +50,14 @@ def _verified_copy(file: ExportFile, directory: Path) -> Path:
     except StorageError as exc:
         raise ModelFileInvalid(str(exc)) from exc
     target = directory / source.name
-    digest = hashlib.sha256()
     try:
         with source.open("rb") as src, target.open("wb") as out:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+            actual, _ = sha256_of(src, copy_to=out)
     except OSError as exc:
         raise ModelFileInvalid(f"cannot read {source.name}: {exc.strerror or exc}") from exc
-    if digest.hexdigest() != file.sha256:
+    if actual != file.sha256:
         raise ModelFileInvalid(
-            f"{source.name} has SHA-256 {digest.hexdigest()}, but {file.sha256} was registered: "
+            f"{source.name} has SHA-256 {actual}, but {file.sha256} was registered: "
             "the file changed after registration, so it is not loaded"
         )
     return target

@@ -11,7 +11,6 @@ its checksum matched: a crash never leaves a file in the cache that looks verifi
 
 from __future__ import annotations
 
-import hashlib
 import re
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
@@ -20,10 +19,9 @@ from urllib.parse import unquote, urlsplit
 
 import fsspec
 
-from workers.files import atomic_writer
+from workers.files import atomic_writer, sha256_of
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 
 class StorageError(Exception):
@@ -81,16 +79,12 @@ def dataset_fetch(*, uri: str, sha256: str, cache_dir: Path) -> Path:
     if cached.is_file():
         return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
     with atomic_writer(cached) as out:
         try:
             with _open_source(uri) as src:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
+                actual, _ = sha256_of(src, copy_to=out)
         except OSError as exc:
             raise StorageError(f"cannot read dataset {uri!r}: {exc.strerror or exc}") from exc
-        actual = digest.hexdigest()
         if actual != expected:
             # Raised inside the block: the copy is discarded, never renamed into the cache.
             raise ChecksumMismatch(

@@ -26,10 +26,11 @@ from typing import IO, Any
 import fsspec
 from django.conf import settings
 
+from workers.files import CHUNK_BYTES, sha256_of
 from workers.storage import local_path_for
 
 DATASETS_DIR = "datasets"
-_CHUNK = 1 << 20
+_CHUNK = CHUNK_BYTES
 
 
 class FileTooLarge(Exception):
@@ -154,14 +155,9 @@ def storage_stat(uri: str) -> tuple[str, int] | None:
     """SHA-256 and size of the stored file, or None when nothing is there."""
     try:
         with storage_open(uri) as handle:
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+            return sha256_of(handle)
     except FileNotFoundError:
         return None
-    return digest.hexdigest(), size
 
 
 def storage_uri_for(name: str) -> str:

@@ -11,7 +11,6 @@ every process reads.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from portal.jobs.models import Attempt, Checkpoint, Job
 from portal.jobs.scheduling import checkpoint_dir
 from portal.lib.text import text_problem
 from portal.registry.models import ModelVersion
+from workers.files import sha256_of
 from workers.messages import ExportManifest, MessageInvalid
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -35,7 +35,6 @@ MANIFEST_FILE = "model.json"
 # model.json is a few hundred bytes; a larger one is not the trainer's.
 MANIFEST_MAX_BYTES = 1 << 20
 NAME_MAX_CHARS = 200
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,9 @@ class _Stored:
 
 
 def _stored(path: Path) -> _Stored:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return _Stored(uri=path.as_uri(), sha256=digest.hexdigest(), size=path.stat().st_size)
+        sha256, size = sha256_of(handle)
+    return _Stored(uri=path.as_uri(), sha256=sha256, size=size)
 
 
 def export_dir(job: Job, attempt: Attempt) -> Path:

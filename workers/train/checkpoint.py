@@ -22,7 +22,6 @@ else its latest predecessor's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -33,14 +32,14 @@ from typing import Any, Literal
 
 import torch
 
-from workers.files import atomic_writer
+from workers.files import CHUNK_BYTES, atomic_writer, sha256_of_path
 
 LATEST = "latest.pt"
 BEST = "best.pt"
 ATTEMPT_PREFIX = "attempt-"
 EXPORT_DIR = "export"
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
-_CHUNK = 1 << 20
+_CHUNK = CHUNK_BYTES
 
 Metric = Literal["val_loss", "val_accuracy"]
 
@@ -122,14 +121,6 @@ def is_better(value: float | None, than: Best | None, *, metric: Metric) -> bool
     return value > than.value if metric == "val_accuracy" else value < than.value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _place_atomically(source: Path, target: Path) -> None:
     """Make `target` name the complete file `source`, in one rename."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -205,7 +196,7 @@ def checkpoint_save(
     return Saved(
         path=target,
         name=name,
-        sha256=_sha256(target),
+        sha256=sha256_of_path(target),
         size_bytes=target.stat().st_size,
         is_best=is_best,
         best=best,
