@@ -5,7 +5,6 @@ queued jobs are cancelled at once."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -13,16 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from portal.accounts.services import api_token_create
 from portal.catalog.services import catalog_ensure_builtins
 from portal.cluster.models import Node
 from portal.jobs.models import Job
 from tests.e2e.agents import NodeAgent, iris_2x2_body, others_gone
+from tests.e2e.browser import chromium, screenshot, sign_in
 from tests.e2e.conftest import Stack, wait_for
-from tests.e2e.test_browser import CHROMIUM_FLAGS, SCREENSHOTS
-from tests.factories import PASSWORD, make_job, make_team, make_user
+from tests.factories import make_job, make_team, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -105,22 +104,13 @@ def test_the_dashboard_follows_a_two_node_job_and_the_list_filters_and_cancels(
     gang["training"]["epochs"] = 5000  # runs until it is cancelled
     small = iris_2x2_body("dash queued")
     small["resources"] = {"nodes": 1, "procs_per_node": 2}
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("TRAINYARD_CHROMIUM", "/usr/bin/chromium"),
-            args=CHROMIUM_FLAGS,
-        )
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
+    gang_id = None
+    with chromium(name="dashboard", viewport={"width": 1366, "height": 900}) as context:
         dashboard = context.new_page()
         jobs_page = context.new_page()
-        gang_id = None
         try:
             dashboard.goto(f"{stack.base_url}/")
-            dashboard.fill("input[name=username]", "dash-researcher")
-            dashboard.fill("input[name=password]", PASSWORD)
-            dashboard.click("button[type=submit]")
+            sign_in(dashboard, "dash-researcher")
             expect(dashboard).to_have_url(f"{stack.base_url}/")
             expect(dashboard.locator("#live-status")).to_have_attribute("data-status", "open")
             chart = dashboard.get_by_test_id("chart-util")
@@ -175,7 +165,7 @@ def test_the_dashboard_follows_a_two_node_job_and_the_list_filters_and_cancels(
             jobs_page.goto(link)
             expect(rows).to_have_count(2)
             expect(jobs_page.locator("select[name=owner]")).to_have_value("dash-mate")
-            jobs_page.screenshot(path=str(SCREENSHOTS / "jobs-filtered.png"), full_page=True)
+            screenshot(jobs_page, "jobs-filtered")
 
             # Cancel both queued jobs at once.
             jobs_page.goto(f"{stack.base_url}/jobs/?state=queued")
@@ -195,13 +185,8 @@ def test_the_dashboard_follows_a_two_node_job_and_the_list_filters_and_cancels(
             expect(chart).to_have_attribute("data-now-slots-allocated", "0")
             expect(mine.locator(f'tr[data-job-id="{gang_id}"]')).to_have_count(0)
             assert api.job(gang_id)["state"] == "cancelled"
-            dashboard.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
-        except Exception:
-            dashboard.screenshot(path=str(SCREENSHOTS / "dashboard-failure.png"), full_page=True)
-            jobs_page.screenshot(path=str(SCREENSHOTS / "jobs-failure.png"), full_page=True)
-            raise
+            screenshot(dashboard, "dashboard")
         finally:
             if gang_id is not None:
                 api.cancel(gang_id)
             api.close()
-            browser.close()
