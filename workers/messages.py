@@ -140,7 +140,7 @@ class DatasetSpec(_Spec, frozen=True):
 
 # ---- model architectures: one parameter Struct per architecture, tagged by its name -----------
 # Each field's type, default, bounds and `description` are the portal form's field for it
-# (`workers.models.parameter_fields`), so a hyperparameter is declared here and nowhere else.
+# (`workers.hyperparameters.parameter_fields`), so a hyperparameter is declared here only.
 
 Width = Annotated[int, Meta(ge=1, le=4096)]
 Dropout = Annotated[

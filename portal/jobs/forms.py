@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
 import pydantic
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -24,7 +23,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.selectors import PoolCapacity, pools_with_capacity
 from portal.jobs.schemas import JobRequest, Resources, TrainingParams
-from workers.messages import BUILTIN_ARCHITECTURES
+from workers.hyperparameters import ParameterField, architecture_of, parameter_fields
 
 HP_PREFIX = "hp_"
 
@@ -135,69 +134,64 @@ class JsonObjectField(forms.CharField):
         return json.dumps(value) if isinstance(value, dict) else value
 
 
-def _bounds_help(info: Any) -> str:
-    low = "≥" if info.ge is not None else ">" if info.gt is not None else ""
-    high = "≤" if info.le is not None else "<" if info.lt is not None else ""
+def _bounds_help(field: ParameterField) -> str:
+    """`≥ 1 and ≤ 4096`, from a field's bounds (of each item, for a list)."""
     parts = []
-    if low:
-        parts.append(f"{low} {info.ge if info.ge is not None else info.gt}")
-    if high:
-        parts.append(f"{high} {info.le if info.le is not None else info.lt}")
+    if field["min"] is not None:
+        parts.append(f"{'>' if field['min_exclusive'] else '≥'} {field['min']}")
+    if field["max"] is not None:
+        parts.append(f"{'<' if field['max_exclusive'] else '≤'} {field['max']}")
     return " and ".join(parts)
 
 
-def _struct_field(name: str, info: Any, initial: Any) -> forms.Field:
-    """The form field for one Struct field, by its msgspec type (its `Meta(description=...)`,
-    when it has one, becomes the help text)."""
-    label = name.replace("_", " ").capitalize()
-    inspect = msgspec.inspect
-    if isinstance(info, inspect.Metadata):
-        field = _struct_field(name, info.type, initial)
-        description = (info.extra_json_schema or {}).get("description")
-        if description:
-            field.help_text = " ".join(str(p) for p in (description, field.help_text) if p)
-        return field
-    if isinstance(info, inspect.LiteralType):
+def _parameter_field(field: ParameterField, initial: Any) -> forms.Field:
+    """The form field for one hyperparameter; its description and bounds are the help text."""
+    name, label, kind = field["name"], field["label"], field["kind"]
+    form_field: forms.Field
+    if kind == "choice":
         labels = CHOICE_LABELS.get(name, {})
-        values = list(info.values)
+        values = list(field["choices"] or [])
         by_text = {str(value): value for value in values}
-        return forms.TypedChoiceField(
+        form_field = forms.TypedChoiceField(
             label=label,
             choices=[(value, labels.get(str(value), str(value))) for value in values],
             # Posted as text; the schema wants the Literal's own value (3, not "3").
             coerce=lambda text: by_text.get(str(text), text),
             initial=initial,
         )
-    if isinstance(info, inspect.BoolType):
-        return forms.BooleanField(label=label, required=False, initial=initial)
-    if isinstance(info, inspect.IntType):
-        return forms.IntegerField(
-            label=label, initial=initial, widget=_number(), help_text=_bounds_help(info)
+    elif kind == "bool":
+        form_field = forms.BooleanField(label=label, required=False, initial=initial)
+    elif kind == "int":
+        form_field = forms.IntegerField(
+            label=label, initial=initial, widget=_number(), help_text=_bounds_help(field)
         )
-    if isinstance(info, inspect.FloatType):
-        return forms.FloatField(
+    elif kind == "float":
+        form_field = forms.FloatField(
             label=label,
             initial=initial,
             widget=_number({"step": "any"}),
-            help_text=_bounds_help(info),
+            help_text=_bounds_help(field),
         )
-    if isinstance(info, inspect.VarTupleType | inspect.ListType) and isinstance(
-        info.item_type, inspect.IntType
-    ):
-        sizes = f"{info.min_length or 0} to {info.max_length} values" if info.max_length else ""
-        item = _bounds_help(info.item_type)
-        return IntegerListField(
+    else:  # int_list
+        most = field["max_items"]
+        sizes = f"{field['min_items'] or 0} to {most} values" if most else ""
+        item = _bounds_help(field)
+        form_field = IntegerListField(
             label=label,
             initial=list(initial) if initial is not None else None,
             help_text=", ".join(part for part in (sizes, f"each {item}" if item else "") if part),
         )
-    return forms.CharField(label=label, initial=initial)
+    if field["help"]:
+        form_field.help_text = " ".join(
+            str(part) for part in (field["help"], form_field.help_text) if part
+        )
+    return form_field
 
 
 def hyperparameter_fields(architecture: ModelArchitecture) -> dict[str, forms.Field]:
-    """The form fields of `architecture`'s hyperparameters, prefilled with its defaults.
-
-    Read from the Struct with `msgspec.inspect`, as `workers.models.parameter_fields` does."""
+    """The form fields of `architecture`'s hyperparameters, prefilled with its defaults: the
+    Struct's own fields (`workers.hyperparameters.parameter_fields`), so the form and the
+    validation cannot disagree."""
     defaults = dict(architecture.default_params)
     if architecture.family == ModelArchitecture.Family.CUSTOM:
         return {
@@ -208,19 +202,14 @@ def hyperparameter_fields(architecture: ModelArchitecture) -> dict[str, forms.Fi
                 help_text="A JSON object passed to your build_model(**hparams).",
             )
         }
-    structs = {struct.__struct_config__.tag: struct for struct in BUILTIN_ARCHITECTURES}
-    struct = structs.get(architecture.family)
-    if struct is None:
+    try:
+        struct = architecture_of(architecture.family)
+    except ValueError:
         return {}
-    info = msgspec.inspect.type_info(struct)
-    assert isinstance(info, msgspec.inspect.StructType)
-    fields: dict[str, forms.Field] = {}
-    for field in info.fields:
-        default = field.default if field.default is not msgspec.NODEFAULT else None
-        fields[field.name] = _struct_field(
-            field.name, field.type, defaults.get(field.name, default)
-        )
-    return fields
+    return {
+        field["name"]: _parameter_field(field, defaults.get(field["name"], field["default"]))
+        for field in parameter_fields(struct)
+    }
 
 
 def _model_or_first(models: Any, wanted: str | int | None) -> ModelArchitecture | None:

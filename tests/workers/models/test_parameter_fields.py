@@ -8,6 +8,14 @@ import msgspec
 import pytest
 from msgspec import Meta
 
+from workers.hyperparameters import (
+    ARCHITECTURES,
+    ParameterField,
+    architecture_info,
+    architecture_of,
+    parameter_fields,
+    struct_fields,
+)
 from workers.messages import (
     BUILTIN_ARCHITECTURES,
     CnnModel,
@@ -18,14 +26,6 @@ from workers.messages import (
     ResNetModel,
     TransformerModel,
 )
-from workers.models import (
-    ARCHITECTURES,
-    ParameterField,
-    architecture_info,
-    architecture_of,
-    parameter_fields,
-)
-from workers.models.fields import struct_fields
 
 
 def _by_name(architecture: type[msgspec.Struct]) -> dict[str, ParameterField]:

@@ -1,6 +1,7 @@
 """What the portal shows of the architectures: their names, descriptions and typed form fields.
 
-The fields are read from the hyperparameter Structs in `workers/messages.py` with
+Imports no torch: the web process reads it for the job form and the search space. The fields
+are read from the hyperparameter Structs in `workers/messages.py` with
 `msgspec.inspect`, so the form and the validation (`msgspec.convert(data, ModelSpec)`) can
 never disagree: a field's kind, default, bounds, choices and help text are declared once.
 """
