@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -217,9 +217,10 @@ class QuotaLedger:
             pk: HolderUsage("team", team_names.get(pk, str(pk)), limits)
             for pk, limits in team_limits.items()
         }
-        for holder, tracked in (("owner", ledger.users), ("team", ledger.teams)):
-            if tracked:
-                _load_usage(holder, tracked, now=now)
+        if ledger.users:
+            _load_usage("owner", ledger.users, now=now)
+        if ledger.teams:
+            _load_usage("team", ledger.teams, now=now)
         return ledger
 
     def _holders(self, job: Job) -> Iterable[HolderUsage]:
@@ -341,3 +342,115 @@ def queued_jobs_check(*, user: AbstractBaseUser, team: Team | None) -> None:
                     ]
                 }
             )
+
+
+# ---- the admins' overview --------------------------------------------------------------------
+
+
+class LimitUse(TypedDict):
+    limit: str  # a Quota field: "max_gpus", ...
+    allowed: float | None  # None: unlimited
+    used: float
+
+
+class HolderRow(TypedDict):
+    scope: Literal["user", "team"]
+    id: int
+    name: str
+    limits: list[LimitUse]
+    priorities: tuple[int, int]
+
+
+class QuotaOverview(TypedDict):
+    at: float
+    window_days: float
+    users: list[HolderRow]
+    teams: list[HolderRow]
+
+
+def quotas_overview(*, now: datetime | None = None) -> QuotaOverview:
+    """Every active user and every team with each limit and what they use against it now:
+    GPUs, CPU slots and running jobs held, jobs queued, hours in the window. A fixed number of
+    aggregate queries, whatever the number of users, teams and jobs (the admins' quotas page
+    refreshes it every few seconds)."""
+    now = now or timezone.now()
+    rows = list(Quota.objects.all())
+    by_user = {row.user_id: row for row in rows if row.user_id is not None}
+    by_team = {row.team_id: row for row in rows if row.team_id is not None}
+    users = {
+        pk: HolderUsage("user", name, Limits.of(by_user.get(pk)))
+        for pk, name in User.objects.filter(is_active=True)
+        .order_by("username")
+        .values_list("pk", "username")
+    }
+    teams = {
+        pk: HolderUsage("team", name, Limits.of(by_team.get(pk)))
+        for pk, name in Team.objects.order_by("name").values_list("pk", "name")
+    }
+    since = now - window()
+    out: dict[str, list[HolderRow]] = {}
+    holders: tuple[tuple[usage.Holder, dict[int, HolderUsage]], ...] = (
+        ("owner", users),
+        ("team", teams),
+    )
+    for holder, tracked in holders:
+        key = f"{holder}_id"
+        queued = dict(
+            Job.objects.filter(state=Job.State.QUEUED, **{f"{key}__isnull": False})
+            .values(key)
+            .annotate(n=Count("id"))
+            .order_by()
+            .values_list(key, "n")
+        )
+        if tracked:
+            _load_usage_all(holder, tracked, now=now, since=since)
+        out[holder] = [_overview_row(pk, entry, queued.get(pk, 0)) for pk, entry in tracked.items()]
+    return {
+        "at": now.timestamp(),
+        "window_days": settings.TRAINYARD_QUOTA_WINDOW_DAYS,
+        "users": out["owner"],
+        "teams": out["team"],
+    }
+
+
+def _load_usage_all(
+    holder: usage.Holder, tracked: dict[int, HolderUsage], *, now: datetime, since: datetime
+) -> None:
+    key = f"attempt__job__{holder}_id"
+    held = (
+        Placement.objects.filter(placements_holding_capacity(), **{f"{key}__isnull": False})
+        .values(key)
+        .annotate(gpus=Sum("gpus"), slots=Sum("slots"), jobs=Count("attempt__job", distinct=True))
+        .order_by()
+    )
+    for row in held:
+        if (entry := tracked.get(row[key])) is not None:
+            entry.gpus, entry.cpu_slots, entry.running_jobs = row["gpus"], row["slots"], row["jobs"]
+    for pk, spent in usage.usage_by(holder, since=since, now=now).items():
+        if (entry := tracked.get(pk)) is not None:
+            entry.gpu_us, entry.slot_us = spent.gpu_us, spent.slot_us
+
+
+def _overview_row(pk: int, entry: HolderUsage, queued: int) -> HolderRow:
+    lim = entry.limits
+    used: list[tuple[str, float | None, float]] = [
+        ("max_gpus", lim.max_gpus, entry.gpus),
+        ("max_cpu_slots", lim.max_cpu_slots, entry.cpu_slots),
+        ("max_running_jobs", lim.max_running_jobs, entry.running_jobs),
+        ("max_queued_jobs", lim.max_queued_jobs, queued),
+        ("max_gpu_hours", lim.max_gpu_hours, round(entry.gpu_us / usage.MICROS_PER_HOUR, 3)),
+        (
+            "max_cpu_slot_hours",
+            lim.max_cpu_slot_hours,
+            round(entry.slot_us / usage.MICROS_PER_HOUR, 3),
+        ),
+    ]
+    return {
+        "scope": entry.scope,
+        "id": pk,
+        "name": entry.name,
+        "limits": [
+            {"limit": name, "allowed": allowed, "used": value} for name, allowed, value in used
+        ],
+        "priorities": lim.priorities,
+    }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict
 
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import connection
 from django.db.models import (
     BigIntegerField,
@@ -36,7 +37,9 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, Greatest, Least
+from django.http import Http404
 
+from portal.accounts.models import Team
 from portal.cluster.selectors import ATTEMPT_LOST
 from portal.jobs.models import Attempt, Job, Placement
 
@@ -95,8 +98,15 @@ def job_usage(job: Job, *, now: datetime, since: datetime | None = None) -> Usag
     """The job's usage over all its attempts (within [since, now]). Reads
     `job.attempts.all()` and each attempt's `placements.all()`, so a prefetch (the job
     serializer's) makes it free."""
+    return attempts_usage(job.attempts.all(), now=now, since=since)
+
+
+def attempts_usage(
+    attempts: Iterable[Attempt], *, now: datetime, since: datetime | None = None
+) -> Usage:
+    """The usage of these attempts (each with its `placements.all()`, best prefetched)."""
     total = Usage()
-    for attempt in job.attempts.all():
+    for attempt in attempts:
         for placement in attempt.placements.all():
             held = placement_micros(placement, attempt, since=since, now=now)
             total += Usage(placement.gpus * held, placement.slots * held)
@@ -139,7 +149,7 @@ def _in_window(since: datetime | None, prefix: str = "") -> Q:
     )
 
 
-def _sums(rows: Iterable[dict[str, Any]], key: str) -> dict[int, Usage]:
+def _sums(rows: Iterable[Any], key: str) -> dict[int, Usage]:
     return {
         row[key]: Usage(int(row["gpu_us"] or 0), int(row["slot_us"] or 0))
         for row in rows
@@ -271,7 +281,7 @@ def usage_series(
     with connection.cursor() as cursor:
         cursor.execute(
             _SERIES_SQL.format(scope=scope),
-            {"since": since, "now": now, "width": bucket, "lost": ATTEMPT_LOST, **params},
+            {"since": since, "now": now, "width": bucket, "lost": ATTEMPT_LOST, **params},  # type: ignore[dict-item]
         )
         return [(lo, Usage(int(gpu or 0), int(slot or 0))) for lo, gpu, slot in cursor.fetchall()]
 
@@ -309,8 +319,10 @@ def usage_csv_rows(
     """One row per job that held anything within the window (heaviest first), read with a
     server-side cursor so an export of a year of jobs streams in constant memory."""
     yield CSV_HEADER
-    rows = jobs_with_usage(jobs, since=since, now=now).values_list(
-        "id", "name", "owner__username", "team__name", "state", "created_at", "gpu_us", "slot_us"
+    fields = ("id", "name", "owner__username", "team__name", "state", "created_at")
+    # The annotations' names are not model fields: django-stubs cannot see them.
+    rows: Any = jobs_with_usage(jobs, since=since, now=now).values_list(
+        *fields, "gpu_us", "slot_us"
     )
     for job_id, name, owner, team, state, created, gpu_us, slot_us in rows.iterator(
         chunk_size=2000
@@ -328,3 +340,77 @@ def usage_csv_rows(
             usage.gpu_us,
             usage.slot_us,
         )
+
+
+# ---- who sees whose usage --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageScope:
+    """Whose usage a page, the API or an export shows: jobs of `owner_ids` or of
+    `team_ids` (both None: the whole cluster, for admins)."""
+
+    label: str
+    owner_ids: tuple[int, ...] | None = None
+    team_ids: tuple[int, ...] | None = None
+
+    def jobs(self, visible: QuerySet[Job]) -> QuerySet[Job]:
+        if self.owner_ids is not None:
+            return visible.filter(owner__in=self.owner_ids)
+        if self.team_ids is not None:
+            return visible.filter(team__in=self.team_ids)
+        return visible
+
+    def totals(self, *, since: datetime, now: datetime) -> Usage:
+        if self.owner_ids is not None:
+            spent = usage_by("owner", since=since, now=now, ids=self.owner_ids)
+        elif self.team_ids is not None:
+            spent = usage_by("team", since=since, now=now, ids=self.team_ids)
+        else:
+            spent = usage_by("owner", since=since, now=now)
+            # Jobs of deleted owners do not exist (PROTECT): the owners' sum is the cluster's.
+        return sum(spent.values(), Usage())
+
+    def series(self, *, since: datetime, now: datetime, bucket: timedelta) -> list[UsagePoint]:
+        return series_points(
+            usage_series(
+                since=since,
+                now=now,
+                bucket=bucket,
+                owner_ids=self.owner_ids,
+                team_ids=self.team_ids,
+            )
+        )
+
+
+def usage_scope(
+    *, user: AbstractBaseUser, admin: bool, username: str = "", team: str = ""
+) -> UsageScope:
+    """The scope `user` asked for (`?user=`, `?team=`), or Http404 for one they may not see:
+    their own usage, their teams', anyone's for admins. Default: their own; admins: the
+    cluster."""
+    if team:
+        teams = Team.objects.filter(name=team)
+        if not admin:
+            teams = teams.filter(members=user.pk)
+        found = teams.first()
+        if found is None:
+            raise Http404("No such team.")
+        return UsageScope(label=f"team {found.name}", team_ids=(found.pk,))
+    if username:
+        other = User.objects.filter(username=username).first()
+        if other is None or (other.pk != user.pk and not admin):
+            raise Http404("No such user.")
+        return UsageScope(label=other.username, owner_ids=(other.pk,))
+    if admin:
+        return UsageScope(label="the whole cluster")
+    return UsageScope(label=user.get_username(), owner_ids=(user.pk,))
+
+
+# The ranges the usage page offers, in days, with the width of one bar of its chart.
+USAGE_RANGES: dict[int, timedelta] = {
+    1: timedelta(minutes=30),
+    7: timedelta(hours=3),
+    30: timedelta(hours=12),
+    90: timedelta(days=1),
+}

@@ -4,22 +4,26 @@ the buckets of a series, live while placements still run."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.utils import timezone
 
+from portal.accounts.models import Team
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.usage import Usage, job_usage, usage_by, usage_by_job, usage_series
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
 
-def _share(attempt: Attempt, *, gpus: int, slots: int, start, end) -> None:
+def _share(
+    attempt: Attempt, *, gpus: int, slots: int, start: datetime | None, end: datetime | None
+) -> None:
     Placement.objects.filter(attempt=attempt).update(
         gpus=gpus, slots=slots, started_at=start, finished_at=end
     )
 
 
-def _history(now):
+def _history(now: datetime) -> tuple[tuple[User, ...], tuple[Team, ...], list[Job]]:
     """Jobs of three users in two teams (and one without a team): finished, running (live),
     lost, never started, multi-node, CPU and GPU, some reaching back before the window."""
     alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
@@ -54,10 +58,11 @@ def _history(now):
 
 def test_usage_per_job_adds_up_to_the_per_user_and_per_team_totals(db):
     now = timezone.now()
-    users, teams, jobs = _history(now)
+    users, _teams, jobs = _history(now)
     for since in (None, now - timedelta(hours=24)):
         per_job = usage_by_job(since=since, now=now)
-        by_owner, by_team = defaultdict(Usage), defaultdict(Usage)
+        by_owner: defaultdict[int, Usage] = defaultdict(Usage)
+        by_team: defaultdict[int, Usage] = defaultdict(Usage)
         for job in jobs:
             spent = per_job.get(job.pk, Usage())
             by_owner[job.owner_id] += spent
@@ -80,7 +85,7 @@ def test_usage_per_job_adds_up_to_the_per_user_and_per_team_totals(db):
 
 def test_the_buckets_of_a_series_add_up_to_the_window_total(db):
     now = timezone.now()
-    users, teams, jobs = _history(now)
+    _users, teams, _jobs = _history(now)
     since = now - timedelta(hours=72)
     series = usage_series(since=since, now=now, bucket=timedelta(hours=1))
     assert len(series) == 72
@@ -89,14 +94,15 @@ def test_the_buckets_of_a_series_add_up_to_the_window_total(db):
     )
     vision = teams[0]
     theirs = usage_series(since=since, now=now, bucket=timedelta(hours=6), team_ids=[vision.pk])
-    assert sum((usage for _, usage in theirs), Usage()) == usage_by(
-        "team", since=since, now=now, ids=[vision.pk]
-    )[vision.pk]
+    assert (
+        sum((usage for _, usage in theirs), Usage())
+        == usage_by("team", since=since, now=now, ids=[vision.pk])[vision.pk]
+    )
 
 
 def test_a_running_job_counts_up_to_now(db):
     now = timezone.now()
-    users, teams, jobs = _history(now)
+    _users, _teams, jobs = _history(now)
     running = Job.objects.prefetch_related("attempts__placements").get(pk=jobs[4].pk)
     earlier = job_usage(running, now=now)
     later = job_usage(running, now=now + timedelta(minutes=1))

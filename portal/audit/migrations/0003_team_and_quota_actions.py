@@ -4,15 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0002_alter_auditevent_action'),
+        ("audit", "0002_alter_auditevent_action"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('login', 'Logged in'), ('login_failed', 'Login failed'), ('lockout', 'Locked out after failed logins'), ('token_created', 'Created an API token'), ('token_revoked', 'Revoked an API token'), ('node_drained', 'Drained a node'), ('node_undrained', 'Undrained a node'), ('node_cordoned', 'Cordoned a node'), ('node_uncordoned', 'Uncordoned a node'), ('model_code_uploaded', 'Uploaded custom model code'), ('model_version_registered', 'Registered a model version'), ('team_changed', 'Changed a team or its members'), ('quota_set', 'Set a quota')], db_index=True, max_length=32),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("login", "Logged in"),
+                    ("login_failed", "Login failed"),
+                    ("lockout", "Locked out after failed logins"),
+                    ("token_created", "Created an API token"),
+                    ("token_revoked", "Revoked an API token"),
+                    ("node_drained", "Drained a node"),
+                    ("node_undrained", "Undrained a node"),
+                    ("node_cordoned", "Cordoned a node"),
+                    ("node_uncordoned", "Uncordoned a node"),
+                    ("model_code_uploaded", "Uploaded custom model code"),
+                    ("model_version_registered", "Registered a model version"),
+                    ("team_changed", "Changed a team or its members"),
+                    ("quota_set", "Set a quota"),
+                ],
+                db_index=True,
+                max_length=32,
+            ),
         ),
     ]
