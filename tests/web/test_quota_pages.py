@@ -96,7 +96,8 @@ def test_the_csv_export_streams_one_row_per_job_that_adds_up_to_the_total(
     response = _client(owner).get("/usage/export.csv?days=30&team=vision")
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    body = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert sorted(int(row["job"]) for row in rows) == sorted(job.pk for job in jobs)
     assert sum(int(row["gpu_microseconds"]) for row in rows) == 8 * 3_600_000_000
     assert {row["team"] for row in rows} == {"vision"}
