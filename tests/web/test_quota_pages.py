@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from portal.accounts.models import Quota, Team
 from portal.jobs.models import Attempt, Job, Placement
-from tests.factories import make_attempt, make_job, make_node
+from tests.factories import make_attempt, make_job, make_node, make_team
 
 
 def _client(user) -> Client:
@@ -113,3 +113,12 @@ def test_the_quotas_page_is_for_admins(admin_user, owner):
     html = page.content.decode()
     assert 'data-name="owner"' in html and "js/quotas.js" in html
     assert _client(owner).get("/quotas/").status_code == 404
+
+
+def test_the_job_form_charges_the_team_chosen(owner, teammate, job_form_data):
+    make_team("aardvarks", owner)
+    page = _client(owner).get("/jobs/new/").content.decode()
+    assert '<option value="vision">vision</option>' in page
+    response = _client(owner).post("/jobs/new/", {**job_form_data, "team": "vision"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert str(Job.objects.get(owner=owner).team) == "vision"
