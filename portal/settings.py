@@ -274,6 +274,37 @@ TRAINYARD_CANCEL_GRACE_S = shared.cancel_grace_s(env)
 TRAINYARD_DEFAULT_MAX_RUN_TIME_S = env.number(
     "TRAINYARD_DEFAULT_MAX_RUN_TIME_S", 24 * 3600.0, above=0.0
 )
+# Cluster-wide quota defaults, for every user and every team (a Quota row's blank limit falls
+# back to these; None: unlimited). Each is TRAINYARD_QUOTA_DEFAULT_<NAME> in the environment,
+# e.g. TRAINYARD_QUOTA_DEFAULT_MAX_GPUS=8 (docs/quotas.md).
+TRAINYARD_QUOTA_DEFAULTS: dict[str, int | float | None] = {
+    **{
+        name: (
+            env.integer(f"TRAINYARD_QUOTA_DEFAULT_{name.upper()}", 0, minimum=0)
+            if env.raw(f"TRAINYARD_QUOTA_DEFAULT_{name.upper()}") is not None
+            else None
+        )
+        for name in ("max_gpus", "max_cpu_slots", "max_running_jobs", "max_queued_jobs")
+    },
+    **{
+        name: (
+            env.number(f"TRAINYARD_QUOTA_DEFAULT_{name.upper()}", 0.0, at_least=0.0)
+            if env.raw(f"TRAINYARD_QUOTA_DEFAULT_{name.upper()}") is not None
+            else None
+        )
+        for name in ("max_gpu_hours", "max_cpu_slot_hours")
+    },
+    **{
+        name: (
+            env.integer(f"TRAINYARD_QUOTA_DEFAULT_{name.upper()}", 0, minimum=-100, maximum=100)
+            if env.raw(f"TRAINYARD_QUOTA_DEFAULT_{name.upper()}") is not None
+            else None
+        )
+        for name in ("min_priority", "max_priority")
+    },
+}
+# The rolling window of the GPU-hours and CPU-slot-hours limits.
+TRAINYARD_QUOTA_WINDOW_DAYS = env.number("TRAINYARD_QUOTA_WINDOW_DAYS", 30.0, above=0.0)
 # A requeued job waits this long after its attempt ended, doubled per further restart.
 TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
 TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)

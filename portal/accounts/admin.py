@@ -1,4 +1,5 @@
-"""Admin for teams (editable: an operator manages membership) and tokens (revoke only)."""
+"""Admin for teams (editable: an operator manages membership), quotas (read-only: they are
+set, audited, through the teams pages and the API) and tokens (revoke only)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from portal.accounts.models import ApiToken, Team
+from portal.accounts.models import ApiToken, Quota, Team
 from portal.accounts.services import api_token_revoke
 from portal.lib.admin import ReadOnlyAdmin
 
@@ -77,3 +78,22 @@ class ApiTokenAdmin(ReadOnlyAdmin[ApiToken]):
         for token in tokens:
             api_token_revoke(token=token)
         self.message_user(request, f"Revoked {len(tokens)} token(s).", messages.SUCCESS)
+
+
+@admin.register(Quota)
+class QuotaAdmin(ReadOnlyAdmin[Quota]):
+    list_display = [
+        "__str__",
+        "max_gpus",
+        "max_cpu_slots",
+        "max_running_jobs",
+        "max_queued_jobs",
+        "max_gpu_hours",
+        "max_cpu_slot_hours",
+        "min_priority",
+        "max_priority",
+        "updated_at",
+    ]
+    list_select_related = ["user", "team"]
+    search_fields = ["user__username", "team__name"]
+    list_filter = [("team", admin.EmptyFieldListFilter)]

@@ -24,6 +24,8 @@ class AuditEvent(models.Model):
         NODE_UNCORDONED = "node_uncordoned", "Uncordoned a node"
         MODEL_CODE_UPLOADED = "model_code_uploaded", "Uploaded custom model code"
         MODEL_VERSION_REGISTERED = "model_version_registered", "Registered a model version"
+        TEAM_CHANGED = "team_changed", "Changed a team or its members"
+        QUOTA_SET = "quota_set", "Set a quota"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(

@@ -19,6 +19,7 @@ from django import forms
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
+from portal.accounts.models import Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.selectors import PoolCapacity, pools_with_capacity
@@ -48,6 +49,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "gpu_model": ("resources", "gpu_model"),
     "priority": ("priority",),
     "max_restarts": ("max_restarts",),
+    "team": ("team",),
 }
 _FIELD_FOR_PATH = {path: field for field, path in FIELD_PATHS.items()}
 
@@ -73,6 +75,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "gpu_model",
         "priority",
         "max_restarts",
+        "team",
     ),
 }
 
@@ -331,6 +334,11 @@ class JobForm(forms.Form):
         help_text="Times to resume from the latest checkpoint after a failure.",
     )
 
+    team = forms.ChoiceField(
+        required=False,
+        help_text="The team the job is charged to (its quota applies).",
+    )
+
     def __init__(
         self,
         *args: Any,
@@ -351,6 +359,12 @@ class JobForm(forms.Form):
         assert isinstance(pool_field, forms.ChoiceField)
         pool_field.choices = [("", "Any pool")] + [
             (pool["name"], _pool_label(pool)) for pool in pools_with_capacity()
+        ]
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)
+        team_field.choices = [("", "Your first team")] + [
+            (name, name)
+            for name in Team.objects.filter(members=user.pk).values_list("name", flat=True)
         ]
         self.job_request: JobRequest | None = None
         # The architecture whose fields the form shows: the one posted, else the one asked
@@ -375,6 +389,9 @@ class JobForm(forms.Form):
 
     def clean_pool(self) -> str | None:
         return self.cleaned_data["pool"] or None
+
+    def clean_team(self) -> str | None:
+        return self.cleaned_data["team"] or None
 
     def clean_gpu_model(self) -> str | None:
         return self.cleaned_data["gpu_model"].strip() or None

@@ -28,6 +28,7 @@ from portal.cluster.models import Node
 from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
 from portal.jobs import events, lifecycle, transitions
 from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.quotas import QuotaLedger
 from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
@@ -347,6 +348,8 @@ def schedule_pass() -> int:
         placed: list[tuple[Job, Attempt]] = []
         waiting: list[Job] = []
         unrunnable: dict[int, str] = {}
+        # Quota rows locked for the pass; a job over a limit waits, later ones still start.
+        admission = QuotaLedger.load(queued, now=now)
         backing_off: dict[int, str] = {}
         for job in queued:
             problem = _spec_problem(job)
@@ -365,6 +368,11 @@ def schedule_pass() -> int:
                 )
                 waiting.append(job)
                 continue
+            verdict = admission.blocked(job)
+            if verdict is not None:
+                unrunnable[job.pk] = f"Waiting for quota: {verdict.message()}."
+                waiting.append(job)
+                continue
             chosen = _choose(job, capacity)
             if chosen is None:
                 waiting.append(job)
@@ -372,6 +380,7 @@ def schedule_pass() -> int:
             number = latest.get(job.pk, (0, 0))[0] + 1
             attempt = _place(job, chosen, number, ports_in_use)
             if attempt is not None:
+                admission.charge(job)
                 placed.append((job, attempt))
         _explain_waiting(waiting, capacity, latest, {**unrunnable, **backing_off})
         events.job_states_changed(

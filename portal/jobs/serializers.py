@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -18,6 +19,7 @@ from portal.jobs.events import MetricPointPayload
 from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
 from portal.jobs.selectors import checkpoint_path
+from portal.jobs.usage import UsageDict, job_usage
 from portal.lib.realtime import json_finite
 
 METRICS_PAGE_MAX = 5000
@@ -60,13 +62,18 @@ class AttemptSerializer(serializers.ModelSerializer[Attempt]):
         return [placement.node.name for placement in attempt.placements.all()]
 
 
+class UsageSerializer(serializers.Serializer[Any]):
+    gpu_hours = serializers.FloatField()
+    cpu_slot_hours = serializers.FloatField()
+
+
 class JobUrlsSerializer(serializers.Serializer[Any]):
     self = serializers.URLField(help_text="This job in the API.")
     web = serializers.CharField(help_text="The job's page in the portal.")
     websocket = serializers.CharField(help_text="Path of the job's live WebSocket.")
 
 
-_JOB_RELATIONS = ("owner", "dataset", "model", "attempts__placements__node")
+_JOB_RELATIONS = ("owner", "team", "dataset", "model", "attempts__placements__node")
 
 
 class JobSerializer(serializers.ModelSerializer[Job]):
@@ -76,6 +83,12 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     spec = serializers.SerializerMethodField(help_text="The request as it was accepted.")
     resources = JobResourcesSerializer(source="*", read_only=True)
     attempts = AttemptSerializer(many=True, read_only=True)
+    team = serializers.CharField(
+        source="team.name", read_only=True, allow_null=True, help_text="The team it is charged to."
+    )
+    usage = serializers.SerializerMethodField(
+        help_text="GPU-hours and CPU-slot-hours its attempts held so far (live while it runs)."
+    )
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -84,6 +97,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "id",
             "name",
             "owner",
+            "team",
             "dataset",
             "model",
             "spec",
@@ -99,6 +113,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "started_at",
             "finished_at",
             "attempts",
+            "usage",
             "urls",
         ]
         read_only_fields = fields
@@ -107,12 +122,17 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     def eager(queryset: QuerySet[Job]) -> QuerySet[Job]:
         """`queryset` with everything this serializer touches loaded in a fixed number of
         queries, however many jobs, attempts and placements there are."""
-        return queryset.select_related(*_JOB_RELATIONS[:3]).prefetch_related(*_JOB_RELATIONS[3:])
+        return queryset.select_related(*_JOB_RELATIONS[:4]).prefetch_related(*_JOB_RELATIONS[4:])
 
     @staticmethod
     def eager_one(job: Job) -> None:
         """Load what this serializer touches onto one job already fetched."""
         prefetch_related_objects([job], *_JOB_RELATIONS)
+
+    @extend_schema_field(UsageSerializer)
+    def get_usage(self, job: Job) -> UsageDict:
+        # From the prefetched attempts and placements: no query per job.
+        return job_usage(job, now=timezone.now()).as_dict()
 
     # drf-spectacular's pydantic extension renders the model; its stubs only know serializers.
     @extend_schema_field(JobRequest)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.services import node_share_exited
-from portal.jobs import events, lifecycle, transitions
+from portal.jobs import events, lifecycle, quotas, transitions
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer
 from portal.jobs.models import Attempt, Checkpoint, Job, Placement
 from portal.jobs.scheduling import constraint_misses
@@ -215,8 +215,11 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
 
     The hyperparameters are checked against the model's architecture (over its defaults),
     then the model is built for the dataset's shape on a control worker (`model_check`),
-    outside any transaction: the wait holds no lock. The job belongs to the user's first team
-    by name (if any): that team's members see it. `Job.spec` holds the request as it will
+    outside any transaction: the wait holds no lock. The job is charged to `request.team` (one
+    of the user's teams; default: their first team by name, if any): that team's members see
+    it. The priority must be within the user's and the team's quota range (keyed `priority`),
+    and the queued-jobs limits are checked under row locks as the job is created
+    (`portal.jobs.quotas`, docs/quotas.md). `Job.spec` holds the request as it will
     run: the name resolved and the hyperparameters merged over the model's defaults.
     """
     request = _revalidated(request)
@@ -238,12 +241,19 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         except HyperparametersInvalid as exc:
             errors.update(exc.errors)
     errors.update(_capacity_errors(request))
+    team: Team | None = None
+    try:
+        team = quotas.submit_team(user=user, name=request.team)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    else:
+        errors.update(quotas.priority_errors(user=user, team=team, priority=request.priority))
     if errors:
         raise ValidationError(errors)
     assert dataset is not None and model is not None and spec is not None
     check = model_check(spec=spec, dataset=dataset)
     return _job_create(
-        user=user, request=request, dataset=dataset, model=model, spec=spec, check=check
+        user=user, request=request, team=team, dataset=dataset, model=model, spec=spec, check=check
     )
 
 
@@ -252,18 +262,21 @@ def _job_create(
     *,
     user: AbstractBaseUser,
     request: JobRequest,
+    team: Team | None,
     dataset: Dataset,
     model: ModelArchitecture,
     spec: ModelSpec,
     check: ModelCheck,
 ) -> Job:
+    # Under the user's (and team's) row lock until the commit: parallel submits count in turn.
+    quotas.queued_jobs_check(user=user, team=team)
     name = request.name.strip() or f"{model.name} on {dataset.name}"
     stored = request.model_copy(update={"name": name, "hyperparameters": model_params(spec)})
     resources = request.resources
     entry = lifecycle.on_submit()
     job = Job.objects.create(
         owner_id=user.pk,
-        team=Team.objects.filter(members=user.pk).order_by("name").first(),
+        team=team,
         name=name,
         dataset=dataset,
         model=model,

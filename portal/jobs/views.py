@@ -29,6 +29,7 @@ from portal.jobs.selectors import (
 )
 from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit, jobs_cancel
 from portal.jobs.throttling import submit_retry_after
+from portal.jobs.usage import attempts_usage
 
 JOBS_PER_PAGE = PAGE_SIZE
 # Checkboxes one "Cancel selected" may carry: a page's worth, and then some.
@@ -227,6 +228,8 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "duration": format_duration(job.started_at, job.finished_at),
             # The reason's position is as of the last scheduler pass; this one is current.
             "queue_position": job_queue_position(job),
+            # From the attempts' placements already loaded: live, up to now, no query.
+            "usage": attempts_usage(attempts, now=timezone.now()),
             "config": config,
         },
     )

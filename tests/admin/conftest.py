@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from portal.accounts.models import ApiToken
+from portal.accounts.models import ApiToken, Quota
 from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent
 from portal.dashboard.services import cluster_sample_record
@@ -26,7 +26,9 @@ def build_world() -> None:
     both nodes) and their metric points and log lines. Called again, it adds as many again."""
     n = next(_world)
     owner = make_user(f"researcher{n}")
-    make_team(f"team{n}", owner)
+    team = make_team(f"team{n}", owner)
+    Quota.objects.create(user=owner, max_gpus=8)
+    Quota.objects.create(team=team, max_queued_jobs=10, max_priority=10)
     api_token_create(user=owner, name=f"ci{n}", scope=ApiToken.Scope.READ, expires_in=None)
     nodes = [make_node(f"cpu{n}-a"), make_node(f"cpu{n}-b")]
     NodeEvent.objects.create(node=nodes[0], kind=NodeEvent.Kind.CORDON, actor=owner, reason="hot")

@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from portal.accounts.models import ApiToken, Team
+from portal.accounts.models import ApiToken, Quota, Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node, NodeEvent
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
@@ -22,6 +22,7 @@ from tests.factories import make_attempt, make_job, make_node, make_user
 
 READ_ONLY: list[type[Model]] = [
     ApiToken,
+    Quota,
     Node,
     NodeEvent,
     Job,

@@ -15,11 +15,11 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RoutePattern
 
-from portal.accounts.models import ApiToken
+from portal.accounts.models import ApiToken, Team
 from portal.accounts.services import api_token_create
 from portal.cluster.models import Node
 from portal.jobs.models import Job
-from tests.factories import PASSWORD, make_job, make_node, make_user
+from tests.factories import PASSWORD, make_job, make_node, make_team, make_user
 
 # static/: a file WhiteNoise does not have is a plain 404 for anyone (tests/web/test_hardening.py).
 EXEMPT_PREFIXES = ("admin/", "api/", "static/")
@@ -61,10 +61,19 @@ class Existing:
         self.job = make_job(owner)
         self.node = make_node()
         self.token = api_token_create(user=owner, name="existing").token
-        self.ids = {"job_id": self.job.pk, "node_id": self.node.pk, "token_id": self.token.pk}
+        self.team = make_team("existing-team", owner)
+        self.ids = {
+            "job_id": self.job.pk,
+            "node_id": self.node.pk,
+            "token_id": self.token.pk,
+            "team_id": self.team.pk,
+        }
+        self.names = {"username": owner.username}
 
     def url(self, route: str) -> str:
         def fill(match: re.Match[str]) -> str:
+            if match["converter"] == "str" and match["name"] in self.names:
+                return self.names[match["name"]]
             assert match["converter"] == "int", f"{route}: fill in {match[0]} in this test"
             return str(self.ids.get(match["name"], 1))
 
@@ -94,6 +103,7 @@ def test_it_refuses_an_anonymous_post(client: Client, existing: Existing, route:
     assert list(Job.objects.values_list("pk", "state")) == [(existing.job.pk, Job.State.QUEUED)]
     assert list(ApiToken.objects.values_list("pk", "revoked_at")) == [(existing.token.pk, None)]
     assert not Node.objects.filter(is_draining=True).exists()
+    assert list(Team.objects.values_list("name", flat=True)) == ["existing-team"]
 
 
 @pytest.mark.django_db
