@@ -274,6 +274,10 @@ TRAINYARD_CANCEL_GRACE_S = shared.cancel_grace_s(env)
 TRAINYARD_DEFAULT_MAX_RUN_TIME_S = env.number(
     "TRAINYARD_DEFAULT_MAX_RUN_TIME_S", 24 * 3600.0, above=0.0
 )
+# Fair share: a user's past use of the cluster weighs half as much after this many hours.
+TRAINYARD_FAIR_SHARE_HALF_LIFE_H = env.number(
+    "TRAINYARD_FAIR_SHARE_HALF_LIFE_H", 24.0 * 7, above=0.0
+)
 # A requeued job waits this long after its attempt ended, doubled per further restart.
 TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
 TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)

@@ -497,6 +497,32 @@ def attempt_lost(*, attempt_id: int, reason: str) -> bool:
         return True
 
 
+def attempt_timed_out(*, attempt_id: int) -> bool:
+    """The attempt ran past its job's maximum run time: it is stopped on every node (the
+    cancel path) and its job fails with that reason, not retried: another attempt would be
+    stopped the same way, and backfill promised its capacity to a reservation."""
+    with transaction.atomic():
+        attempt = _locked_active_attempt(attempt_id)
+        if attempt is None:
+            return False
+        limit = Job.objects.values_list("max_run_time_s", flat=True).get(pk=attempt.job_id)
+        _attempt_finish(
+            attempt,
+            Attempt.State.CANCELLED,
+            reason=f"it ran past its maximum run time of {_duration(limit)}",
+            exit_code=None,
+            retryable=False,
+        )
+        return True
+
+
+def _duration(seconds: int) -> str:
+    hours, minutes = seconds // 3600, seconds % 3600 // 60
+    if hours:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{minutes} min" if minutes else f"{seconds} s"
+
+
 def placements_release(*, node: Node, attempt_ids: Collection[int]) -> int:
     """Record that `node` no longer holds its share of these *ended* attempts (it neither
     runs nor claims them, and its exit report never came), so its capacity is free again.
