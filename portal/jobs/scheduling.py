@@ -483,10 +483,15 @@ def _planned(
     return decided, jobs
 
 
+def default_admission() -> Admission:
+    """What judges quotas in the pass and the plan preview when the caller names nothing."""
+    return Unlimited()
+
+
 def schedule_pass(*, admission: Admission | None = None) -> int:
     """Place as many queued jobs as the plan starts; return how many were placed (0 if another
-    pass runs). `admission` judges quotas (default: none)."""
-    admission = admission or Unlimited()
+    pass runs). `admission` judges quotas (default: `default_admission()`)."""
+    admission = admission or default_admission()
     with transaction.atomic():
         if not _try_lock():
             return 0
@@ -587,7 +592,7 @@ class Preview:
 def plan_preview(*, job: Job, admission: Admission | None = None) -> Preview:
     """Plan the current queue plus the unsaved `job` (as submitted now) with the pass's own
     code, locking nothing and writing nothing: the transaction is rolled back."""
-    admission = admission or Unlimited()
+    admission = admission or default_admission()
     with transaction.atomic():
         now = timezone.now()
         job.pk = PREVIEW_ID

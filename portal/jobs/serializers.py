@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet, prefetch_related_objects
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
@@ -17,7 +18,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.jobs.events import MetricPointPayload
 from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
-from portal.jobs.selectors import checkpoint_path
+from portal.jobs.selectors import checkpoint_path, why_pending_visible
 from portal.lib.realtime import json_finite
 
 METRICS_PAGE_MAX = 5000
@@ -60,6 +61,77 @@ class AttemptSerializer(serializers.ModelSerializer[Attempt]):
         return [placement.node.name for placement in attempt.placements.all()]
 
 
+class JobAheadSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    owner = serializers.CharField(
+        allow_null=True, help_text="Only for a job you may see; null otherwise."
+    )
+    size = serializers.CharField(
+        allow_null=True, help_text="`2 x 8 GPUs`; only for a job you may see, null otherwise."
+    )
+
+
+class ConstraintCountSerializer(serializers.Serializer[Any]):
+    constraint = serializers.ChoiceField(
+        choices=["pool", "gpu_model", "labels", "node_state", "size", "free", "reservation"]
+    )
+    label = serializers.CharField()
+    nodes = serializers.IntegerField(help_text="How many nodes fail this requirement.")
+
+
+class QuotaLimitSerializer(serializers.Serializer[Any]):
+    scope = serializers.ChoiceField(choices=["user", "team"])
+    holder = serializers.CharField()
+    limit = serializers.CharField()
+    allowed = serializers.FloatField()
+    used = serializers.FloatField()
+    asked = serializers.FloatField()
+    headroom = serializers.FloatField()
+    message = serializers.CharField()
+
+
+class ReservationSerializer(serializers.Serializer[Any]):
+    start = serializers.DateTimeField()
+    nodes = serializers.ListField(child=serializers.CharField())
+
+
+class WhyPendingSerializer(serializers.Serializer[Any]):
+    """Why a queued job waits, as of the last scheduler pass (`portal.jobs.why_pending`)."""
+
+    waiting_for = serializers.ChoiceField(
+        choices=["unrunnable", "backoff", "quota", "nodes", "capacity", "reservation"]
+    )
+    queue = serializers.CharField(help_text="The pool (or `a+b`: pools) whose queue it is in.")
+    position = serializers.IntegerField(help_text="1: the next job of its queue.")
+    queue_length = serializers.IntegerField()
+    ahead = JobAheadSerializer(many=True, help_text="The nearest jobs ahead, nearest last.")
+    nodes_total = serializers.IntegerField()
+    nodes_fit = serializers.IntegerField(help_text="Nodes that could take it now.")
+    constraints = ConstraintCountSerializer(many=True)
+    quota = QuotaLimitSerializer(allow_null=True, help_text="The binding quota limit.")
+    limits = QuotaLimitSerializer(many=True, help_text="Every limit that applies.")
+    reservation = ReservationSerializer(allow_null=True)
+    estimated_start = serializers.DateTimeField(allow_null=True)
+
+
+class DryRunQuerySerializer(serializers.Serializer[Any]):
+    dry_run = serializers.BooleanField(default=False)
+
+
+class PlanPreviewSerializer(serializers.Serializer[Any]):
+    """The answer of `POST /api/v1/jobs/?dry_run=true` (`portal.jobs.preview.PlanPreview`)."""
+
+    would_start = serializers.BooleanField(help_text="Whether the next pass would start it.")
+    nodes = serializers.ListField(
+        child=serializers.CharField(), help_text="Where it would start (empty: it would wait)."
+    )
+    reason = serializers.CharField()
+    jobs_ahead = serializers.IntegerField(help_text="Jobs ahead of it in its queue.")
+    binding_limit = QuotaLimitSerializer(allow_null=True)
+    estimated_start = serializers.DateTimeField(allow_null=True)
+    why_pending = WhyPendingSerializer(allow_null=True)
+
+
 class JobUrlsSerializer(serializers.Serializer[Any]):
     self = serializers.URLField(help_text="This job in the API.")
     web = serializers.CharField(help_text="The job's page in the portal.")
@@ -76,6 +148,13 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     spec = serializers.SerializerMethodField(help_text="The request as it was accepted.")
     resources = JobResourcesSerializer(source="*", read_only=True)
     attempts = AttemptSerializer(many=True, read_only=True)
+    why_pending = serializers.SerializerMethodField(
+        help_text="While queued: why it waits (null otherwise)."
+    )
+    estimated_start = serializers.SerializerMethodField(
+        help_text="When it starts: the scheduler's estimate while queued (null: unknown), the "
+        "time it started once it has."
+    )
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -99,6 +178,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "started_at",
             "finished_at",
             "attempts",
+            "why_pending",
+            "estimated_start",
             "urls",
         ]
         read_only_fields = fields
@@ -118,6 +199,38 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     @extend_schema_field(JobRequest)  # type: ignore[arg-type]
     def get_spec(self, job: Job) -> dict[str, Any]:
         return dict(job.spec)
+
+    def _why_pending(self) -> dict[int, dict[str, Any] | None]:
+        # Every job this serializer answers, in one query for the jobs ahead of them all.
+        if "why_pending" not in self.context:
+            root = self.root.instance
+            jobs = list(root) if isinstance(root, (list, QuerySet)) else [root]
+            request = self.context.get("request")
+            user = request.user if request is not None else AnonymousUser()
+            records = why_pending_visible(
+                user=user,
+                records=[job.why_pending if isinstance(job, Job) else None for job in jobs],
+            )
+            self.context["why_pending"] = {
+                job.pk: record for job, record in zip(jobs, records, strict=True)
+            }
+        cached: dict[int, dict[str, Any] | None] = self.context["why_pending"]
+        return cached
+
+    @extend_schema_field(WhyPendingSerializer(allow_null=True))
+    def get_why_pending(self, job: Job) -> dict[str, Any] | None:
+        if job.state != Job.State.QUEUED or not job.why_pending:
+            return None
+        return self._why_pending().get(job.pk)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_estimated_start(self, job: Job) -> str | None:
+        if job.state != Job.State.QUEUED:
+            return job.started_at.isoformat() if job.started_at else None
+        if not isinstance(job.why_pending, dict):
+            return None
+        estimate = job.why_pending.get("estimated_start")
+        return str(estimate) if estimate else None
 
     @extend_schema_field(JobUrlsSerializer)
     def get_urls(self, job: Job) -> dict[str, str]:

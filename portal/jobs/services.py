@@ -209,16 +209,25 @@ def _capacity_errors(request: JobRequest) -> Errors:
     return {}
 
 
-def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
-    """Queue a job for `user`, or raise ValidationError keyed by dotted `JobRequest` paths
-    (`DryRunUnavailable` when the model could not be checked).
+@dataclass(frozen=True)
+class ValidSubmission:
+    """A request that passed every check of a submit: what `job_submit` queues and the plan
+    preview plans."""
+
+    request: JobRequest
+    dataset: Dataset
+    model: ModelArchitecture
+    spec: ModelSpec
+    check: ModelCheck
+
+
+def job_validate(*, user: AbstractBaseUser, request: JobRequest) -> ValidSubmission:
+    """Check a submission as `job_submit` does, storing nothing; raise ValidationError keyed
+    by dotted `JobRequest` paths (`DryRunUnavailable` when the model could not be checked).
 
     The hyperparameters are checked against the model's architecture (over its defaults),
     then the model is built for the dataset's shape on a control worker (`model_check`),
-    outside any transaction: the wait holds no lock. The job belongs to the user's first team
-    by name (if any): that team's members see it. `Job.spec` holds the request as it will
-    run: the name resolved and the hyperparameters merged over the model's defaults.
-    """
+    outside any transaction: the wait holds no lock."""
     request = _revalidated(request)
     errors: Errors = {}
     dataset: Dataset | None = datasets_visible_to(user).filter(pk=request.dataset).first()
@@ -242,26 +251,34 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         raise ValidationError(errors)
     assert dataset is not None and model is not None and spec is not None
     check = model_check(spec=spec, dataset=dataset)
-    return _job_create(
-        user=user, request=request, dataset=dataset, model=model, spec=spec, check=check
+    return ValidSubmission(request, dataset, model, spec, check)
+
+
+def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
+    """Queue a job for `user`, or raise what `job_validate` raises.
+
+    The job belongs to the user's first team by name (if any): that team's members see it.
+    `Job.spec` holds the request as it will run: the name resolved and the hyperparameters
+    merged over the model's defaults.
+    """
+    return _job_create(user=user, valid=job_validate(user=user, request=request))
+
+
+def job_unsaved(*, user: AbstractBaseUser, valid: ValidSubmission) -> Job:
+    """The job a valid submission becomes, not yet stored (the plan preview's, and the row
+    `_job_create` stores)."""
+    request, dataset, model, spec, check = (
+        valid.request,
+        valid.dataset,
+        valid.model,
+        valid.spec,
+        valid.check,
     )
-
-
-@transaction.atomic
-def _job_create(
-    *,
-    user: AbstractBaseUser,
-    request: JobRequest,
-    dataset: Dataset,
-    model: ModelArchitecture,
-    spec: ModelSpec,
-    check: ModelCheck,
-) -> Job:
     name = request.name.strip() or f"{model.name} on {dataset.name}"
     stored = request.model_copy(update={"name": name, "hyperparameters": model_params(spec)})
     resources = request.resources
     entry = lifecycle.on_submit()
-    job = Job.objects.create(
+    return Job(
         owner_id=user.pk,
         team=Team.objects.filter(members=user.pk).order_by("name").first(),
         name=name,
@@ -287,6 +304,12 @@ def _job_create(
         state=entry.to,
         state_reason=entry.reason,
     )
+
+
+@transaction.atomic
+def _job_create(*, user: AbstractBaseUser, valid: ValidSubmission) -> Job:
+    job = job_unsaved(user=user, valid=valid)
+    job.save(force_insert=True)
     events.job_state_changed(job, attempt_id=None)
     request_schedule()
     return job
