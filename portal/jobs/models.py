@@ -75,6 +75,9 @@ class Job(models.Model):
     # (`portal.jobs.why_pending.WhyPending`: its queue position, the jobs ahead, how many nodes
     # fail each requirement, the binding quota, the start estimate); None otherwise.
     why_pending = models.JSONField(null=True, blank=True)
+    # A digest of `why_pending` and `state_reason` as the pass wrote them: the next pass
+    # compares thousands of records without reading them back.
+    why_pending_digest = models.CharField(max_length=32, blank=True)
     max_restarts = models.PositiveIntegerField(default=0)
     restarts = models.PositiveIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)

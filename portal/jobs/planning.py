@@ -219,6 +219,7 @@ class _Cluster:
         self.now = now
         self.holds: dict[int, list[Hold]] = {}
         self._eligible: dict[tuple[object, ...], list[NodeState]] = {}
+        self._summaries: dict[tuple[object, ...], _ClassSummary] = {}
 
     def eligible(self, ask: Ask) -> list[NodeState]:
         key = ask.placement_class
@@ -308,49 +309,98 @@ class _Cluster:
             )
         return Reservation(ask.id, start, tuple(n.name for n in nodes))
 
+    def summary(self, ask: Ask) -> _ClassSummary:
+        key = (*ask.placement_class, ask.gpu)
+        found = self._summaries.get(key)
+        if found is None:
+            found = self._summaries[key] = _ClassSummary(self, ask)
+        return found
+
     def counts(self, ask: Ask) -> tuple[list[ConstraintCount], int]:
-        """For each requirement, how many nodes fail it; and how many could take it now."""
-        tally: dict[Constraint, int] = dict.fromkeys(
-            ("pool", "gpu_model", "labels", "node_state", "size", "free", "reservation"), 0
-        )
-        fit = 0
+        """For each requirement, how many nodes fail it; and how many could take it now.
+        Only after the pass's decisions: the per-class summaries are not updated."""
+        summary = self.summary(ask)
+        need = ask.per_node
+        large = len(summary.totals) - bisect.bisect_left(summary.totals, need)
+        free = len(summary.frees) - bisect.bisect_left(summary.frees, need)
         ends = self.now + timedelta(seconds=ask.max_run_time_s)
-        for node in self.nodes:
-            failed = misses(node, ask)
-            for constraint in failed:
-                tally[constraint] += 1
-            if failed:
-                continue
-            if not node.schedulable:
-                tally["node_state"] += 1
-            elif node.total(ask.gpu) < ask.per_node:
-                tally["size"] += 1
-            elif node.free(ask.gpu) < ask.per_node:
-                tally["free"] += 1
-            elif not self.allows(node, ask, ends):
-                tally["reservation"] += 1
-            else:
-                fit += 1
+        reserved = sum(
+            1 for n in summary.held if n.free(ask.gpu) >= need and not self.allows(n, ask, ends)
+        )
+        tally: dict[Constraint, int] = {
+            **summary.misses,
+            "node_state": summary.unschedulable,
+            "size": len(summary.totals) - large,
+            "free": large - free,
+            "reservation": reserved,
+        }
         unit = "GPUs" if ask.gpu else "CPU slots"
         labels: dict[Constraint, str] = {
             "pool": f"not in pool {ask.pool}",
             "gpu_model": f"no {ask.gpu_model} GPUs",
             "labels": "not labelled " + ", ".join(f"{k}={v}" for k, v in ask.selector),
             "node_state": "not schedulable (draining, cordoned, offline or unhealthy)",
-            "size": f"fewer than {ask.per_node} {unit} in all",
-            "free": f"fewer than {ask.per_node} {unit} free now",
+            "size": f"fewer than {need} {unit} in all",
+            "free": f"fewer than {need} {unit} free now",
             "reservation": "held for a reservation this job would delay",
         }
-        applies = {
-            "pool": bool(ask.pool),
-            "gpu_model": bool(ask.gpu_model),
-            "labels": bool(ask.selector),
-        }
-        return [
-            ConstraintCount(c, labels[c], n)
-            for c, n in tally.items()
-            if applies.get(c, True)  # node state, size, free and reservation always apply
-        ], fit
+        return [ConstraintCount(c, labels[c], n) for c, n in tally.items()], free - reserved
+
+    def estimate(self, ask: Ask) -> datetime | None:
+        """When `ask` could start at the earliest (`earliest_gang`'s time, from the per-class
+        summary: the reserved nodes one by one, the others' sorted fit times)."""
+        summary = self.summary(ask)
+        times = [*summary.fit_times(ask.per_node)[: ask.nodes]]
+        times += [t for n in summary.held if (t := self.earliest(n, ask)) is not None]
+        if len(times) < ask.nodes:
+            return None
+        return sorted(times)[ask.nodes - 1]
+
+
+class _ClassSummary:
+    """The nodes of one placement class and kind (GPU or CPU) as the pass left them: how many
+    fail each requirement, the sorted sizes and free amounts of the schedulable ones, the
+    reserved ones, and (per amount asked) the sorted times the others could take it."""
+
+    def __init__(self, cluster: _Cluster, ask: Ask) -> None:
+        self.cluster, self.gpu = cluster, ask.gpu
+        tally: dict[Constraint, int] = {}
+        applies: list[Constraint] = [
+            c
+            for c, on in (
+                ("pool", ask.pool),
+                ("gpu_model", ask.gpu_model),
+                ("labels", ask.selector),
+            )
+            if on
+        ]
+        for constraint in applies:
+            tally[constraint] = 0
+        for node in cluster.nodes:
+            for constraint in misses(node, ask):
+                tally[constraint] += 1
+        self.misses = tally
+        eligible = cluster.eligible(ask)
+        usable = [n for n in eligible if n.schedulable]
+        self.unschedulable = len(eligible) - len(usable)
+        self.totals = sorted(n.total(ask.gpu) for n in usable)
+        self.frees = sorted(n.free(ask.gpu) for n in usable)
+        self.held = [
+            n for n in usable if any(h.gpu == ask.gpu for h in cluster.holds.get(n.id, ()))
+        ]
+        held_ids = {n.id for n in self.held}
+        self.unheld = [n for n in usable if n.id not in held_ids]
+        self._fit_times: dict[int, list[datetime]] = {}
+
+    def fit_times(self, need: int) -> list[datetime]:
+        found = self._fit_times.get(need)
+        if found is None:
+            now = self.cluster.now
+            found = sorted(
+                t for n in self.unheld if (t := n.fit_time(self.gpu, need, now)) is not None
+            )
+            self._fit_times[need] = found
+        return found
 
 
 def _dominated(failed: list[tuple[int, int, int]], ask: Ask) -> bool:
@@ -443,8 +493,7 @@ def _explain(cluster: _Cluster, waits: list[Wait]) -> None:
         known = shapes.get(shape)
         if known is None:
             counts, fit = cluster.counts(ask)
-            gang = cluster.earliest_gang(ask)
-            known = shapes[shape] = (counts, fit, gang[0] if gang else None)
+            known = shapes[shape] = (counts, fit, cluster.estimate(ask))
         wait.constraints, wait.nodes_fit, estimate = known
         if wait.reservation is not None:
             wait.estimated_start = wait.reservation.start

@@ -11,6 +11,7 @@ the waiting jobs' records, whatever the queue's length. See docs/scheduling.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from portal.cluster.dispatch import node_task_send_on_commit
+from portal.cluster.dispatch import NodeTask, node_tasks_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
 from portal.jobs import events, lifecycle, transitions
@@ -34,7 +35,7 @@ from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.planning import Ask, NodeState, Plan, Release, Start, Wait, order_key, plan
 from portal.jobs.quotas import Admission, Unlimited
 from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
-from portal.jobs.why_pending import WhyPending, reason, record
+from portal.jobs.why_pending import WhyPending, headline, position, reason, record
 from portal.lib.realtime import send_on_commit
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
@@ -163,7 +164,7 @@ _QUEUED_FIELDS = (
     "preemptible",
     "restarts",
     "state_reason",
-    "why_pending",
+    "why_pending_digest",
 )
 
 
@@ -187,7 +188,7 @@ class QueuedRow:
     preemptible: bool
     restarts: int
     state_reason: str
-    why_pending: WhyPending | None
+    why_pending_digest: str
 
     def as_job(self) -> Job:
         """An unsaved stand-in for the `Admission`, which judges a job by its owner, team and
@@ -399,6 +400,7 @@ def _place_all(
             for rank, share in enumerate(by_id[job.pk].shares)
         ]
     )
+    messages: list[NodeTask] = []
     for job, attempt in zip(claimed, attempts, strict=True):
         # One spec per job, copied per node with that node's share: validating the request
         # and building the model spec once keeps a large pass cheap.
@@ -424,12 +426,16 @@ def _place_all(
             )
             # A run message that arrives after the portal gave up on the attempt would only
             # start work that is cancelled again; the heartbeat reconciliation loses it.
-            node_task_send_on_commit(
-                task=RUN_ATTEMPT_TASK,
-                args=[spec.to_json()],
-                node_name=share.node.name,
-                expires_s=RUN_ATTEMPT_EXPIRES_S,
+            messages.append(
+                NodeTask(
+                    task=RUN_ATTEMPT_TASK,
+                    args=[spec.to_json()],
+                    node_name=share.node.name,
+                    expires_s=RUN_ATTEMPT_EXPIRES_S,
+                    label=f"attempt {attempt.pk} rank {rank}",
+                )
             )
+    node_tasks_send_on_commit(messages)
     return list(zip(claimed, attempts, strict=True))
 
 
@@ -521,39 +527,65 @@ def wait_record(
     return record(wait, limits), reason(wait, nodes)
 
 
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
 def _explain_waiting(
     waits: Sequence[Wait], nodes: Sequence[NodeState], queue: Queue, admission: Admission
 ) -> None:
     """Write each waiting job's record and reason where they changed, in one update
-    conditional on the job still being queued (a job cancelled meanwhile keeps its own)."""
-    changed: dict[int, tuple[str, WhyPending]] = {}
+    conditional on the job still being queued (a job cancelled meanwhile keeps its own).
+
+    A long queue is cheap: what jobs of one shape share (the node counts, the estimate, the
+    sentence) is built once, each job's record is compared by digest, and only a changed one
+    is built and sent. Only a job whose sentence changed beyond its position hears of it live.
+    """
+    headlines: dict[tuple[object, ...], tuple[str, str]] = {}
+    changed: list[dict[str, object]] = []
+    told: list[tuple[int, str]] = []
     for wait in waits:
         row = queue.rows[wait.ask.id]
-        why, text = wait_record(wait, nodes, admission, row.as_job)
-        if why != row.why_pending or text != row.state_reason:
-            changed[row.id] = (text, why)
+        ask = wait.ask
+        shape = (
+            wait.kind,
+            *ask.placement_class,
+            ask.gpu,
+            ask.nodes,
+            ask.per_node,
+            ask.max_run_time_s,
+            wait.estimated_start,
+            wait.reservation,
+            wait.quota,
+            wait.detail,
+        )
+        known = headlines.get(shape)
+        if known is None:
+            shared = (wait.constraints, wait.nodes_total, wait.nodes_fit)
+            known = headlines[shape] = (headline(wait, nodes), _digest(shape, shared))
+        line, shape_digest = known
+        text = line + position(wait)
+        digest = _digest(shape_digest, wait.queue, wait.position, wait.queue_length, wait.ahead)
+        if digest == row.why_pending_digest and text == row.state_reason:
+            continue
+        limits = admission.limits(row.as_job()) if wait.kind == "quota" else []
+        changed.append(
+            {"id": row.id, "reason": text, "why": record(wait, limits), "digest": digest}
+        )
+        if not row.state_reason.startswith(line):
+            told.append((row.id, text))
     if not changed:
         return
-    # One statement for any number of rows (the table name is the model's; every value is a
-    # parameter): an UPDATE per job, or a CASE over thousands, would not be.
+    # One statement for any number of rows (the table name is the model's; every value is in
+    # one JSON parameter): an UPDATE per job, or a CASE over thousands, would not be.
     sql = (
         f"UPDATE {Job._meta.db_table} AS j SET state_reason = v.reason, "  # noqa: S608
-        "why_pending = v.why::jsonb "
-        "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, reason, why) "
+        "why_pending = v.why, why_pending_digest = v.digest "
+        "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, reason text, why jsonb, digest text) "
         "WHERE j.id = v.id AND j.state = %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                list(changed),
-                [text for text, _ in changed.values()],
-                [json.dumps(why) for _, why in changed.values()],
-                Job.State.QUEUED,
-            ],
-        )
-    # Only the job's own page hears of a new reason: the lists show states, which did not
-    # change, and a long queue would otherwise fan out thousands of events per pass.
+        cursor.execute(sql, [json.dumps(changed), Job.State.QUEUED])
     send_on_commit(
         [
             (
@@ -568,7 +600,7 @@ def _explain_waiting(
                     team=queue.rows[job_id].team_id,
                 ),
             )
-            for job_id, (text, _) in changed.items()
+            for job_id, text in told
         ]
     )
 

@@ -41,7 +41,7 @@ def job_move(
     now = now or timezone.now()
     fields: dict[str, Any] = {"state": move.to, "state_reason": move.reason}
     if move.to != Job.State.QUEUED:
-        fields["why_pending"] = None  # only a queued job waits
+        fields["why_pending"], fields["why_pending_digest"] = None, ""  # only queued jobs wait
     if move.finished:
         fields["finished_at"] = now
     if move.cancel_requested:
@@ -92,7 +92,7 @@ def jobs_move(moves: Sequence[tuple[Job, Move]], *, announce: bool = True) -> li
         "state_reason": Case(*(When(pk=job.pk, then=Value(move.reason)) for job, move in moved)),
     }
     if target != Job.State.QUEUED:
-        fields["why_pending"] = None
+        fields["why_pending"], fields["why_pending_digest"] = None, ""
     Job.objects.filter(pk__in=still).update(**fields)
     for job, move in moved:
         job.state, job.state_reason = move.to, move.reason

@@ -115,17 +115,27 @@ def _clock(when: datetime) -> str:
     return f"{when:%Y-%m-%d %H:%M} UTC"
 
 
+def position(wait: Wait) -> str:
+    """The sentence `state_reason` ends with (but for a job that cannot start at all)."""
+    if wait.kind == "unrunnable":
+        return ""
+    return f" Position {wait.position} of {wait.queue_length} in the queue."
+
+
 def reason(wait: Wait, nodes: Sequence[NodeState]) -> str:
     """The sentence for `state_reason`: what it waits for, its reservation or start estimate,
     and its position."""
+    return headline(wait, nodes) + position(wait)
+
+
+def headline(wait: Wait, nodes: Sequence[NodeState]) -> str:
+    """`reason` without the position: what it waits for, its reservation or estimate. Jobs of
+    one shape that wait for the same thing share it, so a pass builds it once per shape."""
     ask = wait.ask
-    position = f" Position {wait.position} of {wait.queue_length} in the queue."
-    if wait.kind == "unrunnable":
+    if wait.kind == "unrunnable" or wait.kind == "backoff":
         return wait.detail
-    if wait.kind == "backoff":
-        return wait.detail + position
     if wait.kind == "quota" and wait.quota is not None:
-        return f"Waiting for quota: {wait.quota.message()}." + position
+        return f"Waiting for quota: {wait.quota.message()}."
     need = ask.per_node
     where = "".join(
         f" {part}"
@@ -166,4 +176,4 @@ def reason(wait: Wait, nodes: Sequence[NodeState]) -> str:
         )
     elif wait.estimated_start is not None:
         text += f" Estimated start: {_clock(wait.estimated_start)}."
-    return text + position
+    return text
