@@ -88,7 +88,8 @@ def cluster_state(now: datetime, *, lock: bool) -> list[NodeState]:
     a node's capacity under the pass's decisions."""
     if lock:
         list(Node.objects.select_for_update().filter(schedulable_nodes()).values_list("pk"))
-    nodes = list(Node.objects.order_by("name"))
+    # Not the health document a heartbeat writes: the pass needs none of it.
+    nodes = list(Node.objects.defer("health").order_by("name"))
     schedulable = set(Node.objects.filter(schedulable_nodes()).values_list("pk", flat=True))
     held_gpus: dict[int, set[int]] = {node.pk: set() for node in nodes}
     held_slots: dict[int, set[int]] = {node.pk: set() for node in nodes}
@@ -540,7 +541,11 @@ def _explain_waiting(
     A long queue is cheap: what jobs of one shape share (the node counts, the estimate, the
     sentence) is built once, each job's record is compared by digest, and only a changed one
     is built and sent. Only a job whose sentence changed beyond its position hears of it live.
+    A record whose only change is the position (the queue moved) is rewritten within
+    `TRAINYARD_WHY_PENDING_WRITES` per pass, nearest the head first; the rest catch up in the
+    next passes, so a pass over a long queue stays short.
     """
+    budget = settings.TRAINYARD_WHY_PENDING_WRITES
     headlines: dict[tuple[object, ...], tuple[str, str]] = {}
     changed: list[dict[str, object]] = []
     told: list[tuple[int, str]] = []
@@ -568,12 +573,15 @@ def _explain_waiting(
         digest = _digest(shape_digest, wait.queue, wait.position, wait.queue_length, wait.ahead)
         if digest == row.why_pending_digest and text == row.state_reason:
             continue
+        if not row.state_reason.startswith(line):
+            told.append((row.id, text))
+        elif len(changed) >= budget:
+            # Only its position or the jobs ahead moved: it catches up in a later pass.
+            continue
         limits = admission.limits(row.as_job()) if wait.kind == "quota" else []
         changed.append(
             {"id": row.id, "reason": text, "why": record(wait, limits), "digest": digest}
         )
-        if not row.state_reason.startswith(line):
-            told.append((row.id, text))
     if not changed:
         return
     # One statement for any number of rows (the table name is the model's; every value is in
