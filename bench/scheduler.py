@@ -301,12 +301,12 @@ def main() -> None:
             from django.db import connections
 
             connections.close_all()
-            from portal.celery import app as celery_app
+            import redis
+            from django.conf import settings
 
-            with celery_app.connection_for_write() as conn:
-                client = conn.default_channel.client
-                for key in client.scan_iter(f"node.{NODE_PREFIX}*"):
-                    client.delete(key)
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            for key in client.scan_iter(f"node.{NODE_PREFIX}*"):
+                client.delete(key)
         with psycopg.connect(database_url, autocommit=True) as admin:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             admin.execute(drop.format(sql.Identifier(scratch)))

@@ -365,15 +365,13 @@ class _ClassSummary:
     def __init__(self, cluster: _Cluster, ask: Ask) -> None:
         self.cluster, self.gpu = cluster, ask.gpu
         tally: dict[Constraint, int] = {}
-        applies: list[Constraint] = [
-            c
-            for c, on in (
-                ("pool", ask.pool),
-                ("gpu_model", ask.gpu_model),
-                ("labels", ask.selector),
-            )
-            if on
-        ]
+        applies: list[Constraint] = []
+        if ask.pool:
+            applies.append("pool")
+        if ask.gpu_model:
+            applies.append("gpu_model")
+        if ask.selector:
+            applies.append("labels")
         for constraint in applies:
             tally[constraint] = 0
         for node in cluster.nodes:

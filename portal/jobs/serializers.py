@@ -6,7 +6,7 @@ serializers below only answer, plus the small ones that parse query strings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet, prefetch_related_objects
@@ -75,7 +75,8 @@ class ConstraintCountSerializer(serializers.Serializer[Any]):
     constraint = serializers.ChoiceField(
         choices=["pool", "gpu_model", "labels", "node_state", "size", "free", "reservation"]
     )
-    label = serializers.CharField()
+    # A field named like Field.label, which the stubs type as the label's text.
+    label = serializers.CharField()  # type: ignore[assignment]
     nodes = serializers.IntegerField(help_text="How many nodes fail this requirement.")
 
 
@@ -202,19 +203,18 @@ class JobSerializer(serializers.ModelSerializer[Job]):
 
     def _why_pending(self) -> dict[int, dict[str, Any] | None]:
         # Every job this serializer answers, in one query for the jobs ahead of them all.
-        if "why_pending" not in self.context:
+        context = cast(dict[str, Any], self.context)
+        if "why_pending" not in context:
             root = self.root.instance
-            jobs = list(root) if isinstance(root, (list, QuerySet)) else [root]
-            request = self.context.get("request")
+            listed = list(root) if isinstance(root, (list, QuerySet)) else [root]
+            jobs = [job for job in listed if isinstance(job, Job)]
+            request = context.get("request")
             user = request.user if request is not None else AnonymousUser()
-            records = why_pending_visible(
-                user=user,
-                records=[job.why_pending if isinstance(job, Job) else None for job in jobs],
-            )
-            self.context["why_pending"] = {
+            records = why_pending_visible(user=user, records=[job.why_pending for job in jobs])
+            context["why_pending"] = {
                 job.pk: record for job, record in zip(jobs, records, strict=True)
             }
-        cached: dict[int, dict[str, Any] | None] = self.context["why_pending"]
+        cached: dict[int, dict[str, Any] | None] = context["why_pending"]
         return cached
 
     @extend_schema_field(WhyPendingSerializer(allow_null=True))
