@@ -220,6 +220,7 @@ class _Cluster:
         self.holds: dict[int, list[Hold]] = {}
         self._eligible: dict[tuple[object, ...], list[NodeState]] = {}
         self._summaries: dict[tuple[object, ...], _ClassSummary] = {}
+        self._queues: dict[tuple[object, ...], str] = {}
 
     def eligible(self, ask: Ask) -> list[NodeState]:
         key = ask.placement_class
@@ -231,8 +232,11 @@ class _Cluster:
     def queue(self, ask: Ask) -> str:
         if ask.pool:
             return ask.pool
-        pools = sorted({n.pool for n in self.eligible(ask)})
-        return "+".join(pools)
+        key = ask.placement_class
+        found = self._queues.get(key)
+        if found is None:
+            found = self._queues[key] = "+".join(sorted({n.pool for n in self.eligible(ask)}))
+        return found
 
     def allows(self, node: NodeState, ask: Ask, ends: datetime) -> bool:
         """Whether `ask` may take its share of `node` now without delaying a reservation."""
