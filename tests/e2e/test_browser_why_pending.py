@@ -78,7 +78,7 @@ def test_the_job_page_says_why_a_job_waits_and_the_form_previews_the_plan(stack:
             answer = page.locator("section#plan-preview")
             # The preview builds the model on the control worker as a submit does; on a busy
             # machine that may not answer in time, and the preview says to try again.
-            for _ in range(3):
+            for _ in range(8):
                 page.click("[data-testid=preview-job]")
                 expect(answer).to_be_visible(timeout=60_000)
                 expect(page.get_by_test_id("preview-job")).to_be_enabled(timeout=60_000)
