@@ -305,6 +305,13 @@ TRAINYARD_QUOTA_DEFAULTS: dict[str, int | float | None] = {
 }
 # The rolling window of the GPU-hours and CPU-slot-hours limits.
 TRAINYARD_QUOTA_WINDOW_DAYS = env.number("TRAINYARD_QUOTA_WINDOW_DAYS", 30.0, above=0.0)
+# Fair share: a user's past use of the cluster weighs half as much after this many hours.
+TRAINYARD_FAIR_SHARE_HALF_LIFE_H = env.number(
+    "TRAINYARD_FAIR_SHARE_HALF_LIFE_H", 24.0 * 7, above=0.0
+)
+# How many waiting jobs' records one scheduler pass rewrites when only their queue position
+# moved (a changed reason or estimate is always written); the rest catch up in later passes.
+TRAINYARD_WHY_PENDING_WRITES = env.integer("TRAINYARD_WHY_PENDING_WRITES", 1000, minimum=1)
 # A requeued job waits this long after its attempt ended, doubled per further restart.
 TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
 TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)

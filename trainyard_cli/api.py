@@ -113,6 +113,32 @@ JOB_SUBMIT = Endpoint(
     fields=JOB_FIELDS,
 )
 JOB_DETAIL = Endpoint("GET", "/api/v1/jobs/{job_id}/", fields=JOB_FIELDS)
+# `trainyard why`: the scheduler's account of a queued job.
+JOB_WHY = Endpoint(
+    "GET",
+    "/api/v1/jobs/{job_id}/",
+    fields=(
+        "id",
+        "state",
+        "state_reason",
+        "estimated_start",
+        "why_pending.waiting_for",
+        "why_pending.queue",
+        "why_pending.position",
+        "why_pending.queue_length",
+        "why_pending.ahead.id",
+        "why_pending.ahead.owner",
+        "why_pending.ahead.size",
+        "why_pending.constraints.label",
+        "why_pending.constraints.nodes",
+        "why_pending.nodes_fit",
+        "why_pending.nodes_total",
+        "why_pending.quota.message",
+        "why_pending.quota.headroom",
+        "why_pending.reservation.start",
+        "why_pending.reservation.nodes",
+    ),
+)
 JOB_CANCEL = Endpoint("POST", "/api/v1/jobs/{job_id}/cancel/", status=202, fields=JOB_FIELDS)
 JOB_LOGS = Endpoint(
     "GET",
@@ -215,6 +241,7 @@ ENDPOINTS = (
     JOBS_LIST,
     JOB_SUBMIT,
     JOB_DETAIL,
+    JOB_WHY,
     JOB_CANCEL,
     JOB_LOGS,
     DATASETS,

@@ -185,6 +185,55 @@ def status(job_id: JobId, as_json: Json = False) -> None:
 
 
 @app.command()
+def why(job_id: JobId, as_json: Json = False) -> None:
+    """Why a queued job waits: its place in its pool's queue, the jobs ahead, how many nodes
+    fail each requirement, the quota that binds, and when it may start."""
+    with errors_handled(as_json), connect() as client:
+        job = client.call(api.JOB_WHY, job_id=job_id)
+        if as_json:
+            output.print_json(
+                {
+                    "id": job["id"],
+                    "state": job["state"],
+                    "estimated_start": job["estimated_start"],
+                    "why_pending": job["why_pending"],
+                }
+            )
+            return
+        console = output.stdout()
+        why_pending = job["why_pending"]
+        if why_pending is None:
+            console.print(f"job {job['id']} is {job['state']}: {job['state_reason']}", markup=False)
+            return
+        rows: list[tuple[str, object]] = [
+            ("waiting", f"for {why_pending['waiting_for']}: {job['state_reason']}"),
+            (
+                "position",
+                f"{why_pending['position']} of {why_pending['queue_length']} "
+                f"in queue {why_pending['queue'] or '-'}",
+            ),
+            ("start", job["estimated_start"] or "unknown"),
+        ]
+        if why_pending["reservation"]:
+            rows.append(("reserved", ", ".join(why_pending["reservation"]["nodes"])))
+        quota = why_pending["quota"]
+        rows.append(
+            ("quota", f"{quota['message']}; {quota['headroom']:g} left" if quota else "none binds")
+        )
+        for ahead in why_pending["ahead"]:
+            who = f" {ahead['owner']}, {ahead['size']}" if ahead["owner"] else ""
+            rows.append(("ahead", f"#{ahead['id']}{who}"))
+        for constraint in why_pending["constraints"]:
+            rows.append((f"{constraint['nodes']} nodes", constraint["label"]))
+        rows.append(
+            (f"{why_pending['nodes_fit']} nodes", f"of {why_pending['nodes_total']} could take it")
+        )
+        for label, value in rows:
+            console.print(f"[bold]{label:>10}[/]  ", end="")
+            console.print(output.cell(value), markup=False)
+
+
+@app.command()
 def cancel(job_id: JobId, as_json: Json = False) -> None:
     """Cancel a job. Cancelling a finished job changes nothing."""
     with errors_handled(as_json), connect() as client:

@@ -12,7 +12,7 @@ import pydantic
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -22,9 +22,11 @@ from rest_framework.views import APIView
 from portal.accounts.authentication import TokenScopePermission, authenticated_user
 from portal.jobs import selectors, services
 from portal.jobs.models import Job
+from portal.jobs.preview import job_preview
 from portal.jobs.schemas import JobRequest, dotted_errors
 from portal.jobs.serializers import (
     CheckpointSerializer,
+    DryRunQuerySerializer,
     JobListQuerySerializer,
     JobSerializer,
     LogLineSerializer,
@@ -33,6 +35,7 @@ from portal.jobs.serializers import (
     MetricPointSerializer,
     MetricsPageSerializer,
     MetricsQuerySerializer,
+    PlanPreviewSerializer,
 )
 from portal.jobs.throttling import SubmitRateThrottle
 from portal.lib.drf import (
@@ -72,7 +75,16 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        summary="Submit a job",
+        summary="Submit a job, or preview its plan",
+        parameters=[
+            OpenApiParameter(
+                "dry_run",
+                bool,
+                description="Check the request as a submit does and answer what the scheduler "
+                "would do with it now (start, or wait behind how many, for which limit, until "
+                "when), storing nothing: a 200 with the plan preview.",
+            )
+        ],
         description="The body is a job request; it is queued, and placed when capacity allows. "
         "Numbers must be JSON numbers: strings are not converted. `hyperparameters` is checked "
         "against the chosen model's architecture, and the model is built for the dataset's "
@@ -81,6 +93,7 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         request=JobRequest,
         responses={
             201: JobSerializer,
+            200: PlanPreviewSerializer,
             400: ErrorsSerializer,
             413: ErrorsSerializer,
             429: OpenApiResponse(description="Too many submissions; wait `Retry-After` seconds."),
@@ -97,7 +110,11 @@ class JobListCreateApi(generics.ListAPIView[Job]):
             job_request = JobRequest.model_validate(data, strict=True)
         except pydantic.ValidationError as exc:
             raise request_invalid(dotted_errors(exc)) from exc
+        dry_run = parse_query(DryRunQuerySerializer, request)["dry_run"]
         try:
+            if dry_run:
+                preview = job_preview(user=authenticated_user(request), request=job_request)
+                return Response(PlanPreviewSerializer(preview).data)
             job = services.job_submit(user=authenticated_user(request), request=job_request)
         except DjangoValidationError as exc:
             raise request_invalid(django_errors(exc)) from exc

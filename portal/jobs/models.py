@@ -71,6 +71,13 @@ class Job(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     # Why the job is where it is: why it waits, why it failed.
     state_reason = models.TextField(blank=True)
+    # While queued: why it waits, as the last scheduler pass saw it
+    # (`portal.jobs.why_pending.WhyPending`: its queue position, the jobs ahead, how many nodes
+    # fail each requirement, the binding quota, the start estimate); None otherwise.
+    why_pending = models.JSONField(null=True, blank=True)
+    # A digest of `why_pending` and `state_reason` as the pass wrote them: the next pass
+    # compares thousands of records without reading them back.
+    why_pending_digest = models.CharField(max_length=32, blank=True)
     max_restarts = models.PositiveIntegerField(default=0)
     restarts = models.PositiveIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)

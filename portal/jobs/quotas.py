@@ -99,6 +99,17 @@ class Admission(Protocol):
         """Count `job` as running from now on (the pass just placed it)."""
 
 
+class Charged(Protocol):
+    """What the ledger needs to know of a queued job to load its holders: a `Job`, or the
+    scheduler's lighter row."""
+
+    @property
+    def owner_id(self) -> int: ...
+
+    @property
+    def team_id(self) -> int | None: ...
+
+
 class Unlimited:
     """No quotas: every job is admitted."""
 
@@ -191,15 +202,16 @@ class QuotaLedger:
     teams: dict[int, HolderUsage] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, jobs: Sequence[Job], *, now: datetime | None = None) -> QuotaLedger:
+    def load(
+        cls, jobs: Sequence[Charged], *, now: datetime | None = None, lock: bool = True
+    ) -> QuotaLedger:
+        """The ledger for the owners and teams of `jobs`; `lock=False` for a plan preview,
+        which decides nothing."""
         now = now or timezone.now()
         owner_ids = {job.owner_id for job in jobs}
         team_ids = {job.team_id for job in jobs if job.team_id is not None}
-        rows = list(
-            Quota.objects.select_for_update(of=("self",))
-            .filter(Q(user__in=owner_ids) | Q(team__in=team_ids))
-            .order_by("pk")
-        )
+        quotas = Quota.objects.select_for_update(of=("self",)) if lock else Quota.objects.all()
+        rows = list(quotas.filter(Q(user__in=owner_ids) | Q(team__in=team_ids)).order_by("pk"))
         by_user = {row.user_id: row for row in rows if row.user_id is not None}
         by_team = {row.team_id: row for row in rows if row.team_id is not None}
         user_limits = _limited({pk: Limits.of(by_user.get(pk)) for pk in owner_ids})

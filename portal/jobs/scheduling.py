@@ -1,17 +1,20 @@
-"""The scheduler: place queued jobs on nodes, all-or-nothing, one pass at a time.
+"""The scheduler pass: load the cluster and the queue, let the planner decide
+(`portal.jobs.planning`), and perform the decision: claim and place the jobs that start, and
+write each waiting job's why-pending record and reason where they changed.
 
 A pass runs in one transaction under a PostgreSQL advisory lock, so two control workers (or a
 tick and a triggered pass) never place against the same free capacity. Free capacity is what
 schedulable nodes offer minus what placements still hold (`placements_holding_capacity`).
-Jobs are taken by
-priority, then submission time; a job that does not fit is skipped (later, smaller jobs may
-start) and its `state_reason` says why it waits and where it stands. See docs/scheduling.md.
+Every write is batched: one claim, one insert of attempts and one of placements, one update of
+the waiting jobs' records, whatever the queue's length. See docs/scheduling.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,16 +23,20 @@ import msgspec
 import pydantic
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Max, Value, When
+from django.db.models import Max
 from django.utils import timezone
 
-from portal.cluster.dispatch import node_task_send_on_commit
+from portal.cluster.dispatch import NodeTask, node_tasks_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
 from portal.jobs import events, lifecycle, transitions
+from portal.jobs.fair_share import decayed_usage
 from portal.jobs.models import Attempt, Job, Placement
-from portal.jobs.quotas import QuotaLedger
+from portal.jobs.planning import Ask, NodeState, Plan, Release, Start, Wait, order_key, plan
+from portal.jobs.quotas import Admission, QuotaLedger
 from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
+from portal.jobs.why_pending import WhyPending, headline, position, reason, record
+from portal.lib.realtime import send_on_commit
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
@@ -46,9 +53,9 @@ SCHEDULER_LOCK_KEY = 0x7472_6169_6E79_6172 & 0x7FFF_FFFF_FFFF_FFFF
 # torchrun's c10d rendezvous ports on an attempt's first node.
 MASTER_PORT_BASE = 29500
 MASTER_PORT_RANGE = 2000
-
-
-# ---- capacity --------------------------------------------------------------------------------
+# Full rows (request, dataset, model) of the jobs about to start are read this many at a time,
+# in queue order, so a pass that starts many jobs reads them in a few queries.
+_FULL_ROWS_CHUNK = 64
 
 
 def constraint_misses(node: Node, job: Job) -> list[str]:
@@ -65,49 +72,7 @@ def constraint_misses(node: Node, job: Job) -> list[str]:
     return misses
 
 
-@dataclass
-class _Capacity:
-    """What one schedulable node has free during a pass: which GPUs and CPU slots (by index)
-    no placement holds. Taking a share hands out the lowest free indices."""
-
-    node: Node
-    free_gpu_indices: list[int]
-    free_cpu_indices: list[int]
-
-    def free_for(self, job: Job) -> int:
-        return len(self.free_gpu_indices if job.gpus_per_node else self.free_cpu_indices)
-
-    def take(self, job: Job) -> tuple[list[int], list[int]]:
-        """The GPU and CPU-slot indices of the job's share on this node, no longer free."""
-        if job.gpus_per_node:
-            taken, self.free_gpu_indices = (
-                self.free_gpu_indices[: job.gpus_per_node],
-                self.free_gpu_indices[job.gpus_per_node :],
-            )
-            return taken, []
-        taken, self.free_cpu_indices = (
-            self.free_cpu_indices[: job.procs_per_node],
-            self.free_cpu_indices[job.procs_per_node :],
-        )
-        return [], taken
-
-
-def node_offers(node: Node, job: Job) -> int:
-    """The whole of a node in the job's pool: GPUs for a GPU job, CPU slots otherwise."""
-    return node.gpu_count if job.gpus_per_node else node.cpu_slots
-
-
-def _amount(count: int, job: Job, *, free: bool = False) -> str:
-    unit = (
-        ("GPU" if count == 1 else "GPUs")
-        if job.gpus_per_node
-        else ("CPU slot" if count == 1 else "CPU slots")
-    )
-    return f"{count} {'free ' if free else ''}{unit}"
-
-
-def _nodes_word(count: int) -> str:
-    return "1 node" if count == 1 else f"{count} nodes"
+# ---- the cluster and the queue as the planner sees them -------------------------------------
 
 
 def _free(total: int, held_indices: set[int], held_count: int) -> list[int]:
@@ -117,81 +82,210 @@ def _free(total: int, held_indices: set[int], held_count: int) -> list[int]:
     return free[: max(0, total - held_count)]
 
 
-def _free_capacity(nodes: Sequence[Node]) -> list[_Capacity]:
-    """Each node's GPUs and CPU slots that no placement holds, in one query."""
-    gpus: dict[int, set[int]] = {node.pk: set() for node in nodes}
-    slots: dict[int, set[int]] = {node.pk: set() for node in nodes}
+def cluster_state(now: datetime, *, lock: bool) -> list[NodeState]:
+    """Every node with its free GPU and CPU-slot indices and when the held ones come back, in
+    three queries. `lock`: the schedulable nodes' rows are locked, so a heartbeat cannot change
+    a node's capacity under the pass's decisions."""
+    if lock:
+        list(Node.objects.select_for_update().filter(schedulable_nodes()).values_list("pk"))
+    # Not the health document a heartbeat writes: the pass needs none of it.
+    nodes = list(Node.objects.defer("health").order_by("name"))
+    schedulable = set(Node.objects.filter(schedulable_nodes()).values_list("pk", flat=True))
+    held_gpus: dict[int, set[int]] = {node.pk: set() for node in nodes}
+    held_slots: dict[int, set[int]] = {node.pk: set() for node in nodes}
     counts: dict[int, list[int]] = {node.pk: [0, 0] for node in nodes}
-    for node_id, gpu_indices, cpu_indices, slot_count, gpu_count in Placement.objects.filter(
-        placements_holding_capacity(), node__in=[node.pk for node in nodes]
-    ).values_list("node_id", "gpu_indices", "cpu_indices", "slots", "gpus"):
-        gpus[node_id].update(gpu_indices)
-        slots[node_id].update(cpu_indices)
+    releases: dict[int, list[Release]] = {node.pk: [] for node in nodes}
+    for (
+        node_id,
+        gpu_indices,
+        cpu_indices,
+        slot_count,
+        gpu_count,
+        attempt_state,
+        started,
+        created,
+        max_run_time_s,
+    ) in Placement.objects.filter(placements_holding_capacity()).values_list(
+        "node_id",
+        "gpu_indices",
+        "cpu_indices",
+        "slots",
+        "gpus",
+        "attempt__state",
+        "attempt__started_at",
+        "attempt__created_at",
+        "attempt__job__max_run_time_s",
+    ):
+        held_gpus[node_id].update(gpu_indices)
+        held_slots[node_id].update(cpu_indices)
         counts[node_id][0] += slot_count
         counts[node_id][1] += gpu_count
+        # An active attempt is stopped at its maximum run time; an ended one's ranks are
+        # being stopped now.
+        ends = (
+            (started or created) + timedelta(seconds=max_run_time_s)
+            if attempt_state in Attempt.ACTIVE
+            else now
+        )
+        releases[node_id].append(Release(ends, gpus=gpu_count, slots=slot_count))
     return [
-        _Capacity(
-            node=node,
-            free_gpu_indices=_free(node.gpu_count, gpus[node.pk], counts[node.pk][1]),
-            free_cpu_indices=_free(node.cpu_slots, slots[node.pk], counts[node.pk][0]),
+        NodeState(
+            id=node.pk,
+            name=node.name,
+            pool=node.pool,
+            gpu_model=node.gpu_model,
+            labels=node.labels if isinstance(node.labels, dict) else {},
+            gpu_count=node.gpu_count,
+            cpu_slots=node.cpu_slots,
+            free_gpus=_free(node.gpu_count, held_gpus[node.pk], counts[node.pk][1]),
+            free_slots=_free(node.cpu_slots, held_slots[node.pk], counts[node.pk][0]),
+            schedulable=node.pk in schedulable,
+            status=node.status,
+            releases=sorted(releases[node.pk], key=lambda r: r.at),
+            address=node.address or node.hostname or node.name,
         )
         for node in nodes
     ]
 
 
-def _choose(job: Job, capacity: list[_Capacity]) -> list[_Capacity] | None:
-    """`job.nodes` distinct nodes that meet its constraints and have room, tightest fit
-    first, or None (gang: all or none)."""
-    need = job.slots_per_node
-    fits = [c for c in capacity if c.free_for(job) >= need and not constraint_misses(c.node, job)]
-    if len(fits) < job.nodes:
-        return None
-    fits.sort(key=lambda c: (c.free_for(job) - need, c.node.name))
-    return fits[: job.nodes]
+_QUEUED_FIELDS = (
+    "id",
+    "owner_id",
+    "team_id",
+    "name",
+    "priority",
+    "created_at",
+    "nodes",
+    "gpus_per_node",
+    "procs_per_node",
+    "pool",
+    "gpu_model",
+    "node_selector",
+    "max_run_time_s",
+    "preemptible",
+    "restarts",
+    "state_reason",
+    "why_pending_digest",
+)
 
 
-def _wait_reason(
-    job: Job, capacity: list[_Capacity], unschedulable: list[Node], position: int, queued: int
-) -> str:
-    need = job.slots_per_node
-    large = [
-        c
-        for c in capacity
-        if node_offers(c.node, job) >= need and not constraint_misses(c.node, job)
-    ]
-    where = "".join(
-        f" {part}"
-        for part in (
-            f"in pool {job.pool}" if job.pool else "",
-            f"with {job.gpu_model} GPUs" if job.gpu_model else "",
-            "labelled " + ", ".join(f"{k}={v}" for k, v in job.node_selector.items())
-            if job.node_selector
-            else "",
+@dataclass
+class QueuedRow:
+    """What the pass reads of a queued job (never its request: only the starts need it)."""
+
+    id: int
+    owner_id: int
+    team_id: int | None
+    name: str
+    priority: int
+    created_at: datetime
+    nodes: int
+    gpus_per_node: int
+    procs_per_node: int
+    pool: str
+    gpu_model: str
+    node_selector: dict[str, str]
+    max_run_time_s: int
+    preemptible: bool
+    restarts: int
+    state_reason: str
+    why_pending_digest: str
+
+    def as_job(self) -> Job:
+        """An unsaved stand-in for the `Admission`, which judges a job by its owner, team and
+        size; built only for the jobs it is asked about."""
+        return Job(
+            pk=self.id,
+            owner_id=self.owner_id,
+            team_id=self.team_id,
+            name=self.name,
+            priority=self.priority,
+            created_at=self.created_at,
+            nodes=self.nodes,
+            gpus_per_node=self.gpus_per_node,
+            procs_per_node=self.procs_per_node,
+            pool=self.pool,
+            gpu_model=self.gpu_model,
+            node_selector=self.node_selector,
+            max_run_time_s=self.max_run_time_s,
+            preemptible=self.preemptible,
+            restarts=self.restarts,
+            state=Job.State.QUEUED,
         )
-        if part
+
+
+def ask_for(row: QueuedRow | Job, *, not_before: datetime | None = None) -> Ask:
+    selector = row.node_selector if isinstance(row.node_selector, dict) else {}
+    return Ask(
+        id=row.id,
+        owner=row.owner_id,
+        priority=row.priority,
+        created_at=row.created_at,
+        nodes=row.nodes,
+        per_node=row.gpus_per_node or row.procs_per_node,
+        gpu=bool(row.gpus_per_node),
+        max_run_time_s=row.max_run_time_s,
+        pool=row.pool,
+        gpu_model=row.gpu_model,
+        selector=tuple(sorted((str(k), str(v)) for k, v in selector.items())),
+        not_before=not_before,
     )
-    ask = f"needs {_nodes_word(job.nodes)}{where} with {_amount(need, job)}" + (
-        " each" if job.nodes > 1 else ""
-    )
-    if len(large) < job.nodes:
-        blocked = [
-            node
-            for node in unschedulable
-            if node_offers(node, job) >= need and not constraint_misses(node, job)
-        ]
-        why = ", ".join(f"{node.name} is {node.status}" for node in blocked)
-        reason = (
-            f"Waiting for nodes: {ask}; only {len(large)} schedulable "
-            f"{'node is' if len(large) == 1 else 'nodes are'} that large"
-            + (f" ({why})." if why else ".")
-        )
-    else:
-        room = sum(1 for c in capacity if c.free_for(job) >= need)
-        reason = (
-            f"Waiting for capacity: {ask}; {room} of them "
-            f"{'has' if room == 1 else 'have'} {_amount(need, job, free=True)} now."
-        )
-    return f"{reason} Position {position} of {queued} in the queue."
+
+
+@dataclass
+class Queue:
+    rows: dict[int, QueuedRow]
+    asks: list[Ask]
+    # A requeued job's latest attempt: (number, id), and the sentence for its backoff.
+    latest: dict[int, tuple[int, int]]
+    backing_off: dict[int, str]
+
+
+def queue_state(now: datetime) -> Queue:
+    """The queued jobs, in two queries (the second only for requeued jobs)."""
+    rows = {
+        values[0]: QueuedRow(*values)
+        for values in Job.objects.filter(state=Job.State.QUEUED).values_list(*_QUEUED_FIELDS)
+    }
+    requeued = [row.id for row in rows.values() if row.restarts]
+    latest: dict[int, tuple[int, int]] = {}
+    not_before: dict[int, datetime] = {}
+    backing_off: dict[int, str] = {}
+    if requeued:
+        for found in (
+            Attempt.objects.filter(job__in=requeued)
+            .values("job_id")
+            .annotate(number=Max("number"), attempt_id=Max("id"), ended=Max("finished_at"))
+        ):
+            job_id = found["job_id"]
+            latest[job_id] = (found["number"], found["attempt_id"])
+            resume_at = _not_before(rows[job_id].restarts, found["ended"])
+            if resume_at is not None and resume_at > now:
+                not_before[job_id] = resume_at
+                backing_off[job_id] = (
+                    f"Requeued after attempt {found['number']}; the next attempt starts no "
+                    f"sooner than {resume_at:%H:%M:%S} UTC "
+                    f"(backoff {requeue_backoff_s(rows[job_id].restarts):g}s)."
+                )
+    asks = [ask_for(row, not_before=not_before.get(row.id)) for row in rows.values()]
+    return Queue(rows, asks, latest, backing_off)
+
+
+class _FullJobs:
+    """The full rows of the jobs that start, read in chunks in queue order on first need."""
+
+    def __init__(self, ordered_ids: Sequence[int]) -> None:
+        self.order = list(ordered_ids)
+        self.index = {job_id: i for i, job_id in enumerate(self.order)}
+        self.loaded: dict[int, Job] = {}
+
+    def get(self, job_id: int) -> Job:
+        if job_id not in self.loaded:
+            at = self.index[job_id]
+            chunk = [i for i in self.order[at : at + _FULL_ROWS_CHUNK] if i not in self.loaded]
+            for job in Job.objects.filter(pk__in=chunk).select_related("dataset", "model"):
+                self.loaded[job.pk] = job
+        return self.loaded[job_id]
 
 
 # ---- the attempt spec ------------------------------------------------------------------------
@@ -209,7 +303,7 @@ def attempt_spec(
     *,
     job: Job,
     attempt: Attempt,
-    node: Node,
+    node: Node | NodeState,
     node_rank: int,
     gpu_indices: Sequence[int],
     cpu_indices: Sequence[int],
@@ -252,59 +346,98 @@ def _master_port(job: Job, number: int, address: str, used: set[tuple[str, int]]
     raise RuntimeError(f"no free rendezvous port left on {address}")
 
 
-def _place(
-    job: Job,
-    chosen: list[_Capacity],
-    number: int,
-    ports_in_use: set[tuple[str, int]],
-) -> Attempt | None:
-    """Claim `job` and record its attempt on `chosen`; None if it left the queue meanwhile."""
-    move = lifecycle.on_place(state=job.state, nodes=[c.node.name for c in chosen], number=number)
-    # The pass announces every placement at once, after the loop.
-    if move is None or not transitions.job_move(job, move, announce=False):
-        return None  # cancelled between our read and our claim
-    first = chosen[0].node
-    address = first.address or first.hostname or first.name
-    attempt = Attempt.objects.create(
-        job=job,
-        number=number,
-        master_addr=address,
-        master_port=_master_port(job, number, address, ports_in_use),
+def _place_all(
+    starts: Sequence[Start], jobs: _FullJobs, latest: dict[int, tuple[int, int]]
+) -> list[tuple[Job, Attempt]]:
+    """Claim the starting jobs (those still queued), then record their attempts and placements
+    in one insert each and send each node its spec after the commit."""
+    moves = []
+    for start in starts:
+        job = jobs.get(start.ask.id)
+        number = latest.get(job.pk, (0, 0))[0] + 1
+        move = lifecycle.on_place(
+            state=job.state, nodes=[share.node.name for share in start.shares], number=number
+        )
+        if move is not None:
+            moves.append((job, move))
+    # The pass announces every placement at once, below.
+    claimed = transitions.jobs_move(moves, announce=False)
+    if not claimed:
+        return []
+    by_id = {start.ask.id: start for start in starts}
+    # An ended attempt's rank 0 may still hold its rendezvous port until it stops.
+    ports_in_use = set(
+        Attempt.objects.filter(placements_holding_capacity("placements__"))
+        .values_list("master_addr", "master_port")
+        .distinct()
     )
-    shares = [c.take(job) for c in chosen]
+    attempts = []
+    for job in claimed:
+        number = latest.get(job.pk, (0, 0))[0] + 1
+        first = by_id[job.pk].shares[0].node
+        address = first.address
+        attempts.append(
+            Attempt(
+                job=job,
+                number=number,
+                master_addr=address,
+                master_port=_master_port(job, number, address, ports_in_use),
+            )
+        )
+    Attempt.objects.bulk_create(attempts)
     Placement.objects.bulk_create(
         [
             Placement(
                 attempt=attempt,
-                node=c.node,
+                node_id=share.node.id,
                 node_rank=rank,
                 # A GPU job holds GPUs; CPU slots are the pool of CPU jobs (docs/scheduling.md).
                 slots=0 if job.gpus_per_node else job.procs_per_node,
                 gpus=job.gpus_per_node,
-                gpu_indices=gpu_indices,
-                cpu_indices=cpu_indices,
+                gpu_indices=share.gpu_indices,
+                cpu_indices=share.cpu_indices,
             )
-            for rank, (c, (gpu_indices, cpu_indices)) in enumerate(zip(chosen, shares, strict=True))
+            for job, attempt in zip(claimed, attempts, strict=True)
+            for rank, share in enumerate(by_id[job.pk].shares)
         ]
     )
-    for rank, (c, (gpu_indices, cpu_indices)) in enumerate(zip(chosen, shares, strict=True)):
-        spec = attempt_spec(
+    messages: list[NodeTask] = []
+    for job, attempt in zip(claimed, attempts, strict=True):
+        # One spec per job, copied per node with that node's share: validating the request
+        # and building the model spec once keeps a large pass cheap.
+        first_share = by_id[job.pk].shares[0]
+        base = attempt_spec(
             job=job,
             attempt=attempt,
-            node=c.node,
-            node_rank=rank,
-            gpu_indices=gpu_indices,
-            cpu_indices=cpu_indices,
+            node=first_share.node,
+            node_rank=0,
+            gpu_indices=first_share.gpu_indices,
+            cpu_indices=first_share.cpu_indices,
         )
-        # A run message that arrives after the portal gave up on the attempt would only
-        # start work that is cancelled again; the heartbeat reconciliation loses the attempt.
-        node_task_send_on_commit(
-            task=RUN_ATTEMPT_TASK,
-            args=[spec.to_json()],
-            node_name=c.node.name,
-            expires_s=RUN_ATTEMPT_EXPIRES_S,
-        )
-    return attempt
+        for rank, share in enumerate(by_id[job.pk].shares):
+            spec = msgspec.structs.replace(
+                base,
+                node_name=share.node.name,
+                placement=msgspec.structs.replace(
+                    base.placement,
+                    node_rank=rank,
+                    gpu_indices=tuple(share.gpu_indices),
+                    cpu_indices=tuple(share.cpu_indices),
+                ),
+            )
+            # A run message that arrives after the portal gave up on the attempt would only
+            # start work that is cancelled again; the heartbeat reconciliation loses it.
+            messages.append(
+                NodeTask(
+                    task=RUN_ATTEMPT_TASK,
+                    args=[spec.to_json()],
+                    node_name=share.node.name,
+                    expires_s=RUN_ATTEMPT_EXPIRES_S,
+                    label=f"attempt {attempt.pk} rank {rank}",
+                )
+            )
+    node_tasks_send_on_commit(messages)
+    return list(zip(claimed, attempts, strict=True))
 
 
 def _try_lock() -> bool:
@@ -314,82 +447,205 @@ def _try_lock() -> bool:
     return bool(row and row[0])
 
 
-def schedule_pass() -> int:
-    """Place as many queued jobs as fit; return how many were placed (0 if another pass runs)."""
+def _planned(
+    nodes: list[NodeState],
+    queue: Queue,
+    now: datetime,
+    admission: Admission,
+    unrunnable: dict[int, str] | None = None,
+    extra: Iterable[tuple[Ask, Job]] = (),
+) -> tuple[Plan, _FullJobs]:
+    """The planner's decision over the loaded state (and `extra` hypothetical jobs)."""
+    usage = decayed_usage(now)
+    hypothetical = dict((ask.id, job) for ask, job in extra)
+    asks = [*queue.asks, *(ask for ask, _ in extra)]
+    jobs = _FullJobs([ask.id for ask in sorted(asks, key=lambda a: order_key(a, usage))])
+    problems = dict(unrunnable or {})
+
+    def as_job(ask: Ask) -> Job:
+        return hypothetical.get(ask.id) or queue.rows[ask.id].as_job()
+
+    def unrunnable_now(ask: Ask) -> str:
+        if ask.id in hypothetical:
+            return ""  # validated just now
+        if ask.id not in problems:
+            problems[ask.id] = _spec_problem(jobs.get(ask.id))
+        return problems[ask.id]
+
+    decided = plan(
+        nodes=nodes,
+        asks=asks,
+        now=now,
+        usage=usage,
+        blocked=lambda ask: admission.blocked(as_job(ask)),
+        charge=lambda ask: admission.charge(as_job(ask)),
+        unrunnable=unrunnable_now,
+    )
+    for wait in decided.waits:
+        if wait.kind == "backoff":
+            wait.detail = queue.backing_off.get(wait.ask.id, "")
+        elif wait.kind == "unrunnable":
+            # One bad row must not stop the whole queue: it is skipped and says why.
+            logger.error("job %s cannot be placed: %s", wait.ask.id, wait.detail)
+    return decided, jobs
+
+
+def schedule_pass(*, admission: Admission | None = None) -> int:
+    """Place as many queued jobs as the plan starts; return how many were placed (0 if another
+    pass runs). `admission` judges quotas (default: the quota ledger of the queued jobs'
+    owners and teams, `QuotaLedger`)."""
     with transaction.atomic():
         if not _try_lock():
             return 0
-        # Locked so a heartbeat cannot change a node's capacity under our decisions.
-        nodes = list(Node.objects.select_for_update().filter(schedulable_nodes()).order_by("name"))
-        capacity = _free_capacity(nodes)
-        queued = list(
-            Job.objects.filter(state=Job.State.QUEUED)
-            .select_related("dataset", "model")
-            .order_by("-priority", "created_at", "id")
-        )
-        if not queued:
-            return 0
-        # Each queued job's latest attempt: (number, id), for a requeued job's next attempt,
-        # and when it ended, for the requeue backoff.
-        rows = list(
-            Attempt.objects.filter(job__in=[job.pk for job in queued])
-            .values("job_id")
-            .annotate(number=Max("number"), attempt_id=Max("id"), ended=Max("finished_at"))
-        )
-        latest = {row["job_id"]: (row["number"], row["attempt_id"]) for row in rows}
-        ended: dict[int, datetime] = {row["job_id"]: row["ended"] for row in rows if row["ended"]}
         now = timezone.now()
-        # An ended attempt's rank 0 may still hold its rendezvous port until it stops.
-        ports_in_use = set(
-            Attempt.objects.filter(placements_holding_capacity("placements__"))
-            .values_list("master_addr", "master_port")
-            .distinct()
-        )
-        placed: list[tuple[Job, Attempt]] = []
-        waiting: list[Job] = []
-        unrunnable: dict[int, str] = {}
+        nodes = cluster_state(now, lock=True)
+        queue = queue_state(now)
+        if not queue.asks:
+            return 0
         # Quota rows locked for the pass; a job over a limit waits, later ones still start.
-        admission = QuotaLedger.load(queued, now=now)
-        backing_off: dict[int, str] = {}
-        for job in queued:
-            problem = _spec_problem(job)
-            if problem:
-                # One bad row must not stop the whole queue: skip it and say why.
-                logger.error("job %s cannot be placed: %s", job.pk, problem)
-                unrunnable[job.pk] = problem
-                waiting.append(job)
-                continue
-            resume_at = _not_before(job, ended.get(job.pk))
-            if resume_at is not None and resume_at > now:
-                backing_off[job.pk] = (
-                    f"Requeued after attempt {latest[job.pk][0]}; the next attempt starts no "
-                    f"sooner than {resume_at:%H:%M:%S} UTC "
-                    f"(backoff {requeue_backoff_s(job.restarts):g}s)."
-                )
-                waiting.append(job)
-                continue
-            verdict = admission.blocked(job)
-            if verdict is not None:
-                unrunnable[job.pk] = f"Waiting for quota: {verdict.message()}."
-                waiting.append(job)
-                continue
-            chosen = _choose(job, capacity)
-            if chosen is None:
-                waiting.append(job)
-                continue
-            number = latest.get(job.pk, (0, 0))[0] + 1
-            attempt = _place(job, chosen, number, ports_in_use)
-            if attempt is not None:
-                admission.charge(job)
-                placed.append((job, attempt))
-        _explain_waiting(waiting, capacity, latest, {**unrunnable, **backing_off})
+        admission = admission or QuotaLedger.load(list(queue.rows.values()), now=now)
+        decided, jobs = _planned(nodes, queue, now, admission)
+        placed = _place_all(decided.starts, jobs, queue.latest)
+        _explain_waiting(decided.waits, nodes, queue, admission)
         events.job_states_changed(
             (events.job_state_event(job, attempt_id=attempt.pk), job.owner_id)
             for job, attempt in placed
         )
     if placed:
-        logger.info("scheduler placed %d of %d queued jobs", len(placed), len(queued))
+        logger.info("scheduler placed %d of %d queued jobs", len(placed), len(queue.asks))
     return len(placed)
+
+
+def wait_record(
+    wait: Wait, nodes: Sequence[NodeState], admission: Admission, job: Callable[[], Job]
+) -> tuple[WhyPending, str]:
+    """The why-pending record and the reason sentence of one waiting job. The headroom of
+    every limit is asked only about a job a quota holds back."""
+    limits = admission.limits(job()) if wait.kind == "quota" else []
+    return record(wait, limits), reason(wait, nodes)
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+def _explain_waiting(
+    waits: Sequence[Wait], nodes: Sequence[NodeState], queue: Queue, admission: Admission
+) -> None:
+    """Write each waiting job's record and reason where they changed, in one update
+    conditional on the job still being queued (a job cancelled meanwhile keeps its own).
+
+    A long queue is cheap: what jobs of one shape share (the node counts, the estimate, the
+    sentence) is built once, each job's record is compared by digest, and only a changed one
+    is built and sent. Only a job whose sentence changed beyond its position hears of it live.
+    A record whose only change is the position (the queue moved) is rewritten within
+    `TRAINYARD_WHY_PENDING_WRITES` per pass, nearest the head first; the rest catch up in the
+    next passes, so a pass over a long queue stays short.
+    """
+    budget = settings.TRAINYARD_WHY_PENDING_WRITES
+    headlines: dict[tuple[object, ...], tuple[str, str]] = {}
+    changed: list[dict[str, object]] = []
+    told: list[tuple[int, str]] = []
+    for wait in waits:
+        row = queue.rows[wait.ask.id]
+        ask = wait.ask
+        shape = (
+            wait.kind,
+            *ask.placement_class,
+            ask.gpu,
+            ask.nodes,
+            ask.per_node,
+            ask.max_run_time_s,
+            wait.estimated_start,
+            wait.reservation,
+            wait.quota,
+            wait.detail,
+        )
+        known = headlines.get(shape)
+        if known is None:
+            shared = (wait.constraints, wait.nodes_total, wait.nodes_fit)
+            known = headlines[shape] = (headline(wait, nodes), _digest(shape, shared))
+        line, shape_digest = known
+        text = line + position(wait)
+        digest = _digest(shape_digest, wait.queue, wait.position, wait.queue_length, wait.ahead)
+        if digest == row.why_pending_digest and text == row.state_reason:
+            continue
+        if not row.state_reason.startswith(line):
+            told.append((row.id, text))
+        elif len(changed) >= budget:
+            # Only its position or the jobs ahead moved: it catches up in a later pass.
+            continue
+        limits = admission.limits(row.as_job()) if wait.kind == "quota" else []
+        changed.append(
+            {"id": row.id, "reason": text, "why": record(wait, limits), "digest": digest}
+        )
+    if not changed:
+        return
+    # One statement for any number of rows (the table name is the model's; every value is in
+    # one JSON parameter): an UPDATE per job, or a CASE over thousands, would not be.
+    sql = (
+        f"UPDATE {Job._meta.db_table} AS j SET state_reason = v.reason, "  # noqa: S608
+        "why_pending = v.why, why_pending_digest = v.digest "
+        "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, reason text, why jsonb, digest text) "
+        "WHERE j.id = v.id AND j.state = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(changed), Job.State.QUEUED])
+    send_on_commit(
+        [
+            (
+                events.job_group(job_id),
+                events.JobStateEvent(
+                    type="job.state",
+                    job=job_id,
+                    name=queue.rows[job_id].name,
+                    state=Job.State.QUEUED,
+                    reason=text,
+                    attempt=queue.latest[job_id][1] if job_id in queue.latest else None,
+                    team=queue.rows[job_id].team_id,
+                ),
+            )
+            for job_id, text in told
+        ]
+    )
+
+
+# ---- the plan preview ----------------------------------------------------------------------
+
+PREVIEW_ID = -1  # the hypothetical job's id in the plan
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the scheduler would do with a job submitted now."""
+
+    would_start: bool
+    nodes: tuple[str, ...]  # where it would start
+    why_pending: WhyPending | None
+    reason: str
+    estimated_start: datetime | None
+
+
+def plan_preview(*, job: Job, admission: Admission | None = None) -> Preview:
+    """Plan the current queue plus the unsaved `job` (as submitted now) with the pass's own
+    code, locking nothing and writing nothing: the transaction is rolled back."""
+    with transaction.atomic():
+        now = timezone.now()
+        job.pk = PREVIEW_ID
+        job.created_at = now
+        nodes = cluster_state(now, lock=False)
+        queue = queue_state(now)
+        admission = admission or QuotaLedger.load([*queue.rows.values(), job], now=now, lock=False)
+        decided, _ = _planned(nodes, queue, now, admission, extra=[(ask_for(job), job)])
+        transaction.set_rollback(True)
+    job.pk = None
+    for start in decided.starts:
+        if start.ask.id == PREVIEW_ID:
+            names = tuple(share.node.name for share in start.shares)
+            return Preview(True, names, None, f"Would start now on {', '.join(names)}.", now)
+    wait = next(w for w in decided.waits if w.ask.id == PREVIEW_ID)
+    why, text = wait_record(wait, nodes, admission, lambda: job)
+    return Preview(False, (), why, text, wait.estimated_start)
 
 
 def requeue_backoff_s(restarts: int) -> float:
@@ -403,8 +659,8 @@ def requeue_backoff_s(restarts: int) -> float:
     return float(min(base * 2 ** (restarts - 1), settings.TRAINYARD_REQUEUE_BACKOFF_MAX_S))
 
 
-def _not_before(job: Job, last_ended: datetime | None) -> datetime | None:
-    backoff = requeue_backoff_s(job.restarts)
+def _not_before(restarts: int, last_ended: datetime | None) -> datetime | None:
+    backoff = requeue_backoff_s(restarts)
     if not backoff or last_ended is None:
         return None
     return last_ended + timedelta(seconds=backoff)
@@ -429,38 +685,3 @@ def _spec_problem(job: Job) -> str:
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         return f"Cannot start: dataset {job.dataset} cannot be read ({exc})."
     return ""
-
-
-def _explain_waiting(
-    waiting: list[Job],
-    capacity: list[_Capacity],
-    latest: dict[int, tuple[int, int]],
-    unrunnable: dict[int, str],
-) -> None:
-    """Write each waiting job's reason, where it changed, in one conditional update."""
-    if not waiting:
-        return
-    schedulable = {c.node.pk for c in capacity}
-    unschedulable = list(Node.objects.exclude(pk__in=schedulable).order_by("name"))
-    changed: dict[int, str] = {}
-    for position, job in enumerate(waiting, start=1):
-        reason = unrunnable.get(job.pk) or _wait_reason(
-            job, capacity, unschedulable, position, len(waiting)
-        )
-        if reason != job.state_reason:
-            changed[job.pk] = reason
-            job.state_reason = reason
-    if not changed:
-        return
-    # Conditional on QUEUED: a job cancelled meanwhile keeps its own reason.
-    Job.objects.filter(pk__in=changed, state=Job.State.QUEUED).update(
-        state_reason=Case(*(When(pk=pk, then=Value(text)) for pk, text in changed.items()))
-    )
-    events.job_states_changed(
-        (
-            events.job_state_event(job, attempt_id=latest[job.pk][1] if job.pk in latest else None),
-            job.owner_id,
-        )
-        for job in waiting
-        if job.pk in changed
-    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypedDict
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, Q, QuerySet
@@ -12,6 +14,7 @@ from portal.accounts.models import Team
 from portal.accounts.selectors import user_is_admin
 from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
 from portal.jobs.scheduling import checkpoint_dir
+from portal.jobs.why_pending import WhyPending
 
 
 def jobs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Job]:
@@ -131,3 +134,47 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path | None:
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path
+
+
+class JobAhead(TypedDict):
+    """A job ahead in the queue: its owner and size only where the viewer may see the job."""
+
+    id: int
+    owner: str | None
+    size: str | None
+
+
+def job_size_label(*, nodes: int, gpus_per_node: int, procs_per_node: int) -> str:
+    each = f"{gpus_per_node} GPU" if gpus_per_node else f"{procs_per_node} CPU slot"
+    plural = "s" if (gpus_per_node or procs_per_node) != 1 else ""
+    return f"{nodes} x {each}{plural}"
+
+
+def why_pending_visible(
+    *, user: AbstractBaseUser | AnonymousUser, records: Sequence[WhyPending | None]
+) -> list[dict[str, Any] | None]:
+    """The why-pending records with the jobs ahead spelled out for `user` (one query for all
+    of them): every job ahead by id, its owner and size where `user` may see that job."""
+    ids = {job_id for record in records if record for job_id in record["ahead"]}
+    visible = {
+        row["id"]: row
+        for row in jobs_visible_to(user)
+        .filter(pk__in=ids)
+        .values("id", "owner__username", "nodes", "gpus_per_node", "procs_per_node")
+    }
+
+    def ahead(job_id: int) -> JobAhead:
+        row = visible.get(job_id)
+        if row is None:
+            return {"id": job_id, "owner": None, "size": None}
+        size = job_size_label(
+            nodes=row["nodes"],
+            gpus_per_node=row["gpus_per_node"],
+            procs_per_node=row["procs_per_node"],
+        )
+        return {"id": job_id, "owner": row["owner__username"], "size": size}
+
+    return [
+        {**record, "ahead": [ahead(job_id) for job_id in record["ahead"]]} if record else None
+        for record in records
+    ]

@@ -6,8 +6,9 @@ serializers below only answer, plus the small ones that parse query strings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet, prefetch_related_objects
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +19,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.jobs.events import MetricPointPayload
 from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint
 from portal.jobs.schemas import JobRequest
-from portal.jobs.selectors import checkpoint_path
+from portal.jobs.selectors import checkpoint_path, why_pending_visible
 from portal.jobs.usage import UsageDict, job_usage
 from portal.lib.realtime import json_finite
 
@@ -67,6 +68,78 @@ class UsageSerializer(serializers.Serializer[Any]):
     cpu_slot_hours = serializers.FloatField()
 
 
+class JobAheadSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    owner = serializers.CharField(
+        allow_null=True, help_text="Only for a job you may see; null otherwise."
+    )
+    size = serializers.CharField(
+        allow_null=True, help_text="`2 x 8 GPUs`; only for a job you may see, null otherwise."
+    )
+
+
+class ConstraintCountSerializer(serializers.Serializer[Any]):
+    constraint = serializers.ChoiceField(
+        choices=["pool", "gpu_model", "labels", "node_state", "size", "free", "reservation"]
+    )
+    # A field named like Field.label, which the stubs type as the label's text.
+    label = serializers.CharField()  # type: ignore[assignment]
+    nodes = serializers.IntegerField(help_text="How many nodes fail this requirement.")
+
+
+class QuotaLimitSerializer(serializers.Serializer[Any]):
+    scope = serializers.ChoiceField(choices=["user", "team"])
+    holder = serializers.CharField()
+    limit = serializers.CharField()
+    allowed = serializers.FloatField()
+    used = serializers.FloatField()
+    asked = serializers.FloatField()
+    headroom = serializers.FloatField()
+    message = serializers.CharField()
+
+
+class ReservationSerializer(serializers.Serializer[Any]):
+    start = serializers.DateTimeField()
+    nodes = serializers.ListField(child=serializers.CharField())
+
+
+class WhyPendingSerializer(serializers.Serializer[Any]):
+    """Why a queued job waits, as of the last scheduler pass (`portal.jobs.why_pending`)."""
+
+    waiting_for = serializers.ChoiceField(
+        choices=["unrunnable", "backoff", "quota", "nodes", "capacity", "reservation"]
+    )
+    queue = serializers.CharField(help_text="The pool (or `a+b`: pools) whose queue it is in.")
+    position = serializers.IntegerField(help_text="1: the next job of its queue.")
+    queue_length = serializers.IntegerField()
+    ahead = JobAheadSerializer(many=True, help_text="The nearest jobs ahead, nearest last.")
+    nodes_total = serializers.IntegerField()
+    nodes_fit = serializers.IntegerField(help_text="Nodes that could take it now.")
+    constraints = ConstraintCountSerializer(many=True)
+    quota = QuotaLimitSerializer(allow_null=True, help_text="The binding quota limit.")
+    limits = QuotaLimitSerializer(many=True, help_text="Every limit that applies.")
+    reservation = ReservationSerializer(allow_null=True)
+    estimated_start = serializers.DateTimeField(allow_null=True)
+
+
+class DryRunQuerySerializer(serializers.Serializer[Any]):
+    dry_run = serializers.BooleanField(default=False)
+
+
+class PlanPreviewSerializer(serializers.Serializer[Any]):
+    """The answer of `POST /api/v1/jobs/?dry_run=true` (`portal.jobs.preview.PlanPreview`)."""
+
+    would_start = serializers.BooleanField(help_text="Whether the next pass would start it.")
+    nodes = serializers.ListField(
+        child=serializers.CharField(), help_text="Where it would start (empty: it would wait)."
+    )
+    reason = serializers.CharField()
+    jobs_ahead = serializers.IntegerField(help_text="Jobs ahead of it in its queue.")
+    binding_limit = QuotaLimitSerializer(allow_null=True)
+    estimated_start = serializers.DateTimeField(allow_null=True)
+    why_pending = WhyPendingSerializer(allow_null=True)
+
+
 class JobUrlsSerializer(serializers.Serializer[Any]):
     self = serializers.URLField(help_text="This job in the API.")
     web = serializers.CharField(help_text="The job's page in the portal.")
@@ -88,6 +161,13 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     )
     usage = serializers.SerializerMethodField(
         help_text="GPU-hours and CPU-slot-hours its attempts held so far (live while it runs)."
+    )
+    why_pending = serializers.SerializerMethodField(
+        help_text="While queued: why it waits (null otherwise)."
+    )
+    estimated_start = serializers.SerializerMethodField(
+        help_text="When it starts: the scheduler's estimate while queued (null: unknown), the "
+        "time it started once it has."
     )
     urls = serializers.SerializerMethodField()
 
@@ -114,6 +194,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "finished_at",
             "attempts",
             "usage",
+            "why_pending",
+            "estimated_start",
             "urls",
         ]
         read_only_fields = fields
@@ -138,6 +220,37 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     @extend_schema_field(JobRequest)  # type: ignore[arg-type]
     def get_spec(self, job: Job) -> dict[str, Any]:
         return dict(job.spec)
+
+    def _why_pending(self) -> dict[int, dict[str, Any] | None]:
+        # Every job this serializer answers, in one query for the jobs ahead of them all.
+        context = cast(dict[str, Any], self.context)
+        if "why_pending" not in context:
+            root = self.root.instance
+            listed = list(root) if isinstance(root, (list, QuerySet)) else [root]
+            jobs = [job for job in listed if isinstance(job, Job)]
+            request = context.get("request")
+            user = request.user if request is not None else AnonymousUser()
+            records = why_pending_visible(user=user, records=[job.why_pending for job in jobs])
+            context["why_pending"] = {
+                job.pk: record for job, record in zip(jobs, records, strict=True)
+            }
+        cached: dict[int, dict[str, Any] | None] = context["why_pending"]
+        return cached
+
+    @extend_schema_field(WhyPendingSerializer(allow_null=True))
+    def get_why_pending(self, job: Job) -> dict[str, Any] | None:
+        if job.state != Job.State.QUEUED or not job.why_pending:
+            return None
+        return self._why_pending().get(job.pk)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_estimated_start(self, job: Job) -> str | None:
+        if job.state != Job.State.QUEUED:
+            return job.started_at.isoformat() if job.started_at else None
+        if not isinstance(job.why_pending, dict):
+            return None
+        estimate = job.why_pending.get("estimated_start")
+        return str(estimate) if estimate else None
 
     @extend_schema_field(JobUrlsSerializer)
     def get_urls(self, job: Job) -> dict[str, str]:

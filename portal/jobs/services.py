@@ -209,19 +209,29 @@ def _capacity_errors(request: JobRequest) -> Errors:
     return {}
 
 
-def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
-    """Queue a job for `user`, or raise ValidationError keyed by dotted `JobRequest` paths
-    (`DryRunUnavailable` when the model could not be checked).
+@dataclass(frozen=True)
+class ValidSubmission:
+    """A request that passed every check of a submit: what `job_submit` queues and the plan
+    preview plans."""
+
+    request: JobRequest
+    dataset: Dataset
+    model: ModelArchitecture
+    spec: ModelSpec
+    check: ModelCheck
+    # The team it is charged to (None: the user is in no team).
+    team: Team | None
+
+
+def job_validate(*, user: AbstractBaseUser, request: JobRequest) -> ValidSubmission:
+    """Check a submission as `job_submit` does, storing nothing; raise ValidationError keyed
+    by dotted `JobRequest` paths (`DryRunUnavailable` when the model could not be checked).
 
     The hyperparameters are checked against the model's architecture (over its defaults),
     then the model is built for the dataset's shape on a control worker (`model_check`),
-    outside any transaction: the wait holds no lock. The job is charged to `request.team` (one
-    of the user's teams; default: their first team by name, if any): that team's members see
-    it. The priority must be within the user's and the team's quota range (keyed `priority`),
-    and the queued-jobs limits are checked under row locks as the job is created
-    (`portal.jobs.quotas`, docs/quotas.md). `Job.spec` holds the request as it will
-    run: the name resolved and the hyperparameters merged over the model's defaults.
-    """
+    outside any transaction: the wait holds no lock. The team is `request.team` (one of the
+    user's teams; default: their first team by name, if any), and the priority must be within
+    the user's and the team's quota range (keyed `priority`)."""
     request = _revalidated(request)
     errors: Errors = {}
     dataset: Dataset | None = datasets_visible_to(user).filter(pk=request.dataset).first()
@@ -252,29 +262,36 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
         raise ValidationError(errors)
     assert dataset is not None and model is not None and spec is not None
     check = model_check(spec=spec, dataset=dataset)
-    return _job_create(
-        user=user, request=request, team=team, dataset=dataset, model=model, spec=spec, check=check
+    return ValidSubmission(request, dataset, model, spec, check, team)
+
+
+def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
+    """Queue a job for `user`, or raise what `job_validate` raises.
+
+    The job is charged to its team (`job_validate`): that team's members see it. The
+    queued-jobs limits are checked under row locks as the job is created
+    (`portal.jobs.quotas`, docs/quotas.md). `Job.spec` holds the request as it will run: the
+    name resolved and the hyperparameters merged over the model's defaults.
+    """
+    return _job_create(user=user, valid=job_validate(user=user, request=request))
+
+
+def job_unsaved(*, user: AbstractBaseUser, valid: ValidSubmission) -> Job:
+    """The job a valid submission becomes, not yet stored (the plan preview's, and the row
+    `_job_create` stores)."""
+    request, dataset, model, spec, check, team = (
+        valid.request,
+        valid.dataset,
+        valid.model,
+        valid.spec,
+        valid.check,
+        valid.team,
     )
-
-
-@transaction.atomic
-def _job_create(
-    *,
-    user: AbstractBaseUser,
-    request: JobRequest,
-    team: Team | None,
-    dataset: Dataset,
-    model: ModelArchitecture,
-    spec: ModelSpec,
-    check: ModelCheck,
-) -> Job:
-    # Under the user's (and team's) row lock until the commit: parallel submits count in turn.
-    quotas.queued_jobs_check(user=user, team=team)
     name = request.name.strip() or f"{model.name} on {dataset.name}"
     stored = request.model_copy(update={"name": name, "hyperparameters": model_params(spec)})
     resources = request.resources
     entry = lifecycle.on_submit()
-    job = Job.objects.create(
+    return Job(
         owner_id=user.pk,
         team=team,
         name=name,
@@ -300,6 +317,14 @@ def _job_create(
         state=entry.to,
         state_reason=entry.reason,
     )
+
+
+@transaction.atomic
+def _job_create(*, user: AbstractBaseUser, valid: ValidSubmission) -> Job:
+    # Under the user's (and team's) row lock until the commit: parallel submits count in turn.
+    quotas.queued_jobs_check(user=user, team=valid.team)
+    job = job_unsaved(user=user, valid=valid)
+    job.save(force_insert=True)
     events.job_state_changed(job, attempt_id=None)
     request_schedule()
     return job
@@ -508,6 +533,32 @@ def attempt_lost(*, attempt_id: int, reason: str) -> bool:
             return False
         _attempt_finish(attempt, Attempt.State.LOST, reason=reason, exit_code=None)
         return True
+
+
+def attempt_timed_out(*, attempt_id: int) -> bool:
+    """The attempt ran past its job's maximum run time: it is stopped on every node (the
+    cancel path) and its job fails with that reason, not retried: another attempt would be
+    stopped the same way, and backfill promised its capacity to a reservation."""
+    with transaction.atomic():
+        attempt = _locked_active_attempt(attempt_id)
+        if attempt is None:
+            return False
+        limit = Job.objects.values_list("max_run_time_s", flat=True).get(pk=attempt.job_id)
+        _attempt_finish(
+            attempt,
+            Attempt.State.CANCELLED,
+            reason=f"it ran past its maximum run time of {_duration(limit)}",
+            exit_code=None,
+            retryable=False,
+        )
+        return True
+
+
+def _duration(seconds: int) -> str:
+    hours, minutes = seconds // 3600, seconds % 3600 // 60
+    if hours:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{minutes} min" if minutes else f"{seconds} s"
 
 
 def placements_release(*, node: Node, attempt_ids: Collection[int]) -> int:

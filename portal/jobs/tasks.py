@@ -9,6 +9,7 @@ from celery import shared_task
 from portal.cluster.services import nodes_mark_offline
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
+from portal.jobs.run_time import attempts_stop_past_run_time
 from portal.jobs.scheduling import schedule_pass
 from portal.lib.ticks import SCHEDULER_TICK_TASK, scheduler_tick_started
 
@@ -27,9 +28,13 @@ def scheduler_tick() -> int:
 def reap_nodes() -> int:
     """Take nodes that stopped sending heartbeats offline (none while ingest has heartbeats
     still to store: see `nodes_mark_offline`), then lose every active attempt on an offline
-    node. Returns the number of nodes taken offline."""
+    node, and stop every attempt past its maximum run time (`portal.jobs.run_time`). Returns the
+    number of nodes taken offline."""
     reaped = nodes_mark_offline()
     attempts_lose_on_offline_nodes()
+    # Stopped here rather than by a task of its own: the same short tick, and the reaper is
+    # already where attempts end for reasons no node reports.
+    attempts_stop_past_run_time()
     return len(reaped)
 
 

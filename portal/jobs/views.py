@@ -20,12 +20,14 @@ from portal.jobs.filters import JobFilterForm
 from portal.jobs.forms import CHOICE_LABELS, JobForm
 from portal.jobs.listing import PAGE_SIZE, SORTS, jobs_listed, jobs_page
 from portal.jobs.models import Job
+from portal.jobs.preview import job_preview
 from portal.jobs.selectors import (
     checkpoint_path,
     job_attempts,
     job_checkpoints,
     job_get_visible,
     job_queue_position,
+    why_pending_visible,
 )
 from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit, jobs_cancel
 from portal.jobs.throttling import submit_retry_after
@@ -188,6 +190,28 @@ def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     )
 
 
+@require_POST
+def job_preview_view(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The job form's "Preview": what the scheduler would do with the form's job now (the
+    plan preview), as a fragment the form shows; nothing is stored."""
+    form = JobForm(request.POST, user=request.user)
+    preview = None
+    if form.is_valid():
+        assert form.job_request is not None
+        try:
+            preview = job_preview(user=request.user, request=form.job_request)
+        except ValidationError as exc:
+            form.add_submit_errors(exc)
+        except DryRunUnavailable as exc:
+            form.add_error(None, str(exc))
+    errors = [
+        f"{form.fields[name].label if name in form.fields else ''}: {message}".lstrip(": ")
+        for name, messages in form.errors.items()
+        for message in messages
+    ]
+    return render(request, "jobs/_plan_preview.html", {"preview": preview, "errors": errors})
+
+
 @require_http_methods(["GET"])
 def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     job = job_get_visible(user=request.user, job_id=job_id)
@@ -197,6 +221,11 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     best = next((c for c in reversed(checkpoints) if c.is_best), None)
     spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
     latest = next(iter(attempts), None)
+    [why] = why_pending_visible(
+        user=request.user,
+        records=[job.why_pending if job.state == Job.State.QUEUED else None],
+    )
+    estimate = why.get("estimated_start") if why else None
     config = {
         "id": job.pk,
         "state": job.state,
@@ -230,6 +259,8 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "queue_position": job_queue_position(job),
             # From the attempts' placements already loaded: live, up to now, no query.
             "usage": attempts_usage(attempts, now=timezone.now()),
+            "why": why,
+            "why_estimate": datetime.fromisoformat(estimate) if estimate else None,
             "config": config,
         },
     )

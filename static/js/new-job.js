@@ -21,3 +21,22 @@ form.addEventListener("submit", () => {
   // Guard against a double click submitting the job twice.
   setTimeout(() => (button.disabled = true), 0);
 });
+
+// "Preview": the server plans the form's job on the current queue (storing nothing) and
+// answers a fragment to show above the buttons.
+const previewButton = form.querySelector('[data-testid="preview-job"]');
+previewButton?.addEventListener("click", async () => {
+  previewButton.disabled = true;
+  try {
+    const response = await fetch(previewButton.dataset.previewUrl, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+    });
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const answer = fresh.getElementById("plan-preview");
+    if (answer) document.getElementById("plan-preview")?.replaceWith(document.adoptNode(answer));
+  } finally {
+    previewButton.disabled = false;
+  }
+});

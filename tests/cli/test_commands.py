@@ -331,3 +331,25 @@ def test_logs_follow_prints_new_lines_until_the_job_ends(
         timer.join()
     assert followed.exit_code == 0, followed.output
     assert [line.rsplit(" ", 1)[-1] for line in followed.stdout.splitlines()] == list("0123")
+
+
+def test_why_prints_the_queue_position_the_node_counts_and_the_estimate(
+    portal: str, owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal.jobs.scheduling import schedule_pass
+    from tests.factories import make_node
+
+    make_node(pool="why-pool", cpu_slots=2, is_draining=True)
+    ahead = make_job(owner, pool="why-pool", procs_per_node=2)
+    job = make_job(owner, pool="why-pool", procs_per_node=2)
+    schedule_pass()
+    logged_in(monkeypatch, portal, owner)
+
+    shown = cli("why", str(job.pk))
+    assert shown.exit_code == 0, shown.output
+    assert "2 of 2 in queue why-pool" in shown.output
+    assert f"#{ahead.pk} owner, 1 x 2 CPU slots" in shown.output
+    assert "1 nodes  not schedulable" in shown.output
+    as_json = json.loads(cli("why", str(job.pk), "--json").output)
+    assert as_json["why_pending"]["position"] == 2
+    assert as_json["estimated_start"] is None  # a draining node: no start is in sight

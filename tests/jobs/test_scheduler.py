@@ -125,10 +125,11 @@ def test_a_gang_is_never_half_placed(owner, iris, mlp, broker, django_capture_on
     assert not gang.attempts.exists()
     other = small if blocker_node == big else big
     assert broker.take(node_queue(other.name)) == []
-    assert gang.state_reason == (
+    assert gang.state_reason.startswith(
         "Waiting for capacity: needs 2 nodes with 2 CPU slots each; 1 of them has "
-        "2 free CPU slots now. Position 1 of 1 in the queue."
+        "2 free CPU slots now. Reserved to start by "
     )
+    assert gang.state_reason.endswith(". Position 1 of 1 in the queue.")
 
 
 def test_freed_capacity_is_used_by_the_next_pass(owner, iris, mlp):
@@ -171,16 +172,22 @@ def test_higher_priority_goes_first_then_the_oldest(owner, iris, mlp):
     assert newer.state_reason.endswith("Position 2 of 2 in the queue.")
 
 
-def test_a_job_that_does_not_fit_lets_a_smaller_one_start(owner, iris, mlp):
+def test_a_job_that_does_not_fit_lets_a_smaller_one_start_that_ends_before_it_could(
+    owner, iris, mlp
+):
     node(cpu_slots=2)
-    running = submit(owner, iris, mlp)
+    running = submit(owner, iris, mlp)  # the default maximum run time: a day
     schedule_pass()
     big = submit(owner, iris, mlp, priority=5, **cpu_request(procs=2))
-    small = submit(owner, iris, mlp)
+    too_long = submit(owner, iris, mlp, scheduling={"max_run_time_minutes": 25 * 60})
+    small = submit(owner, iris, mlp, scheduling={"max_run_time_minutes": 60})
     assert schedule_pass() == 1
     big.refresh_from_db()
     small.refresh_from_db()
+    too_long.refresh_from_db()
     assert (big.state, small.state) == (Job.State.QUEUED, Job.State.SCHEDULED)
+    # It would still hold the slot when the big job's reservation begins.
+    assert too_long.state == Job.State.QUEUED
     assert running.pk != small.pk
 
 

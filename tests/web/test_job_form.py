@@ -178,3 +178,24 @@ def test_no_worker_for_the_dry_run_answers_503_with_the_reason_on_the_form(
     [error] = response.context["form"].non_field_errors()
     assert error.startswith("The model could not be checked, so the job was not queued")
     assert not Job.objects.exists()
+
+
+def test_the_preview_answers_what_the_scheduler_would_do_and_stores_nothing(
+    client: Client, owner: User, job_form_data: dict[str, Any], cpu_node: Any
+) -> None:
+    client.force_login(owner)
+    response = client.post(reverse("jobs:preview"), job_form_data)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-would-start="true"' in body, body
+    assert f"Would start now on {cpu_node.name}." in body
+    assert not Job.objects.exists()
+
+
+def test_the_preview_of_an_invalid_form_lists_its_errors(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    client.force_login(owner)
+    response = client.post(reverse("jobs:preview"), {**job_form_data, "epochs": "-3"})
+    assert 'data-testid="preview-errors"' in response.content.decode()
+    assert not Job.objects.exists()
