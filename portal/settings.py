@@ -274,6 +274,10 @@ TRAINYARD_CANCEL_GRACE_S = shared.cancel_grace_s(env)
 TRAINYARD_DEFAULT_MAX_RUN_TIME_S = env.number(
     "TRAINYARD_DEFAULT_MAX_RUN_TIME_S", 24 * 3600.0, above=0.0
 )
+# Preemption (docs/scheduling.md): a preempted attempt has this long between SIGTERM and
+# SIGKILL to checkpoint, and no attempt is preempted before it has run the minimum.
+TRAINYARD_PREEMPT_GRACE_S = env.number("TRAINYARD_PREEMPT_GRACE_S", 60.0, at_least=0.0)
+TRAINYARD_PREEMPT_MIN_RUN_S = env.number("TRAINYARD_PREEMPT_MIN_RUN_S", 300.0, at_least=0.0)
 # A requeued job waits this long after its attempt ended, doubled per further restart.
 TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
 TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)

@@ -26,7 +26,7 @@ from django.utils import timezone
 from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
-from portal.jobs import events, lifecycle, transitions
+from portal.jobs import events, lifecycle, preemption, transitions
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
 from workers.messages import (
@@ -75,6 +75,11 @@ class _Capacity:
 
     def free_for(self, job: Job) -> int:
         return len(self.free_gpu_indices if job.gpus_per_node else self.free_cpu_indices)
+
+    def hold(self) -> None:
+        """Keep what is free here from the rest of the pass (for a job whose preemption
+        victims on this node are still stopping: docs/scheduling.md, Preemption)."""
+        self.free_gpu_indices, self.free_cpu_indices = [], []
 
     def take(self, job: Job) -> tuple[list[int], list[int]]:
         """The GPU and CPU-slot indices of the job's share on this node, no longer free."""
@@ -348,6 +353,8 @@ def schedule_pass() -> int:
         waiting: list[Job] = []
         unrunnable: dict[int, str] = {}
         backing_off: dict[int, str] = {}
+        preempting: dict[int, str] = {}
+        preempter = preemption.Preempter(now=now)
         for job in queued:
             problem = _spec_problem(job)
             if problem:
@@ -367,13 +374,16 @@ def schedule_pass() -> int:
                 continue
             chosen = _choose(job, capacity)
             if chosen is None:
+                rooms = [c for c in capacity if not constraint_misses(c.node, job)]
+                if note := preempter.preempt_for(job, rooms):
+                    preempting[job.pk] = note
                 waiting.append(job)
                 continue
             number = latest.get(job.pk, (0, 0))[0] + 1
             attempt = _place(job, chosen, number, ports_in_use)
             if attempt is not None:
                 placed.append((job, attempt))
-        _explain_waiting(waiting, capacity, latest, {**unrunnable, **backing_off})
+        _explain_waiting(waiting, capacity, latest, {**unrunnable, **backing_off, **preempting})
         events.job_states_changed(
             (events.job_state_event(job, attempt_id=attempt.pk), job.owner_id)
             for job, attempt in placed

@@ -13,7 +13,14 @@ NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 MIN_RUN_S = 300.0
 
 
-def holder(attempt: int, *, priority: int = 0, preemptible: bool = True, ran_s: float = 600, held: dict[int, int] | None = None) -> Holder:
+def holder(
+    attempt: int,
+    *,
+    priority: int = 0,
+    preemptible: bool = True,
+    ran_s: float = 600,
+    held: dict[int, int] | None = None,
+) -> Holder:
     return Holder(
         attempt_id=attempt,
         job_id=attempt * 10,

@@ -74,14 +74,14 @@ def test_a_signature_for_a_cancel_does_not_work_as_a_run(
     node: Node, spec_json: dict[str, Any]
 ) -> None:
     # The task name is inside the MAC.
-    [_, cancel_signature] = signed_cancel(71)
+    [_, _, cancel_signature] = signed_cancel(71)
     assert run_attempt(spec_json, cancel_signature) == "refused"
     assert nothing_started(node, 71)
 
 
 def test_an_unsigned_cancel_is_refused(node: Node, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="workers.agent")
-    assert cancel_attempt(72) == "refused"
+    assert cancel_attempt(72, {"kind": "cancel", "grace_s": 3.0}) == "refused"
     assert refusals(caplog) == ["refusing a cancel message: the message is not signed"]
     # Not even the cancel mark was written.
     assert not attempts.attempt_dir(node.state_dir, 72).exists()
