@@ -49,6 +49,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "gpu_model": ("resources", "gpu_model"),
     "priority": ("priority",),
     "max_restarts": ("max_restarts",),
+    "preemptible": ("scheduling", "preemptible"),
 }
 _FIELD_FOR_PATH = {path: field for field, path in FIELD_PATHS.items()}
 
@@ -74,6 +75,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "gpu_model",
         "priority",
         "max_restarts",
+        "preemptible",
     ),
 }
 
@@ -340,6 +342,15 @@ class JobForm(forms.Form):
         initial=JobRequest.model_fields["max_restarts"].default,
         widget=_number(),
         help_text="Times to resume from the latest checkpoint after a failure.",
+    )
+    preemptible = forms.BooleanField(
+        label="Preemptible",
+        required=False,
+        initial=False,
+        help_text=(
+            "A higher-priority job may stop it (it checkpoints first); it is requeued and "
+            "resumes from that checkpoint, without using up a restart."
+        ),
     )
 
     def __init__(

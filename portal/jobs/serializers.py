@@ -52,12 +52,18 @@ class AttemptSerializer(serializers.ModelSerializer[Attempt]):
 
     class Meta:
         model = Attempt
-        fields = ["id", "number", "state", "exit_code", "nodes"]
+        fields = ["id", "number", "state", "exit_code", "nodes", "preempted_by", "preempted_at"]
         read_only_fields = fields
 
     def get_nodes(self, attempt: Attempt) -> list[str]:
         # Iterating `.all()` keeps the prefetch from `JobSerializer.eager` in play.
         return [placement.node.name for placement in attempt.placements.all()]
+
+
+class PreemptionSerializer(serializers.Serializer[Any]):
+    by_job = serializers.IntegerField(help_text="Id of the job it was preempted for.")
+    at = serializers.DateTimeField(help_text="When the scheduler told it to stop.")
+    attempt = serializers.IntegerField(help_text="Number of the attempt that was stopped.")
 
 
 class JobUrlsSerializer(serializers.Serializer[Any]):
@@ -76,6 +82,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     spec = serializers.SerializerMethodField(help_text="The request as it was accepted.")
     resources = JobResourcesSerializer(source="*", read_only=True)
     attempts = AttemptSerializer(many=True, read_only=True)
+    last_preemption = serializers.SerializerMethodField(
+        help_text="The latest time it was preempted (null if never): by which job, when."
+    )
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -91,6 +100,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "priority",
             "max_restarts",
             "restarts",
+            "preemptible",
+            "preemptions",
+            "last_preemption",
             "state",
             "state_reason",
             "parameter_count",
@@ -118,6 +130,15 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     @extend_schema_field(JobRequest)  # type: ignore[arg-type]
     def get_spec(self, job: Job) -> dict[str, Any]:
         return dict(job.spec)
+
+    @extend_schema_field(PreemptionSerializer(allow_null=True))
+    def get_last_preemption(self, job: Job) -> dict[str, Any] | None:
+        # From the prefetched attempts (`eager`): no query per job.
+        preempted = [a for a in job.attempts.all() if a.preempted_by_id is not None]
+        if not preempted:
+            return None
+        last = max(preempted, key=lambda a: a.number)
+        return {"by_job": last.preempted_by_id, "at": last.preempted_at, "attempt": last.number}
 
     @extend_schema_field(JobUrlsSerializer)
     def get_urls(self, job: Job) -> dict[str, str]:

@@ -196,6 +196,8 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     best = next((c for c in reversed(checkpoints) if c.is_best), None)
     spec: dict[str, Any] = job.spec if isinstance(job.spec, dict) else {}
     latest = next(iter(attempts), None)
+    # Newest first: the latest preemption.
+    preempted = next((a for a in attempts if a.preempted_by_id is not None), None)
     config = {
         "id": job.pk,
         "state": job.state,
@@ -227,6 +229,7 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "duration": format_duration(job.started_at, job.finished_at),
             # The reason's position is as of the last scheduler pass; this one is current.
             "queue_position": job_queue_position(job),
+            "preempted": preempted,
             "config": config,
         },
     )

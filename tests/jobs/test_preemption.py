@@ -45,7 +45,7 @@ def flagged():
 
 
 def test_a_higher_priority_job_preempts_and_the_victim_is_requeued_without_a_restart(
-    owner, iris, mlp, broker, django_capture_on_commit_callbacks, flagged, settings
+    owner, iris, mlp, broker, django_capture_on_commit_callbacks, flagged, settings, client
 ):
     settings.TRAINYARD_PREEMPT_GRACE_S = 45.0
     worker = node(cpu_slots=2)
@@ -100,6 +100,21 @@ def test_a_higher_priority_job_preempts_and_the_victim_is_requeued_without_a_res
         "no restart); it resumes from its latest checkpoint."
     )
     assert flagged == [(victim.pk, "preempted", victim.state_reason)]
+
+    # The job page and the API say by which job and when, and how often.
+    client.force_login(owner)
+    page = client.get(f"/jobs/{victim.pk}/").content.decode()
+    assert f"preempted by job #{urgent.pk} at {at}" in page
+    assert 'data-testid="preemptions">1<' in page
+    api = client.get(f"/api/v1/jobs/{victim.pk}/").json()
+    assert (api["preemptible"], api["preemptions"], api["restarts"]) == (True, 1, 0)
+    assert api["last_preemption"] == {
+        "by_job": urgent.pk,
+        "at": attempt.preempted_at.isoformat().replace("+00:00", "Z"),
+        "attempt": 1,
+    }
+    assert api["attempts"][0]["state"] == "preempted"
+    assert api["attempts"][0]["preempted_by"] == urgent.pk
 
     # The next pass places the waiting job in the room, not its lower-priority victim.
     with django_capture_on_commit_callbacks(execute=True):

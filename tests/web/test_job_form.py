@@ -178,3 +178,16 @@ def test_no_worker_for_the_dry_run_answers_503_with_the_reason_on_the_form(
     [error] = response.context["form"].non_field_errors()
     assert error.startswith("The model could not be checked, so the job was not queued")
     assert not Job.objects.exists()
+
+
+def test_it_offers_and_stores_preemptible(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    client.force_login(owner)
+    page = client.get(URL).content.decode()
+    assert 'name="preemptible"' in page and 'type="checkbox"' in page
+    response = post(client, owner, job_form_data, preemptible="on")
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.preemptible is True
+    assert job.spec["scheduling"]["preemptible"] is True

@@ -5,30 +5,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0005_run_time_and_preemptible'),
+        ("jobs", "0005_run_time_and_preemptible"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='attempt',
-            name='preempted_at',
+            model_name="attempt",
+            name="preempted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='attempt',
-            name='preempted_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='preempted_attempts', to='jobs.job'),
+            model_name="attempt",
+            name="preempted_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="preempted_attempts",
+                to="jobs.job",
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='preemptions',
+            model_name="job",
+            name="preemptions",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='attempt',
-            name='state',
-            field=models.CharField(choices=[('starting', 'Starting'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('preempted', 'Preempted'), ('lost', 'Lost')], default='starting', max_length=16),
+            model_name="attempt",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("starting", "Starting"),
+                    ("running", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Cancelled"),
+                    ("preempted", "Preempted"),
+                    ("lost", "Lost"),
+                ],
+                default="starting",
+                max_length=16,
+            ),
         ),
     ]
