@@ -59,7 +59,14 @@ def test_a_preempted_job_checkpoints_within_its_grace_and_resumes_from_that_chec
     )
 
     def submit(body: dict[str, Any]) -> int:
-        response = httpx.post(f"{stack.base_url}/api/v1/jobs/", json=body, headers=headers)
+        # A 503 says the control worker did not answer the model check yet (a busy machine,
+        # a stack still starting): ask again, as a script would.
+        for _ in range(6):
+            response = httpx.post(
+                f"{stack.base_url}/api/v1/jobs/", json=body, headers=headers, timeout=30
+            )
+            if response.status_code != 503:
+                break
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
@@ -104,7 +111,9 @@ def test_a_preempted_job_checkpoints_within_its_grace_and_resumes_from_that_chec
 
         victim = Job.objects.get(pk=victim_id)
         assert (victim.restarts, victim.preemptions) == (0, 1)
-        api = httpx.get(f"{stack.base_url}/api/v1/jobs/{victim_id}/", headers=headers).json()
+        api = httpx.get(
+            f"{stack.base_url}/api/v1/jobs/{victim_id}/", headers=headers, timeout=30
+        ).json()
         assert api["preemptions"] == 1
         assert api["last_preemption"]["by_job"] == urgent_id
         assert datetime.fromisoformat(api["last_preemption"]["at"]).astimezone(UTC) == (
@@ -148,7 +157,7 @@ def test_a_preempted_job_checkpoints_within_its_grace_and_resumes_from_that_chec
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.logs()}") from exc
     finally:
-        httpx.post(f"{stack.base_url}/api/v1/jobs/{victim_id}/cancel/", headers=headers)
+        httpx.post(f"{stack.base_url}/api/v1/jobs/{victim_id}/cancel/", headers=headers, timeout=30)
         wait_for(
             lambda: Job.objects.get(pk=victim_id).is_terminal,
             timeout=60,
