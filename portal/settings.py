@@ -312,6 +312,10 @@ TRAINYARD_FAIR_SHARE_HALF_LIFE_H = env.number(
 # How many waiting jobs' records one scheduler pass rewrites when only their queue position
 # moved (a changed reason or estimate is always written); the rest catch up in later passes.
 TRAINYARD_WHY_PENDING_WRITES = env.integer("TRAINYARD_WHY_PENDING_WRITES", 1000, minimum=1)
+# Preemption (docs/scheduling.md): a preempted attempt has this long between SIGTERM and
+# SIGKILL to checkpoint, and no attempt is preempted before it has run the minimum.
+TRAINYARD_PREEMPT_GRACE_S = env.number("TRAINYARD_PREEMPT_GRACE_S", 60.0, at_least=0.0)
+TRAINYARD_PREEMPT_MIN_RUN_S = env.number("TRAINYARD_PREEMPT_MIN_RUN_S", 300.0, at_least=0.0)
 # A requeued job waits this long after its attempt ended, doubled per further restart.
 TRAINYARD_REQUEUE_BACKOFF_S = env.number("TRAINYARD_REQUEUE_BACKOFF_S", 2.0, at_least=0.0)
 TRAINYARD_REQUEUE_BACKOFF_MAX_S = env.number("TRAINYARD_REQUEUE_BACKOFF_MAX_S", 60.0, at_least=0.0)

@@ -35,6 +35,7 @@ from workers.messages import (
     AttemptSpec,
     MessageInvalid,
     SpecEnvelope,
+    StopRequest,
     exited_entry,
     spec_envelope,
     stream_name,
@@ -265,8 +266,9 @@ def _launch(spec: AttemptSpec, directory: Path) -> None:
     logger.info("attempt %d: launcher pid %d", spec.attempt_id, launcher.pid)
 
 
-def attempt_cancel(*, attempt_id: int) -> CancelOutcome:
-    """SIGTERM the attempt's launcher, which takes its torchrun gang down and reports the exit.
+def attempt_cancel(*, attempt_id: int, stop: StopRequest) -> CancelOutcome:
+    """SIGTERM the attempt's launcher, which stops its torchrun gang as `stop` says (the ranks
+    get SIGTERM and `stop.grace_s` to checkpoint and exit, then SIGKILL) and reports the exit.
 
     An attempt claimed here whose launcher is gone is stopped on the spot (see `_sweep_one`).
     """
@@ -281,7 +283,7 @@ def attempt_cancel(*, attempt_id: int) -> CancelOutcome:
         # up (no pid file yet, and no handler: a SIGTERM now would kill it before it can
         # report) sees the mark once it is ready, and a run message that arrives after this
         # cancel answers with a cancelled exit.
-        attempts.request_cancel(directory)
+        attempts.request_cancel(directory, stop)
         process = attempts.launcher_process(directory)
         if process is None:
             if _sweep_one(state_dir, attempt_id):
@@ -359,9 +361,11 @@ def run_attempt(spec_json: dict[str, Any], signature: str | None = None) -> RunO
 
 
 @app.task(name=CANCEL_ATTEMPT_TASK, ignore_result=True)
-def cancel_attempt(attempt_id: int, signature: str | None = None) -> CancelOutcome | Refused:
-    problem = gate.cancel_message_problem(attempt_id, signature)
+def cancel_attempt(
+    attempt_id: int, stop: dict[str, Any], signature: str | None = None
+) -> CancelOutcome | Refused:
+    problem = gate.cancel_message_problem(attempt_id, stop, signature)
     if problem is not None:
         logger.error("refusing a cancel message: %s", problem)
         return "refused"
-    return attempt_cancel(attempt_id=int(attempt_id))
+    return attempt_cancel(attempt_id=int(attempt_id), stop=StopRequest.from_json(stop))

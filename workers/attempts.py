@@ -3,7 +3,8 @@
     <state_dir>/attempts/<attempt_id>/spec.json      the spec as the portal sent it
     <state_dir>/attempts/<attempt_id>/launcher.pid   the supervising launcher's pid
     <state_dir>/attempts/<attempt_id>/launcher.log   the launcher's own log
-    <state_dir>/attempts/<attempt_id>/cancel         present once a cancel was asked for
+    <state_dir>/attempts/<attempt_id>/cancel         present once a stop was asked for: its
+                                                     `StopRequest` (cancel or preempt, grace)
     <state_dir>/attempts/<attempt_id>/exit.json      how it ended (also sent as an event)
     <state_dir>/attempts/stale/<attempt_id>-<when>/  a directory set aside for a different spec
     <state_dir>/cache/                               datasets keyed by SHA-256
@@ -26,7 +27,7 @@ from typing import Any
 import psutil
 
 from workers.files import write_atomic
-from workers.messages import AttemptExitedEntry, encode
+from workers.messages import AttemptExitedEntry, MessageInvalid, StopRequest, encode
 
 LAUNCHER_MODULE = "workers.launcher"
 SPEC = "spec.json"
@@ -151,10 +152,20 @@ def set_aside(state_dir: Path, directory: Path) -> Path:
     return target
 
 
-def request_cancel(directory: Path) -> None:
-    """Leave a mark that a launcher checks before it starts torchrun."""
-    with contextlib.suppress(FileExistsError):
-        (directory / "cancel").touch(exist_ok=False)
+def request_cancel(directory: Path, stop: StopRequest) -> None:
+    """Leave a mark that a launcher checks before it starts torchrun and while it runs; it
+    holds the stop's kind and grace. The first stop asked for stands (its grace is running)."""
+    mark = directory / "cancel"
+    if not mark.exists():
+        write_atomic(mark, json.dumps(stop.to_json(), sort_keys=True))
+
+
+def read_stop(directory: Path) -> StopRequest | None:
+    """The stop the mark asks for, or None without a (readable) mark."""
+    try:
+        return StopRequest.from_json(json.loads((directory / "cancel").read_text()))
+    except (OSError, ValueError, MessageInvalid):
+        return None
 
 
 def cancel_requested(directory: Path) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers import bounds, config, signing
-from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK
+from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK, MessageInvalid, StopRequest
 
 
 def _gpu_count() -> int:
@@ -30,9 +30,16 @@ def run_message_problem(spec_json: Any, signature: object) -> str | None:
     return bounds.spec_problem(spec_json, limits)
 
 
-def cancel_message_problem(attempt_id: Any, signature: object) -> str | None:
-    """Why a cancel message must be refused, or None."""
+def cancel_message_problem(attempt_id: Any, stop: Any, signature: object) -> str | None:
+    """Why a cancel (stop) message must be refused, or None."""
     try:
-        return signing.signature_problem(CANCEL_ATTEMPT_TASK, [attempt_id], signature)
+        problem = signing.signature_problem(CANCEL_ATTEMPT_TASK, [attempt_id, stop], signature)
     except config.ConfigError as exc:
         return str(exc)
+    if problem is not None:
+        return problem
+    try:
+        StopRequest.from_json(stop)
+    except MessageInvalid as exc:
+        return f"the stop request is invalid: {exc}"
+    return None

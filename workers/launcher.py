@@ -3,9 +3,10 @@
 The agent starts the launcher in its own session and returns, so training never runs inside a
 Celery task. The launcher in turn starts torchrun in a session of its own, streams every line
 torchrun and the ranks write as `LogEntry`s, reports `attempt.started` and `attempt.exited`, and
-on SIGTERM (a cancel) takes the whole gang down: SIGTERM to torchrun's group and to every
-process below it (torchrun puts each rank in a session of its own), then SIGKILL to whatever is
-still there after the grace period.
+on SIGTERM (a stop: a cancel or a preemption, `workers.messages.StopRequest`) takes the whole
+gang down: SIGTERM to every rank (torchrun puts each in a session of its own; they checkpoint
+at their next step boundary and exit), then to torchrun, then SIGKILL to whatever is still
+there after the stop's grace period.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from workers.messages import (
     AttemptSpec,
     AttemptStartedEntry,
     LogEntry,
+    StopRequest,
     exited_entry,
     stream_name,
 )
 from workers.reporter import StreamReporter
-from workers.train import ERROR_MARK
+from workers.train import ERROR_MARK, STOPPED_MARK
 
 logger = logging.getLogger("workers.launcher")
 
@@ -159,6 +161,8 @@ class LogPump:
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self.error_lines: deque[str] = deque(maxlen=5)
         self._rendezvous_timeout = False
+        # What the reporting rank said when it stopped on SIGTERM (its checkpoint), or "".
+        self.stop_note = ""
         self._threads: list[threading.Thread] = []
 
     @property
@@ -186,6 +190,8 @@ class LogPump:
                     self._rendezvous_timeout = True
                 if ERROR_MARK in line:
                     self.error_lines.append(line)
+            if STOPPED_MARK in line:
+                self.stop_note = line.split(STOPPED_MARK, 1)[1].strip()[:MAX_REASON]
 
     def start(self, pipe: IO[bytes], stream: Literal["stdout", "stderr"]) -> None:
         def pump() -> None:
@@ -215,6 +221,15 @@ class LogPump:
     def failure_reason(self) -> str:
         lines = self.error_lines or self.stderr_tail
         return "\n".join(lines)[-MAX_REASON:]
+
+
+def stop_reason(stop: StopRequest | None, note: str) -> str:
+    """The exit reason of a stopped share: `cancelled`, or `preempted by job #12: checkpointed
+    attempt-7/step-40.pt (epoch 2, step 40) 0.3s after SIGTERM` with the trainer's own note."""
+    if stop is None or stop.kind == "cancel":
+        return "cancelled" if stop is not None or not note else f"stopped: {note}"
+    words = " ".join(part for part in ("preempted", stop.detail) if part)
+    return f"{words}: {note}" if note else words
 
 
 def cpu_affinity(cpu_indices: Sequence[int]) -> set[int] | None:
@@ -271,20 +286,28 @@ def _reap_adopted(torchrun_pid: int) -> None:
 
 
 def terminate_gang(proc: subprocess.Popen[bytes], grace_s: float) -> int:
-    """SIGTERM torchrun's group and every process below the launcher; SIGKILL what outlives
-    `grace_s`. Returns torchrun's exit status.
+    """SIGTERM every rank (every process below the launcher but torchrun), and torchrun's
+    group once no rank is left; SIGKILL what outlives `grace_s`. Returns torchrun's exit
+    status.
 
-    The family is listed again every round, so a rank forked during the cancel, or adopted by
-    the launcher when its torchrun died, is signalled too.
+    The ranks are told first and torchrun only after them: torchrun forwards a SIGTERM to its
+    ranks and SIGKILLs them after its own shutdown timeout, which must not cut short the grace
+    a rank has to checkpoint (`workers.train` stops at its next step boundary). A torchrun
+    with no rank yet (still in its rendezvous) is told at once. The family is listed again
+    every round, so a rank forked during the stop, or adopted by the launcher when its
+    torchrun died, is signalled too.
     """
     deadline = time.monotonic() + grace_s
     signalled: set[int] = set()
-    _signal_group(proc, signal.SIGTERM)
     while True:
         family = _live_descendants()
-        fresh = [p for p in family if p.pid not in signalled]
+        ranks = [p for p in family if p.pid != proc.pid]
+        fresh = [p for p in ranks if p.pid not in signalled]
         _signal_each(fresh, signal.SIGTERM)
         signalled.update(p.pid for p in fresh)
+        if not ranks and proc.pid not in signalled:
+            _signal_group(proc, signal.SIGTERM)
+            signalled.add(proc.pid)
         if (proc.poll() is not None and not family) or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
@@ -327,6 +350,12 @@ class Supervisor:
 
     def _cancelled(self) -> bool:
         return self._cancel.is_set() or attempts.cancel_requested(self.directory)
+
+    def _stop(self) -> StopRequest:
+        """The stop the agent asked for; a bare SIGTERM (no mark yet) is a plain cancel."""
+        return attempts.read_stop(self.directory) or StopRequest(
+            kind="cancel", grace_s=self.settings.cancel_grace_s
+        )
 
     def _report_started(self) -> None:
         entry = AttemptStartedEntry(
@@ -388,7 +417,7 @@ class Supervisor:
         assert proc.stdout is not None and proc.stderr is not None
         self._pump.start(proc.stdout, "stdout")
         self._pump.start(proc.stderr, "stderr")
-        cancelled = False
+        stop: StopRequest | None = None
         while True:
             try:
                 exit_code = proc.wait(timeout=0.2)
@@ -396,10 +425,17 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
             if self._cancelled():
-                cancelled = True
-                logger.info("cancel requested; stopping torchrun pid %d", proc.pid)
-                exit_code = terminate_gang(proc, self.settings.cancel_grace_s)
+                stop = self._stop()
+                logger.info(
+                    "%s requested; stopping torchrun pid %d (grace %gs)",
+                    stop.kind,
+                    proc.pid,
+                    stop.grace_s,
+                )
+                exit_code = terminate_gang(proc, stop.grace_s)
                 break
+        # The gang stopped because a rank was told to (on another node of the gang, say).
+        cancelled = stop is not None or bool(self._pump.stop_note and exit_code != 0)
         if not cancelled and _live_descendants():
             # torchrun is gone but something it started is not: no rank outlives its attempt.
             logger.warning("processes outlived torchrun; terminating them")
@@ -408,7 +444,7 @@ class Supervisor:
         self._pump.join(timeout=5.0)
         retryable = True
         if cancelled:
-            reason = "cancelled"
+            reason = stop_reason(stop, self._pump.stop_note)
         elif exit_code != 0:
             reason = self._pump.failure_reason() or f"torchrun exited with status {exit_code}"
             if self._pump.saw_rendezvous_timeout:

@@ -335,6 +335,34 @@ class AttemptSpec(_Spec, frozen=True):
         return json.dumps(self.to_json(), sort_keys=True)
 
 
+# The longest grace a stop message may grant (an hour): a node refuses more.
+MAX_STOP_GRACE_S = 3600.0
+
+
+class StopRequest(_Spec, frozen=True):
+    """Why and how gently a node stops its share of an attempt: the cancel task's second
+    argument (`CANCEL_ATTEMPT_TASK(attempt_id, stop)`), also kept in the attempt's `cancel`
+    mark for its launcher.
+
+    A `cancel` (the user's, or the portal ending a gang) and a `preempt` (the scheduler making
+    room for a higher-priority job) take the same path: SIGTERM to the ranks, which checkpoint
+    at their next step boundary and exit, and SIGKILL after `grace_s`. A preempted attempt's
+    exit is reported as stopped with the reason `preempted by ...`."""
+
+    kind: Literal["cancel", "preempt"]
+    grace_s: Annotated[float, Meta(ge=0.0, le=MAX_STOP_GRACE_S)]
+    # For the exit reason: "by job #12", say.
+    detail: Annotated[str, Meta(max_length=200)] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> StopRequest:
+        return _convert(data, cls)
+
+
 class _EnvelopePlacement(Struct):
     node_rank: Annotated[int, Meta(ge=0, le=1023)]
 

@@ -27,6 +27,8 @@ _ATTEMPT_COLUMNS = (
     "master_addr",
     "started_at",
     "finished_at",
+    "preempted_by",
+    "preempted_at",
 )
 _PLACEMENT_COLUMNS = (
     "node_rank",
@@ -41,6 +43,7 @@ _PLACEMENT_COLUMNS = (
 
 class AttemptInline(ReadOnlyTabularInline[Attempt, Job]):
     model = Attempt
+    fk_name = "job"
     fields = readonly_fields = _ATTEMPT_COLUMNS
 
 
@@ -65,6 +68,7 @@ class JobAdmin(ReadOnlyAdmin[Job]):
         "nodes",
         "slots_per_node",
         "restarts",
+        "preemptions",
         "parameter_count",
         "created_at",
         "finished_at",

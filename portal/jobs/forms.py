@@ -50,6 +50,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "priority": ("priority",),
     "max_restarts": ("max_restarts",),
     "team": ("team",),
+    "preemptible": ("scheduling", "preemptible"),
 }
 _FIELD_FOR_PATH = {path: field for field, path in FIELD_PATHS.items()}
 
@@ -76,6 +77,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "priority",
         "max_restarts",
         "team",
+        "preemptible",
     ),
 }
 
@@ -332,6 +334,15 @@ class JobForm(forms.Form):
         initial=JobRequest.model_fields["max_restarts"].default,
         widget=_number(),
         help_text="Times to resume from the latest checkpoint after a failure.",
+    )
+    preemptible = forms.BooleanField(
+        label="Preemptible",
+        required=False,
+        initial=False,
+        help_text=(
+            "A higher-priority job may stop it (it checkpoints first); it is requeued and "
+            "resumes from that checkpoint, without using up a restart."
+        ),
     )
 
     team = forms.ChoiceField(

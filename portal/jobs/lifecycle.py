@@ -26,6 +26,7 @@ class Move:
     finished: bool = False  # sets finished_at
     started: bool = False  # sets started_at, unless an earlier attempt already did
     restart: bool = False  # counts one restart
+    preempted: bool = False  # counts one preemption
     cancel_requested: bool = False  # sets cancel_requested_at
 
 
@@ -95,15 +96,26 @@ def after_attempt(
 ) -> Move | None:
     """Attempt `number` of a placed job ended with `outcome` (an `Attempt.State`) for
     `reason`. A cancelling job is cancelled whatever the outcome; otherwise success ends the
-    job, and a failure, cancel or loss requeues it while restarts remain and the node did not
-    say another attempt would fail the same way (`retryable`), or else fails it. None: the job
-    is not placed (it was never meant to have a running attempt)."""
+    job, a preemption requeues it without counting a restart (`reason` is then "preempted by
+    job #N at ..."), and a failure, cancel or loss requeues it while restarts remain and the
+    node did not say another attempt would fail the same way (`retryable`), or else fails it.
+    None: the job is not placed (it was never meant to have a running attempt)."""
     if state == Job.State.CANCELLING:
         return Move(to=Job.State.CANCELLED, reason="Cancelled.", finished=True)
     if state not in {Job.State.SCHEDULED, Job.State.RUNNING}:
         return None
     if outcome == Attempt.State.SUCCEEDED:
         return Move(to=Job.State.SUCCEEDED, reason=f"Attempt {number} succeeded.", finished=True)
+    if outcome == Attempt.State.PREEMPTED:
+        # Not the job's fault: it goes back to the queue whatever its restarts.
+        return Move(
+            to=Job.State.QUEUED,
+            reason=(
+                f"Attempt {number} was {reason}. Requeued (a preemption uses up no restart); "
+                "it resumes from its latest checkpoint."
+            ),
+            preempted=True,
+        )
     words = _OUTCOME_WORDS[outcome]
     if restarts < max_restarts and retryable:
         return Move(

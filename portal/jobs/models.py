@@ -68,6 +68,8 @@ class Job(models.Model):
     # Opted in to preemption: a higher-priority job that cannot start may stop it (after a
     # grace period to checkpoint) and requeue it to resume from its checkpoint.
     preemptible = models.BooleanField(default=False)
+    # How often it was preempted (requeued without using up a restart).
+    preemptions = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     # Why the job is where it is: why it waits, why it failed.
     state_reason = models.TextField(blank=True)
@@ -127,10 +129,14 @@ class Attempt(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # Stopped to make room for a higher-priority job (`preempted_by`); its job is requeued.
+        PREEMPTED = "preempted", "Preempted"
         LOST = "lost", "Lost"
 
     ACTIVE = frozenset({State.STARTING, State.RUNNING})
-    TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST})
+    TERMINAL = frozenset(
+        {State.SUCCEEDED, State.FAILED, State.CANCELLED, State.PREEMPTED, State.LOST}
+    )
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveIntegerField()
@@ -142,6 +148,12 @@ class Attempt(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when the scheduler told this attempt to stop for a waiting job (portal.jobs.preemption):
+    # while it stops, that job does not preempt again.
+    preempted_by = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="preempted_attempts"
+    )
+    preempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "number"]

@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.jobs.models import Attempt, Placement
 from portal.jobs.services import attempt_lost, placements_release
-from workers.messages import CANCEL_ATTEMPT_TASK, HealthEntry
+from portal.jobs.stopping import attempt_stop_on_node, stop_request
+from workers.messages import HealthEntry
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ def _cancel_orphans(node: Node, held: set[int]) -> None:
     )
     for attempt_id in sorted(held - current):
         logger.warning("node %s runs attempt %s, which it should not; cancelling", node, attempt_id)
-        node_task_send_on_commit(task=CANCEL_ATTEMPT_TASK, args=[attempt_id], node_name=node.name)
+        attempt_stop_on_node(
+            attempt_id=attempt_id, node_name=node.name, stop=stop_request("cancel")
+        )
 
 
 def _reconcile_gone(node: Node, held: set[int], taken_at: datetime) -> None:

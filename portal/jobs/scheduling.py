@@ -29,10 +29,20 @@ from django.utils import timezone
 from portal.cluster.dispatch import NodeTask, node_tasks_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.selectors import placements_holding_capacity, schedulable_nodes
-from portal.jobs import events, lifecycle, transitions
+from portal.jobs import events, lifecycle, preemption, transitions
 from portal.jobs.fair_share import decayed_usage
 from portal.jobs.models import Attempt, Job, Placement
-from portal.jobs.planning import Ask, NodeState, Plan, Release, Start, Wait, order_key, plan
+from portal.jobs.planning import (
+    Ask,
+    NodeState,
+    Plan,
+    Release,
+    Start,
+    Wait,
+    misses,
+    order_key,
+    plan,
+)
 from portal.jobs.quotas import Admission, QuotaLedger
 from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
 from portal.jobs.why_pending import WhyPending, headline, position, reason, record
@@ -105,6 +115,7 @@ def cluster_state(now: datetime, *, lock: bool) -> list[NodeState]:
         started,
         created,
         max_run_time_s,
+        preempted_at,
     ) in Placement.objects.filter(placements_holding_capacity()).values_list(
         "node_id",
         "gpu_indices",
@@ -115,18 +126,22 @@ def cluster_state(now: datetime, *, lock: bool) -> list[NodeState]:
         "attempt__started_at",
         "attempt__created_at",
         "attempt__job__max_run_time_s",
+        "attempt__preempted_at",
     ):
         held_gpus[node_id].update(gpu_indices)
         held_slots[node_id].update(cpu_indices)
         counts[node_id][0] += slot_count
         counts[node_id][1] += gpu_count
-        # An active attempt is stopped at its maximum run time; an ended one's ranks are
-        # being stopped now.
+        # An active attempt is stopped at its maximum run time, a preempted one within the
+        # grace (so the job it was preempted for reserves the room it frees); an ended one's
+        # ranks are being stopped now.
         ends = (
             (started or created) + timedelta(seconds=max_run_time_s)
             if attempt_state in Attempt.ACTIVE
             else now
         )
+        if preempted_at is not None and attempt_state in Attempt.ACTIVE:
+            ends = min(ends, preempted_at + timedelta(seconds=settings.TRAINYARD_PREEMPT_GRACE_S))
         releases[node_id].append(Release(ends, gpus=gpu_count, slots=slot_count))
     return [
         NodeState(
@@ -506,6 +521,7 @@ def schedule_pass(*, admission: Admission | None = None) -> int:
         admission = admission or QuotaLedger.load(list(queue.rows.values()), now=now)
         decided, jobs = _planned(nodes, queue, now, admission)
         placed = _place_all(decided.starts, jobs, queue.latest)
+        _preempt_for_waiting(decided.waits, nodes, queue, now)
         _explain_waiting(decided.waits, nodes, queue, admission)
         events.job_states_changed(
             (events.job_state_event(job, attempt_id=attempt.pk), job.owner_id)
@@ -514,6 +530,41 @@ def schedule_pass(*, admission: Admission | None = None) -> int:
     if placed:
         logger.info("scheduler placed %d of %d queued jobs", len(placed), len(queue.asks))
     return len(placed)
+
+
+@dataclass
+class _Room:
+    """A schedulable node's room left after the plan's starts, as `preemption` sees it."""
+
+    state: NodeState
+
+    @property
+    def node_id(self) -> int:
+        return self.state.id
+
+    def free_for(self, job: Job) -> int:
+        return self.state.free(bool(job.gpus_per_node))
+
+    def hold(self) -> None:
+        self.state.free_gpus, self.state.free_slots = [], []
+
+
+def _preempt_for_waiting(
+    waits: Sequence[Wait], nodes: Sequence[NodeState], queue: Queue, now: datetime
+) -> None:
+    """Let each job that waits for capacity (in queue order) preempt lower-priority,
+    preemptible attempts where that lets it start (`portal.jobs.preemption`); its wait says
+    so. A job held back by a quota, its backoff or nodes no victim could free preempts no one.
+    The room its victims free is kept for it by the reservation the next pass gives it: their
+    releases are due within the grace (`cluster_state`)."""
+    preempter: preemption.Preempter | None = None
+    for wait in waits:
+        if wait.kind not in ("capacity", "reservation"):
+            continue
+        preempter = preempter or preemption.Preempter(now=now)
+        rooms = [_Room(n) for n in nodes if n.schedulable and not misses(n, wait.ask)]
+        if note := preempter.preempt_for(queue.rows[wait.ask.id].as_job(), rooms):
+            wait.detail = note
 
 
 def wait_record(

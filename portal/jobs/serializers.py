@@ -55,7 +55,7 @@ class AttemptSerializer(serializers.ModelSerializer[Attempt]):
 
     class Meta:
         model = Attempt
-        fields = ["id", "number", "state", "exit_code", "nodes"]
+        fields = ["id", "number", "state", "exit_code", "nodes", "preempted_by", "preempted_at"]
         read_only_fields = fields
 
     def get_nodes(self, attempt: Attempt) -> list[str]:
@@ -140,6 +140,12 @@ class PlanPreviewSerializer(serializers.Serializer[Any]):
     why_pending = WhyPendingSerializer(allow_null=True)
 
 
+class PreemptionSerializer(serializers.Serializer[Any]):
+    by_job = serializers.IntegerField(help_text="Id of the job it was preempted for.")
+    at = serializers.DateTimeField(help_text="When the scheduler told it to stop.")
+    attempt = serializers.IntegerField(help_text="Number of the attempt that was stopped.")
+
+
 class JobUrlsSerializer(serializers.Serializer[Any]):
     self = serializers.URLField(help_text="This job in the API.")
     web = serializers.CharField(help_text="The job's page in the portal.")
@@ -169,6 +175,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         help_text="When it starts: the scheduler's estimate while queued (null: unknown), the "
         "time it started once it has."
     )
+    last_preemption = serializers.SerializerMethodField(
+        help_text="The latest time it was preempted (null if never): by which job, when."
+    )
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -185,6 +194,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "priority",
             "max_restarts",
             "restarts",
+            "preemptible",
+            "preemptions",
+            "last_preemption",
             "state",
             "state_reason",
             "parameter_count",
@@ -251,6 +263,15 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             return None
         estimate = job.why_pending.get("estimated_start")
         return str(estimate) if estimate else None
+
+    @extend_schema_field(PreemptionSerializer(allow_null=True))
+    def get_last_preemption(self, job: Job) -> dict[str, Any] | None:
+        # From the prefetched attempts (`eager`): no query per job.
+        preempted = [a for a in job.attempts.all() if a.preempted_by_id is not None]
+        if not preempted:
+            return None
+        last = max(preempted, key=lambda a: a.number)
+        return {"by_job": last.preempted_by_id, "at": last.preempted_at, "attempt": last.number}
 
     @extend_schema_field(JobUrlsSerializer)
     def get_urls(self, job: Job) -> dict[str, str]:

@@ -26,10 +26,9 @@ from django.utils import timezone
 from portal.accounts.models import Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
-from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.services import node_share_exited
-from portal.jobs import events, lifecycle, quotas, transitions
+from portal.jobs import events, lifecycle, quotas, signals, transitions
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer
 from portal.jobs.models import Attempt, Checkpoint, Job, Placement
 from portal.jobs.scheduling import constraint_misses
@@ -41,10 +40,10 @@ from portal.jobs.schemas import (
     model_spec_for,
 )
 from portal.jobs.selectors import jobs_visible_to
+from portal.jobs.stopping import attempt_stop_unfinished
 from portal.lib.calls import WorkerUnavailable, call_and_wait
 from portal.lib.ticks import request_schedule
 from workers.messages import (
-    CANCEL_ATTEMPT_TASK,
     AttemptExitedEntry,
     AttemptStartedEntry,
     CheckpointSavedEntry,
@@ -333,17 +332,6 @@ def _job_create(*, user: AbstractBaseUser, valid: ValidSubmission) -> Job:
 # ---- cancel ----------------------------------------------------------------------------------
 
 
-def _cancel_unfinished(attempt: Attempt, *, except_rank: int | None = None) -> None:
-    """Ask every node still running a share of `attempt` to stop it (after the commit)."""
-    names = (
-        Placement.objects.filter(attempt=attempt, finished_at__isnull=True)
-        .exclude(node_rank=except_rank if except_rank is not None else -1)
-        .values_list("node__name", flat=True)
-    )
-    for name in names:
-        node_task_send_on_commit(task=CANCEL_ATTEMPT_TASK, args=[attempt.pk], node_name=name)
-
-
 def _active_attempt(job_id: int) -> Attempt | None:
     return (
         Attempt.objects.filter(job_id=job_id, state__in=Attempt.ACTIVE).order_by("-number").first()
@@ -368,7 +356,7 @@ def job_cancel(*, user: AbstractBaseUser, job: Job) -> Job:
         request_schedule()
     if attempt is not None:
         # Also when it was CANCELLING already: the message to the nodes is repeated.
-        _cancel_unfinished(attempt)
+        attempt_stop_unfinished(attempt)
     job.refresh_from_db()
     return job
 
@@ -452,7 +440,13 @@ def attempt_exited(entry: AttemptExitedEntry) -> bool:
             return True
         detail = entry.reason.strip().rstrip(".")
         where = f"on {entry.node} (rank {rank})"
-        if entry.cancelled:
+        if attempt.preempted_by_id is not None and (entry.cancelled or code != 0):
+            # The scheduler stopped it (docs/scheduling.md, Preemption): however its ranks
+            # went, the job goes back to the queue without using up a restart.
+            _attempt_finish(
+                attempt, Attempt.State.PREEMPTED, reason=preempted_words(attempt), exit_code=code
+            )
+        elif entry.cancelled:
             reason = f"{detail or 'cancelled'} {where}"
             _attempt_finish(attempt, Attempt.State.CANCELLED, reason=reason, exit_code=code)
         elif code != 0:
@@ -580,6 +574,12 @@ def placements_release(*, node: Node, attempt_ids: Collection[int]) -> int:
     return released
 
 
+def preempted_words(attempt: Attempt) -> str:
+    """`preempted by job #12 at 2026-12-02 14:03:07 UTC`: how the job page tells it."""
+    at = f" at {attempt.preempted_at:%Y-%m-%d %H:%M:%S} UTC" if attempt.preempted_at else ""
+    return f"preempted by job #{attempt.preempted_by_id}{at}"
+
+
 def _attempt_finish(
     attempt: Attempt,
     outcome: str,
@@ -597,7 +597,7 @@ def _attempt_finish(
         state=outcome, reason=reason, exit_code=exit_code, finished_at=now
     )
     if outcome != Attempt.State.SUCCEEDED:
-        _cancel_unfinished(attempt)
+        attempt_stop_unfinished(attempt)
     job = Job.objects.select_for_update().get(pk=attempt.job_id)
     move = lifecycle.after_attempt(
         state=job.state,
@@ -611,7 +611,8 @@ def _attempt_finish(
     if move is None:
         logger.error("attempt %s ended while job %s was %s", attempt.pk, job.pk, job.state)
         return
-    transitions.job_move(job, move, attempt_id=attempt.pk, now=now)
+    if transitions.job_move(job, move, attempt_id=attempt.pk, now=now) and move.preempted:
+        signals.job_flagged_on_commit(job, flag="preempted", detail=move.reason)
     # Capacity was freed (the reporting node's share, or all of a lost attempt's), and a
     # requeued job wants placing.
     request_schedule()

@@ -50,12 +50,15 @@ def job_move(
         fields["started_at"] = Coalesce(F("started_at"), now)
     if move.restart:
         fields["restarts"] = F("restarts") + 1
+    if move.preempted:
+        fields["preemptions"] = F("preemptions") + 1
     if not Job.objects.filter(pk=job.pk, state=job.state).update(**fields):
         return False
-    if move.started or move.restart:
-        job.refresh_from_db(fields=["state", "state_reason", "started_at", "restarts"])
+    counted = {"started_at", "restarts", "preemptions"}
+    if counted & fields.keys():
+        job.refresh_from_db(fields=["state", "state_reason", *counted])
     for name, value in fields.items():
-        if name not in {"started_at", "restarts"}:
+        if name not in counted:
             setattr(job, name, value)
     if announce:
         events.job_state_changed(job, attempt_id=attempt_id)

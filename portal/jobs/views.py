@@ -226,6 +226,8 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         records=[job.why_pending if job.state == Job.State.QUEUED else None],
     )
     estimate = why.get("estimated_start") if why else None
+    # Newest first: the latest preemption.
+    preempted = next((a for a in attempts if a.preempted_by_id is not None), None)
     config = {
         "id": job.pk,
         "state": job.state,
@@ -261,6 +263,7 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "usage": attempts_usage(attempts, now=timezone.now()),
             "why": why,
             "why_estimate": datetime.fromisoformat(estimate) if estimate else None,
+            "preempted": preempted,
             "config": config,
         },
     )

@@ -176,4 +176,5 @@ def headline(wait: Wait, nodes: Sequence[NodeState]) -> str:
         )
     elif wait.estimated_start is not None:
         text += f" Estimated start: {_clock(wait.estimated_start)}."
-    return text
+    # What the pass does about it (the preemption it started for this job), first.
+    return f"{wait.detail} {text}" if wait.detail else text

@@ -13,6 +13,7 @@ from portal.cluster.services import node_heartbeat, node_register, node_set_drai
 from portal.jobs.models import Attempt, Job
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited
+from portal.jobs.stopping import stop_request
 from portal.jobs.tasks import reap_nodes
 from portal.lib.ticks import scheduler_tick_send
 from tests.factories import make_heartbeat
@@ -132,7 +133,10 @@ def test_the_reaper_takes_silent_nodes_offline_and_loses_their_attempts(
     assert (gang.state, gang.restarts) == (Job.State.QUEUED, 1)
     # The surviving half of the gang is told to stop.
     [task] = broker.take(node_queue(alive.name))
-    assert (task.name, task.args) == (CANCEL_ATTEMPT_TASK, [attempt.pk])
+    assert (task.name, task.args) == (
+        CANCEL_ATTEMPT_TASK,
+        [attempt.pk, stop_request("cancel").to_json()],
+    )
     # Reaping again finds nothing new.
     assert reap_nodes() == 0
 

@@ -92,6 +92,9 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         TRAINYARD_NODE_STATE_DIR=str(state_dir / "node"),
         TRAINYARD_NODE_CPU_SLOTS="2",
         TRAINYARD_SCHEDULER_TICK_S="2",
+        # tests/e2e/test_preemption.py preempts a job that has run this long (no other test
+        # submits a preemptible job).
+        TRAINYARD_PREEMPT_MIN_RUN_S="3",
         TRAINYARD_DEV="1",
         # The storage root is shared with this test process, as a cluster's shared filesystem.
         TRAINYARD_STORAGE_ROOT=str(settings.TRAINYARD_STORAGE_ROOT),

@@ -7,6 +7,7 @@ from msgspec.structs import replace
 from portal.jobs.models import Attempt, Job
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited, attempt_lost, attempt_started
+from portal.jobs.stopping import stop_request
 from portal.lib.ticks import scheduler_tick_send
 from tests.jobs.helpers import (
     cpu_request,
@@ -96,7 +97,10 @@ def test_one_failing_node_fails_the_gang_and_stops_the_others(
     assert job.state_reason == f"Attempt 1 failed: worker raised ValueError {where}."
     assert (attempt.state, attempt.exit_code) == (Attempt.State.FAILED, 3)
     [cancel] = broker.take(node_queue(first.node.name))
-    assert (cancel.name, cancel.args) == (CANCEL_ATTEMPT_TASK, [attempt.pk])
+    assert (cancel.name, cancel.args) == (
+        CANCEL_ATTEMPT_TASK,
+        [attempt.pk, stop_request("cancel").to_json()],
+    )
     assert broker.take(node_queue(second.node.name)) == []
     # The other node's late exit only records that its share stopped: the attempt has ended.
     assert attempt_exited(exited(first, -15, cancelled=True)) is True

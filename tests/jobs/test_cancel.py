@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from portal.jobs.models import Attempt, Job
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited, attempt_lost, attempt_started, job_cancel
+from portal.jobs.stopping import stop_request
 from tests.jobs.helpers import cpu_request, exited, node, placements, started, submit
 from workers.messages import CANCEL_ATTEMPT_TASK, node_queue
 
@@ -52,7 +53,10 @@ def test_a_placed_job_moves_to_cancelling_and_its_nodes_are_told(
     assert job.cancel_requested_at is not None and job.finished_at is None
     for worker in (first, second):
         [task] = broker.take(node_queue(worker.name))
-        assert (task.name, task.args) == (CANCEL_ATTEMPT_TASK, [attempt.pk])
+        assert (task.name, task.args) == (
+            CANCEL_ATTEMPT_TASK,
+            [attempt.pk, stop_request("cancel").to_json()],
+        )
 
     # The nodes confirm: the first confirmation ends the attempt and the job.
     one, two = placements(attempt)

@@ -47,6 +47,24 @@ A = Attempt.State
             S.RUNNING, A.FAILED, 0, 2, False,
             Move(S.FAILED, "Attempt 3 failed: boom. Not retried: another attempt would fail the same way.", finished=True),
         ),
+        # A preemption requeues without using up a restart, even when none are left.
+        (
+            S.RUNNING, A.PREEMPTED, 0, 0, True,
+            Move(
+                S.QUEUED,
+                "Attempt 3 was boom. Requeued (a preemption uses up no restart); it resumes from its latest checkpoint.",
+                preempted=True,
+            ),
+        ),
+        (
+            S.SCHEDULED, A.PREEMPTED, 2, 2, False,
+            Move(
+                S.QUEUED,
+                "Attempt 3 was boom. Requeued (a preemption uses up no restart); it resumes from its latest checkpoint.",
+                preempted=True,
+            ),
+        ),
+        (S.CANCELLING, A.PREEMPTED, 0, 0, True, Move(S.CANCELLED, "Cancelled.", finished=True)),
         # A cancelling job is cancelled, whatever the attempt did.
         (S.CANCELLING, A.SUCCEEDED, 0, 2, True, Move(S.CANCELLED, "Cancelled.", finished=True)),
         (S.CANCELLING, A.LOST, 0, 2, False, Move(S.CANCELLED, "Cancelled.", finished=True)),
@@ -111,7 +129,7 @@ def test_on_place_and_on_submit():
 
 def test_every_decided_move_is_a_transition_the_table_allows():
     for state in S:
-        for outcome in (A.SUCCEEDED, A.FAILED, A.CANCELLED, A.LOST):
+        for outcome in (A.SUCCEEDED, A.FAILED, A.CANCELLED, A.PREEMPTED, A.LOST):
             for retryable in (True, False):
                 move = lifecycle.after_attempt(
                     state=state,
@@ -139,6 +157,14 @@ def test_a_move_is_a_conditional_update_with_its_event(owner, django_capture_on_
     assert (stored.state, stored.state_reason, stored.restarts) == (S.QUEUED, "again", 1)
     assert (job.state, job.restarts) == (S.QUEUED, 1)
     assert len(callbacks) == 1  # the state event, after the commit
+
+
+def test_a_preemption_move_counts_a_preemption_and_no_restart(owner):
+    job = make_job(owner, state=S.RUNNING)
+    assert job_move(job, Move(S.QUEUED, "preempted", preempted=True), attempt_id=None)
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.state, stored.restarts, stored.preemptions) == (S.QUEUED, 0, 1)
+    assert (job.restarts, job.preemptions) == (0, 1)
 
 
 def test_a_move_from_a_state_the_row_left_does_nothing(owner, django_capture_on_commit_callbacks):

@@ -14,6 +14,7 @@ from portal.jobs.models import Attempt, Job
 from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited, attempt_lost
+from portal.jobs.stopping import stop_request
 from tests.factories import make_heartbeat
 from tests.jobs.helpers import cpu_request, exited, node, placements, submit
 from workers.messages import CANCEL_ATTEMPT_TASK, HealthEntry, node_queue
@@ -38,7 +39,10 @@ def test_a_node_running_an_attempt_that_ended_is_told_to_stop_it(
     with django_capture_on_commit_callbacks(execute=True):
         record(make_heartbeat(worker.name, cpu_slots=2, running_attempts=[attempt.pk]))
     [task] = broker.take(node_queue(worker.name))
-    assert (task.name, task.args) == (CANCEL_ATTEMPT_TASK, [attempt.pk])
+    assert (task.name, task.args) == (
+        CANCEL_ATTEMPT_TASK,
+        [attempt.pk, stop_request("cancel").to_json()],
+    )
 
 
 def test_a_node_running_its_current_attempt_is_left_alone(
@@ -128,7 +132,10 @@ def test_a_claimed_attempt_that_ended_is_cancelled_on_its_node(
     with django_capture_on_commit_callbacks(execute=True):
         record(make_heartbeat(worker.name, cpu_slots=1, claimed_attempts=[attempt.pk]))
     [task] = broker.take(node_queue(worker.name))
-    assert (task.name, task.args) == (CANCEL_ATTEMPT_TASK, [attempt.pk])
+    assert (task.name, task.args) == (
+        CANCEL_ATTEMPT_TASK,
+        [attempt.pk, stop_request("cancel").to_json()],
+    )
 
 
 def test_a_share_of_an_ended_attempt_the_node_no_longer_has_frees_its_capacity(owner, iris, mlp):

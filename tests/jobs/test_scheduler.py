@@ -249,7 +249,7 @@ def test_a_requeued_job_gets_the_next_attempt_and_the_same_checkpoints(
     assert [s.attempt_id for s in runs] == [second.pk]
     assert runs[0].checkpoint_dir.endswith(f"checkpoints/job-{job.uid}")
     # The lost attempt's node was told to stop it, in case it still runs.
-    assert [t.args for t in tasks if t.name == CANCEL_ATTEMPT_TASK] == [[first.pk]]
+    assert [t.args[0] for t in tasks if t.name == CANCEL_ATTEMPT_TASK] == [first.pk]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -199,3 +199,16 @@ def test_the_preview_of_an_invalid_form_lists_its_errors(
     response = client.post(reverse("jobs:preview"), {**job_form_data, "epochs": "-3"})
     assert 'data-testid="preview-errors"' in response.content.decode()
     assert not Job.objects.exists()
+
+
+def test_it_offers_and_stores_preemptible(
+    client: Client, owner: User, job_form_data: dict[str, Any]
+) -> None:
+    client.force_login(owner)
+    page = client.get(URL).content.decode()
+    assert 'name="preemptible"' in page and 'type="checkbox"' in page
+    response = post(client, owner, job_form_data, preemptible="on")
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.preemptible is True
+    assert job.spec["scheduling"]["preemptible"] is True

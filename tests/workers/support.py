@@ -28,6 +28,7 @@ from workers.messages import (
     ModelSpec,
     PlacementSpec,
     PreprocessSpec,
+    StopRequest,
     TrainingSpec,
 )
 
@@ -138,8 +139,10 @@ def signed_run(spec_json: dict[str, Any]) -> list[Any]:
     return signing.signed_args(RUN_ATTEMPT_TASK, [spec_json])
 
 
-def signed_cancel(attempt_id: int) -> list[Any]:
-    return signing.signed_args(CANCEL_ATTEMPT_TASK, [attempt_id])
+def signed_cancel(attempt_id: int, stop: StopRequest | None = None) -> list[Any]:
+    """A stop message's arguments as the portal sends them (default: a cancel, 3 s grace)."""
+    stop = stop or StopRequest(kind="cancel", grace_s=3.0)
+    return signing.signed_args(CANCEL_ATTEMPT_TASK, [attempt_id, stop.to_json()])
 
 
 def entries(client: redis.Redis, stream: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,20 @@ def test_it_keeps_the_newest_k_and_the_best_and_points_latest_and_best_at_them(t
 class Unpicklable:
     def __reduce__(self) -> tuple[object, ...]:
         raise RuntimeError("the disk filled up half way")
+
+
+def test_a_checkpoint_inside_an_epoch_is_its_own_file_never_the_best_and_resumes_there(
+    tmp_path: Path,
+):
+    first = checkpoint_save(tmp_path, state(2, val_loss=0.5), keep_last=2, best_metric="val_loss")
+    inside = replace(state(2, val_loss=0.1, best=first.best), step=23, epoch_step=3)
+    saved = checkpoint_save(tmp_path, inside, keep_last=2, best_metric="val_loss")
+    # Named by its step; it keeps the last epoch's validation numbers, so it is never best.
+    assert (saved.name, saved.is_best, saved.best) == ("attempt-7/step-23.pt", False, first.best)
+    assert (tmp_path / "attempt-7" / "epoch-2.pt").is_file()
+    latest = checkpoint_load(tmp_path / "attempt-7" / "latest.pt")
+    assert (latest.epoch, latest.step, latest.epoch_step) == (2, 23, 3)
+    assert checkpoint_load(tmp_path / "attempt-7" / "best.pt").epoch_step == 0
 
 
 def test_an_exception_while_writing_leaves_the_previous_latest(tmp_path: Path):

@@ -26,7 +26,7 @@ from tests.workers.support import (
 )
 from workers import attempts, config
 from workers.launcher import LaunchSettings, LogPump, torchrun_command
-from workers.messages import AttemptSpec
+from workers.messages import AttemptSpec, StopRequest
 from workers.reporter import StreamReporter
 
 
@@ -152,6 +152,52 @@ def test_sigterm_takes_every_rank_down_within_ten_seconds(
     assert exited["cancelled"] is True
     assert exited["reason"] == "cancelled"
     assert exited["retryable"] is True
+
+
+def test_a_preemption_stop_checkpoints_at_a_step_boundary_and_says_so(
+    node: Node, redis_client: redis.Redis, tmp_path: Path
+):
+    # The agent leaves the stop in the mark, then SIGTERMs the launcher: the ranks get SIGTERM
+    # (torchrun only after them, so its own shutdown timeout cannot cut the grace short),
+    # agree to stop after the same step, and rank 0 writes the checkpoint before any exits.
+    spec = iris_spec(
+        node_name=node.name,
+        attempt_id=25,
+        checkpoint_dir=tmp_path / "ck",
+        epochs=10_000,
+        checkpoint_every=10_000,
+    )
+    launcher, directory = start_launcher(spec, node)
+    try:
+
+        def training() -> bool:
+            lines = [e["line"] for e in entries(redis_client, node.stream("logs"))]
+            return sum("[rank 0] epoch" in line for line in lines) >= 4
+
+        wait_for(training, timeout=60, interval=0.2, what="training")
+        attempts.request_cancel(
+            directory, StopRequest(kind="preempt", grace_s=30.0, detail="by job #9")
+        )
+        os.kill(launcher.pid, signal.SIGTERM)
+        told = time.monotonic()
+        launcher.wait(timeout=40)
+        took = time.monotonic() - told
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert took < 10, f"the gang took {took:.1f}s to stop"
+    [saved] = events_of(redis_client, node, "checkpoint.saved")
+    assert saved["name"].startswith("attempt-25/")
+    latest = tmp_path / "ck" / "attempt-25" / "latest.pt"
+    assert latest.samefile(tmp_path / "ck" / saved["name"])
+    [exited] = events_of(redis_client, node, "attempt.exited")
+    assert exited["cancelled"] is True and exited["retryable"] is True
+    assert exited["reason"].startswith(
+        f"preempted by job #9: checkpointed {saved['name']} (epoch {saved['epoch']}, "
+        f"step {saved['step']}) "
+    )
+    assert exited["reason"].endswith("s after SIGTERM")
 
 
 def test_a_cancel_while_torchrun_starts_leaves_no_rank_behind(

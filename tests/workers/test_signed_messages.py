@@ -17,7 +17,7 @@ from tests.workers.conftest import Node
 from tests.workers.support import iris_spec, processes_running, signed_cancel, signed_run
 from workers import attempts, bounds, signing
 from workers.agent import cancel_attempt, run_attempt
-from workers.messages import RUN_ATTEMPT_TASK
+from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK
 
 
 def nothing_started(node: Node, attempt_id: int) -> bool:
@@ -74,17 +74,29 @@ def test_a_signature_for_a_cancel_does_not_work_as_a_run(
     node: Node, spec_json: dict[str, Any]
 ) -> None:
     # The task name is inside the MAC.
-    [_, cancel_signature] = signed_cancel(71)
+    [_, _, cancel_signature] = signed_cancel(71)
     assert run_attempt(spec_json, cancel_signature) == "refused"
     assert nothing_started(node, 71)
 
 
 def test_an_unsigned_cancel_is_refused(node: Node, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="workers.agent")
-    assert cancel_attempt(72) == "refused"
+    assert cancel_attempt(72, {"kind": "cancel", "grace_s": 3.0}) == "refused"
     assert refusals(caplog) == ["refusing a cancel message: the message is not signed"]
     # Not even the cancel mark was written.
     assert not attempts.attempt_dir(node.state_dir, 72).exists()
+
+
+def test_a_signed_stop_asking_for_too_long_a_grace_is_refused(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="workers.agent")
+    stop = {"kind": "preempt", "grace_s": 86_400.0, "detail": "by job #3"}
+    assert cancel_attempt(*signing.signed_args(CANCEL_ATTEMPT_TASK, [73, stop])) == "refused"
+    [refusal] = refusals(caplog)
+    assert refusal.startswith("refusing a cancel message: the stop request is invalid:")
+    assert "grace_s" in refusal
+    assert not attempts.attempt_dir(node.state_dir, 73).exists()
 
 
 def test_a_node_without_the_key_refuses_everything(

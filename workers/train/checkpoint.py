@@ -6,7 +6,9 @@ checkpoints of the attempt that replaced it. In that directory:
 
 - `epoch-<n>.pt`: the state after epoch `n`, every `checkpoint_every` epochs and after the
   last; the newest `keep_last` are kept, and the best by `best_metric` besides;
-- `latest.pt`: the newest complete `epoch-<n>.pt` (what a restart resumes from);
+- `step-<n>.pt`: the state after global step `n`, written when the run was stopped (SIGTERM:
+  a cancel or a preemption) inside an epoch;
+- `latest.pt`: the newest complete checkpoint file (what a restart resumes from);
 - `best.pt`: the best one so far (what the export and a registered model use).
 
 Every file appears by an atomic rename (`workers.files`): `epoch-<n>.pt` is written under a
@@ -65,6 +67,9 @@ class Checkpoint:
     val_loss: float | None = None
     val_accuracy: float | None = None
     best: Best | None = field(default=None)
+    # Steps done of epoch `epoch + 1` when the run stopped inside it (on SIGTERM); 0 at an
+    # epoch's end. A resume skips that many batches of the epoch's (seeded) order.
+    epoch_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,21 +167,25 @@ def checkpoint_save(
     `latest.pt` untouched."""
     directory = attempt_checkpoint_dir(checkpoint_dir, checkpoint.attempt)
     directory.mkdir(parents=True, exist_ok=True)
-    name = f"{directory.name}/{epoch_file(checkpoint.epoch)}"
+    # A stop inside an epoch writes `step-<n>.pt`: its validation numbers are the last
+    # epoch's, so it is never the best, and it must not replace that epoch's file.
+    file = f"step-{checkpoint.step}.pt" if checkpoint.epoch_step else epoch_file(checkpoint.epoch)
+    name = f"{directory.name}/{file}"
     value = checkpoint.val_loss if best_metric == "val_loss" else checkpoint.val_accuracy
-    is_best = is_better(value, checkpoint.best, metric=best_metric)
+    is_best = not checkpoint.epoch_step and is_better(value, checkpoint.best, metric=best_metric)
     best = (
         Best(name=name, epoch=checkpoint.epoch, value=value if value is not None else 0.0)
         if is_best
         else checkpoint.best
     )
-    target = directory / epoch_file(checkpoint.epoch)
+    target = directory / file
     with atomic_writer(target) as out:
         torch.save(
             {
                 "model": checkpoint.model,
                 "optimizer": checkpoint.optimizer,
                 "epoch": checkpoint.epoch,
+                "epoch_step": checkpoint.epoch_step,
                 "step": checkpoint.step,
                 "seq": checkpoint.seq,
                 "attempt": checkpoint.attempt,
@@ -210,6 +219,7 @@ def checkpoint_load(path: Path) -> Checkpoint:
         model=data["model"],
         optimizer=data["optimizer"],
         epoch=int(data["epoch"]),
+        epoch_step=int(data["epoch_step"]),
         step=int(data["step"]),
         seq=int(data["seq"]),
         attempt=int(data["attempt"]),

@@ -16,8 +16,13 @@ The model is `workers.models.build_model` for a built-in architecture, or the us
 (`workers.models.custom_model`) for a `CustomModel`: fetched by URI and checked against its
 SHA-256 like a dataset. Custom code runs only here, on nodes.
 
+Stopping: once training starts, a SIGTERM (a cancel or a preemption) makes the gang stop at its
+next step boundary (`StopSignal`): the reporting rank writes a checkpoint there, prints the
+`STOPPED_MARK` line, and every rank exits with `STOPPED_EXIT`.
+
 Resuming: a start resumes from the newest `latest.pt` of this attempt or an earlier one (see
-`workers.train.checkpoint`), then continues after its epoch. Within the same attempt the
+`workers.train.checkpoint`), then continues after its epoch, or inside it after the steps a
+stop left done. Within the same attempt the
 metric `seq` continues from the checkpoint; a new attempt (a requeue) starts its own `seq` at
 0, because the portal keys metrics by `(attempt, seq)`.
 """
@@ -25,14 +30,17 @@ metric `seq` continues from the checkpoint; a new attempt (a requeue) starts its
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
 import torch
@@ -52,7 +60,7 @@ from workers.messages import (
 from workers.models import ModelShapeError, build_model, custom_model, output_width
 from workers.reporter import StreamReporter
 from workers.storage import StorageError
-from workers.train import ERROR_MARK
+from workers.train import ERROR_MARK, STOPPED_EXIT, STOPPED_MARK
 from workers.train.checkpoint import (
     BEST,
     Best,
@@ -238,6 +246,34 @@ def agree_on_start(checkpoint: Checkpoint | None, gang: Gang) -> None:
         )
 
 
+class StopSignal:
+    """SIGTERM (a cancel or a preemption, from the launcher or torchrun) asks this rank to stop
+    at the next step boundary: the gang agrees on it inside the step's all-reduce, the
+    reporting rank writes a checkpoint there, and every rank exits with `STOPPED_EXIT`.
+    Installed once training starts; before that a SIGTERM ends the rank at once, with nothing
+    new to save."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None  # time.monotonic() of the first SIGTERM
+
+    def install(self) -> StopSignal:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        if self.at is None:
+            self.at = time.monotonic()
+
+    def flag(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor(
+            [1.0 if self.at is not None else 0.0], dtype=torch.float64, device=device
+        )
+
+
+class Stopped(Exception):
+    """The gang agreed to stop on SIGTERM; the checkpoint is written."""
+
+
 @dataclass
 class Run:
     """What one rank trains with, built once by `build` and moved on by `run_epoch`."""
@@ -253,6 +289,7 @@ class Run:
     outputs: int
     epoch: int = 0  # the last completed epoch
     step: int = 0
+    epoch_step: int = 0  # steps done of epoch `epoch + 1` (a resume after a stop inside it)
     best: Best | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
@@ -310,8 +347,11 @@ def resume(spec: AttemptSpec, run: Run, gang: Gang) -> int:
     run.model.load_state_dict(checkpoint.model)
     run.optimizer.load_state_dict(checkpoint.optimizer)
     run.epoch, run.step, run.best = checkpoint.epoch, checkpoint.step, checkpoint.best
+    run.epoch_step = checkpoint.epoch_step
     run.val_loss, run.val_accuracy = checkpoint.val_loss, checkpoint.val_accuracy
     say(gang.rank, f"resuming after epoch {run.epoch} (step {run.step}) from {resume_from}")
+    if run.epoch_step:
+        say(gang.rank, f"resuming inside epoch {run.epoch + 1} after {run.epoch_step} steps")
     return checkpoint.seq if checkpoint.attempt == spec.attempt_id else 0
 
 
@@ -330,15 +370,20 @@ def evaluate(run: Run, gang: Gang) -> torch.Tensor:
     return totals
 
 
-def run_epoch(spec: AttemptSpec, run: Run, gang: Gang, metrics: Metrics | None) -> None:
-    """Train one epoch on this rank's shard, then validate; the reporting rank reports both."""
+def run_epoch(
+    spec: AttemptSpec, run: Run, gang: Gang, metrics: Metrics | None, stop: StopSignal
+) -> bool:
+    """Train one epoch on this rank's shard, then validate; the reporting rank reports both.
+    False: the gang stopped at a step boundary inside the epoch (a SIGTERM on some rank)."""
     epochs = spec.training.epochs
     epoch = run.epoch + 1
     objective = run.objective
     run.sampler.set_epoch(epoch)
     run.ddp.train()
     local = torch.zeros(3, dtype=torch.float64, device=gang.device)
-    for x_cpu, y_cpu in run.loader:
+    # After a stop inside this epoch, its first steps are done: the sampler's order is seeded
+    # by the epoch, so skipping them continues where the checkpoint left off.
+    for x_cpu, y_cpu in itertools.islice(run.loader, run.epoch_step, None):
         x, y = x_cpu.to(gang.device), y_cpu.to(gang.device)
         run.optimizer.zero_grad(set_to_none=True)
         outputs = run.ddp(x)
@@ -346,14 +391,23 @@ def run_epoch(spec: AttemptSpec, run: Run, gang: Gang, metrics: Metrics | None) 
         loss.backward()
         run.optimizer.step()
         run.step += 1
+        run.epoch_step += 1
         totals = objective.totals(outputs, y, loss)
         local += totals
-        dist.all_reduce(totals)
+        # The stop flag rides in the step's one all-reduce: every rank stops after the same
+        # step, whichever of them got the SIGTERM.
+        packed = torch.cat([totals, stop.flag(gang.device)])
+        dist.all_reduce(packed)
+        totals = packed[:3]
         check_finite(totals, step=run.step, epoch=epoch)
         if metrics:
             metrics.report(split="train", step=run.step, epoch=epoch, totals=totals)
+        # A stop at the epoch's last step finishes it (validation is short): the checkpoint
+        # is then the epoch's own.
+        if packed[3] > 0 and run.epoch_step < len(run.loader):
+            return False
     val = evaluate(run, gang)
-    run.epoch = epoch
+    run.epoch, run.epoch_step = epoch, 0
     loss_sum, _, count = local.tolist()
     say(gang.rank, f"epoch {epoch}/{epochs} local train loss {loss_sum / max(count, 1):.4f}")
     val_loss, val_correct, val_count = val.tolist()
@@ -365,6 +419,14 @@ def run_epoch(spec: AttemptSpec, run: Run, gang: Gang, metrics: Metrics | None) 
         accuracy = "" if run.val_accuracy is None else f" accuracy {run.val_accuracy:.3f}"
         shown = "n/a" if run.val_loss is None else f"{run.val_loss:.4f}"
         say(gang.rank, f"epoch {epoch}/{epochs} step {run.step} val loss {shown}{accuracy}")
+    return True
+
+
+def gang_stopping(stop: StopSignal, gang: Gang) -> bool:
+    """Whether any rank got a SIGTERM (between steps: validating, checkpointing)."""
+    flag = stop.flag(gang.device)
+    dist.all_reduce(flag)
+    return bool(flag[0] > 0)
 
 
 def save_checkpoint(spec: AttemptSpec, run: Run, seq: int) -> Saved:
@@ -376,6 +438,7 @@ def save_checkpoint(spec: AttemptSpec, run: Run, seq: int) -> Saved:
             optimizer=run.optimizer.state_dict(),
             epoch=run.epoch,
             step=run.step,
+            epoch_step=run.epoch_step,
             seq=seq,
             attempt=spec.attempt_id,
             val_loss=run.val_loss,
@@ -436,13 +499,29 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
         if reporters
         else None
     )
+    stop = StopSignal().install()
     while run.epoch < training.epochs:
-        run_epoch(spec, run, gang, metrics)
-        due = checkpoint_due(run.epoch, every=training.checkpoint_every, epochs=training.epochs)
-        if is_reporting(gang) and due:
+        finished = run_epoch(spec, run, gang, metrics, stop)
+        due = finished and checkpoint_due(
+            run.epoch, every=training.checkpoint_every, epochs=training.epochs
+        )
+        stopping = not finished or gang_stopping(stop, gang)
+        saved = None
+        if is_reporting(gang) and (due or stopping):
             saved = save_checkpoint(spec, run, metrics.seq if metrics else 0)
             if reporters:
                 reporters.events.report(saved_entry(spec, run, saved))
+        if stopping:
+            # No rank exits before the checkpoint is whole: torchrun would stop the others.
+            dist.barrier()
+            if saved is not None:
+                after = f"{time.monotonic() - stop.at:.2f}s after SIGTERM" if stop.at else ""
+                say(
+                    gang.rank,
+                    f"{STOPPED_MARK} checkpointed {saved.name} (epoch {run.epoch}, "
+                    f"step {run.step}) {after}".rstrip(),
+                )
+            raise Stopped
     if is_reporting(gang):
         export(spec, run, gang)
 
@@ -491,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         say(rank, f"{ERROR_MARK} {exc}", error=True)
         return 2
+    except Stopped:
+        return STOPPED_EXIT
     finally:
         if reporters is not None:
             for reporter in (reporters.metrics, reporters.events):
