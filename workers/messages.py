@@ -439,7 +439,10 @@ class PredictRequest(_Spec, frozen=True):
 # Each entry has one field, "data", holding the JSON of one of the entries below (`encode`).
 
 
-def stream_name(prefix: str, kind: Literal["metrics", "logs", "events", "health"]) -> str:
+StreamKind = Literal["metrics", "ranks", "logs", "events", "health"]
+
+
+def stream_name(prefix: str, kind: StreamKind) -> str:
     return f"{prefix}:{kind}"
 
 
@@ -465,14 +468,39 @@ class MetricEntry(_Entry):
     ts: Timestamp
 
 
-class LogEntry(_Entry):
-    """One line of a rank's stdout or stderr, captured by the launcher on its node."""
+class RankStatsEntry(_Entry):
+    """One rank's own figures over a window of its training steps (about a second), summed
+    up by its node's launcher from the rank's step records. `(attempt, rank, step)` is unique:
+    `step` is the window's last step."""
 
     job: Id
     attempt: Id
     node_rank: Count
+    rank: Count
+    local_rank: Count
+    step: Count
+    steps: Annotated[int, Meta(ge=1, le=2**31 - 1)]  # steps in the window
+    step_time_s: Annotated[float, Meta(ge=0.0)]  # their mean wall time
+    samples_per_s: Annotated[float, Meta(ge=0.0)]  # this rank's examples over their time
+    # Memory used on this rank's GPU (NVML) at the window's end; None on CPU.
+    gpu_memory_used: ByteCount | None
+    ts: Timestamp
+
+
+class LogEntry(_Entry):
+    """One line of a rank's stdout or stderr, captured by the launcher on its node.
+
+    `rank` and `local_rank` name the rank that wrote it (torchrun tags each rank's lines);
+    None for torchrun's own lines. A `notice` line is the launcher's own: it says the job's
+    log was cut at its cap (`TRAINYARD_LOG_MAX_BYTES_PER_JOB`)."""
+
+    job: Id
+    attempt: Id
+    node_rank: Count
+    rank: Count | None
+    local_rank: Count | None
     seq: Count  # contiguous from 0 per (attempt, node_rank)
-    stream: Literal["stdout", "stderr"]
+    stream: Literal["stdout", "stderr", "notice"]
     line: str
     ts: Timestamp
 
@@ -583,6 +611,7 @@ class HealthEntry(_Entry):
 
 Entry = (
     MetricEntry
+    | RankStatsEntry
     | LogEntry
     | AttemptStartedEntry
     | AttemptExitedEntry

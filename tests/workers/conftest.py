@@ -15,7 +15,7 @@ from typing import Literal
 import pytest
 import redis
 
-from workers.messages import stream_name
+from workers.messages import StreamKind, stream_name
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Node:
     prefix: str
     state_dir: Path
 
-    def stream(self, kind: Literal["metrics", "logs", "events", "health"]) -> str:
+    def stream(self, kind: StreamKind) -> str:
         return stream_name(self.prefix, kind)
 
 
