@@ -6,24 +6,25 @@ import signal
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from portal.ops.ingest import AnotherIngestRunning, IngestConfig, IngestLock, Ingestor
+from portal.ops.ingest import IngestConfig, Ingestor
 
 
 class Command(BaseCommand):
     help = (
-        "Read the telemetry Redis Streams into PostgreSQL and fan out to browsers. Run ONE "
-        "ingest process per database: log ids must become visible in order for the browsers' "
-        "log cursor, so a second ingest refuses to start (a PostgreSQL advisory lock). The "
-        "consumer group still lets a restarted ingest resume what it had not acknowledged."
+        "Read the telemetry Redis Streams into PostgreSQL and fan out to browsers. Run as many "
+        "ingest processes as the load needs, each with its own --consumer name: they share "
+        "the entries of one consumer group, and a restarted one resumes what it had not "
+        "acknowledged."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--consumer",
-            help="Consumer name in the 'ingest' group (default: the host name). Keep it stable "
-            "across restarts so a restarted ingest resumes its own pending entries.",
+            help="Consumer name in the 'ingest' group (default: the host name). Give each "
+            "ingest process on a host its own, and keep it stable across restarts so a "
+            "restarted ingest resumes its own pending entries.",
         )
         parser.add_argument("--batch", type=int, default=500, help="Entries per stream per read.")
         parser.add_argument(
@@ -38,7 +39,6 @@ class Command(BaseCommand):
             IngestConfig.from_settings(
                 consumer=options["consumer"], batch=options["batch"], block_ms=options["block_ms"]
             ),
-            lock=IngestLock(),
         )
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -48,7 +48,4 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        try:
-            ingestor.run()
-        except AnotherIngestRunning as exc:
-            raise CommandError(str(exc)) from exc
+        ingestor.run()
