@@ -143,7 +143,8 @@ class JobConsumer(JsonFiniteConsumer):
         self.log_holes = False
         if after is None:
             lines, self.log_cursor = await self._log_tail(job)
-            await self._send_logs(lines)
+            if lines or self.log_cursor:
+                await self._send_logs(lines)
             return
         self.log_cursor = after
         await self._catch_up_logs()

@@ -24,7 +24,7 @@ from tests.workers.support import (
     processes_running,
     wait_for,
 )
-from workers import attempts, config
+from workers import attempts
 from workers.launcher import LaunchSettings, LogPump, torchrun_command
 from workers.messages import AttemptSpec
 from workers.spool import Appender

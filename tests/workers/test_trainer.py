@@ -18,7 +18,6 @@ from tests.workers.conftest import Node
 from tests.workers.support import entries, free_port, iris_spec, sha256_of
 from workers import config
 from workers.launcher import LaunchSettings, telemetry_dir, torchrun_command, torchrun_env
-from workers.shipper import Shipper, drain
 from workers.messages import (
     AttemptSpec,
     DatasetSpec,
@@ -27,6 +26,7 @@ from workers.messages import (
     MlpModel,
     PreprocessSpec,
 )
+from workers.shipper import Shipper, drain
 
 # The trainer prepares data with workers.datasets and builds models with workers.models
 # (other branches of the catalog work): until they are merged, these tests cannot run.
