@@ -648,9 +648,18 @@ def decode(raw: bytes | str, kind: UnionType) -> Entry: ...
 def decode(raw: bytes | str, kind: Any) -> Any:
     """Parse and check one entry's JSON as `kind` (an entry Struct, or `EventEntry`).
 
-    Parsed with the standard library first: a Python node's `json.dumps` writes a diverged loss
-    as `NaN`, which is not JSON and which msgspec's own parser refuses.
+    msgspec parses and checks in one pass (ingest's hot path). A Python node's `json.dumps`
+    writes a diverged loss as `NaN`, which is not JSON and which msgspec's parser refuses, so
+    text msgspec cannot parse is read again with the standard library first.
     """
+    try:
+        return msgspec.json.decode(raw, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith("Expected `object`") and " - at `" not in str(exc):
+            raise MessageInvalid(f"data is not a JSON object: {exc}") from exc
+        raise MessageInvalid(str(exc)) from exc
+    except msgspec.DecodeError:
+        pass
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

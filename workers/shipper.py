@@ -27,16 +27,16 @@ from pathlib import Path
 import redis
 
 from workers.health import GpuProbe
-from workers.messages import AttemptSpec, MetricEntry, RankStatsEntry, StreamKind, encode
+from workers.messages import AttemptSpec, MetricEntry, RankStatsEntry, encode
 from workers.spool import (
     EVENTS_FILE,
+    HAS_ACCURACY,
     LOGS_FILE,
     METRIC_TRAIN,
     METRIC_VAL,
     STATS,
     STEP,
     STEPS_GLOB,
-    HAS_ACCURACY,
     StepRecord,
     Tail,
     unpack_steps,

@@ -17,7 +17,7 @@ from typing import Literal, TypedDict
 from portal.cluster.events import CLUSTER_CHANGED, CLUSTER_GROUP
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.lib.realtime import GroupMessage, send_on_commit
-from workers.messages import LogEntry
+from workers.messages import LogEntry, MetricEntry
 
 JOBS_ALL_GROUP = "jobs-all"
 
@@ -92,6 +92,20 @@ def metric_point_payload(point: MetricPoint) -> MetricPointPayload:
         "loss": point.loss,
         "accuracy": point.accuracy,
         "ts": point.reported_at.timestamp(),
+    }
+
+
+def metric_entry_payload(entry: MetricEntry) -> MetricPointPayload:
+    """`metric_point_payload` of the row ingest stores for `entry`, without building it."""
+    return {
+        "attempt": entry.attempt,
+        "seq": entry.seq,
+        "split": entry.split,
+        "step": entry.step,
+        "epoch": entry.epoch,
+        "loss": entry.loss,
+        "accuracy": entry.accuracy,
+        "ts": entry.ts,
     }
 
 

@@ -73,7 +73,9 @@ class Streams:
         return total
 
     def cleanup(self) -> None:
-        keys = [self.name(kind) for kind in ("metrics", "ranks", "logs", "events", "health", "dead")]
+        keys = [
+            self.name(kind) for kind in ("metrics", "ranks", "logs", "events", "health", "dead")
+        ]
         self.redis.delete(*keys)
         self.redis.close()
 
@@ -138,7 +140,13 @@ def metric(attempt: Attempt, seq: int, **fields: Any) -> dict[str, Any]:
 
 
 def log(
-    attempt: Attempt, seq: int, line: str, *, node_rank: int = 0, rank: int | None = 0, **fields: Any
+    attempt: Attempt,
+    seq: int,
+    line: str,
+    *,
+    node_rank: int = 0,
+    rank: int | None = 0,
+    **fields: Any,
 ) -> dict[str, Any]:
     return {
         "job": attempt.job_id,

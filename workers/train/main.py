@@ -38,7 +38,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -123,9 +122,7 @@ class Reporters:
 class Metrics:
     """What a rank reports each step; the reporting rank's points keep `seq` contiguous."""
 
-    def __init__(
-        self, *, steps: StepWriter, reporting: bool, seq: int, has_accuracy: bool
-    ) -> None:
+    def __init__(self, *, steps: StepWriter, reporting: bool, seq: int, has_accuracy: bool) -> None:
         self._steps = steps
         self._reporting = reporting
         self._has_accuracy = has_accuracy

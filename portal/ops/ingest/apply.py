@@ -39,7 +39,7 @@ from portal.jobs.events import (
     LogLinePayload,
     MetricPointPayload,
     log_entry_payload,
-    metric_point_payload,
+    metric_entry_payload,
 )
 from portal.jobs.models import Attempt, JobLogVolume, LogLine, MetricPoint, RankSample
 from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
@@ -151,44 +151,21 @@ def _apply_metrics(
             continue
         # Within a batch the first copy wins, as ON CONFLICT DO NOTHING does across batches.
         accepted.setdefault((entry.attempt, entry.seq), entry)
-    rows = [
-        MetricPoint(
-            job_id=e.job,
-            attempt_id=e.attempt,
-            seq=e.seq,
-            split=e.split,
-            step=e.step,
-            epoch=e.epoch,
-            loss=e.loss,
-            accuracy=e.accuracy,
-            reported_at=_ts(e.ts),
-        )
-        for _key, e in sorted(accepted.items())
-    ]
-    if rows:
+    kept = [e for _key, e in sorted(accepted.items())]
+    if kept:
         copy_rows(
             MetricPoint._meta.db_table,
             METRIC_COLUMNS,
             (
-                (
-                    r.job_id,
-                    r.attempt_id,
-                    r.seq,
-                    r.split,
-                    r.step,
-                    r.epoch,
-                    r.loss,
-                    r.accuracy,
-                    r.reported_at,
-                )
-                for r in rows
+                (e.job, e.attempt, e.seq, e.split, e.step, e.epoch, e.loss, e.accuracy, _ts(e.ts))
+                for e in kept
             ),
         )
-    # The live payload of each row is the backfill's (`metric_point_payload`), so a page
-    # sees the same point whichever way it arrived.
+    # The live payload is the backfill's shape (`metric_entry_payload` is
+    # `metric_point_payload` of the stored row), so a page sees the same point either way.
     points: dict[int, list[MetricPointPayload]] = defaultdict(list)
-    for row in rows:
-        points[row.job_id].append(metric_point_payload(row))
+    for e in kept:
+        points[e.job].append(metric_entry_payload(e))
     return dict(points), fenced
 
 
