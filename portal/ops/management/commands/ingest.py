@@ -30,14 +30,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--block-ms", type=int, default=1000, help="How long one read waits for entries."
         )
+        parser.add_argument(
+            "--claim-idle-ms",
+            type=int,
+            default=60_000,
+            help="Take over entries another consumer has held unacknowledged this long (a "
+            "dead ingest's).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["batch"] < 1 or options["block_ms"] < 1:
-            self.stderr.write("--batch and --block-ms must be positive")
+        if min(options["batch"], options["block_ms"], options["claim_idle_ms"]) < 1:
+            self.stderr.write("--batch, --block-ms and --claim-idle-ms must be positive")
             raise SystemExit(2)
         ingestor = Ingestor(
             IngestConfig.from_settings(
-                consumer=options["consumer"], batch=options["batch"], block_ms=options["block_ms"]
+                consumer=options["consumer"],
+                batch=options["batch"],
+                block_ms=options["block_ms"],
+                claim_idle_ms=options["claim_idle_ms"],
+                # Look for a dead consumer's entries about as often as they may go idle.
+                claim_every_s=min(30.0, options["claim_idle_ms"] / 1000),
             ),
         )
 
