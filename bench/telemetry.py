@@ -9,14 +9,17 @@ COPY of the same rows; the channel layers' cost per event). Results: bench/RESUL
 
 from __future__ import annotations
 
+import sys
 import time
 
 import ingest_throughput
 import reporter_overhead
 
 if __name__ == "__main__":
+    # `--quick`: fewer rounds and points, for a loaded machine.
+    quick = "--quick" in sys.argv[1:]
     started = time.perf_counter()
-    reporter_overhead.main([])
+    reporter_overhead.main(["--rounds", "5"] if quick else [])
     print()
-    ingest_throughput.main([])
+    ingest_throughput.main(["--points", "30000", "--events", "500"] if quick else [])
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

@@ -63,6 +63,9 @@ class JobConsumer(JsonFiniteConsumer):
     cursors, then live `metrics`, `logs` and `state` messages."""
 
     group: str | None = None
+    log_cursor: LogCursor
+    # A live line arrived past a hole in its share: read the share again once it fills.
+    log_holes: bool = False
 
     async def connect(self) -> None:
         user = scope_user(self.scope)

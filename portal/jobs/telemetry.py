@@ -12,11 +12,12 @@ The cursor travels as text, `<attempt>.<node_rank>.<seq>` joined by `,` (`LogCur
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
 from operator import or_
+from typing import Any
 
 from django.db.models import Q
 
@@ -47,7 +48,7 @@ class LogCursor(dict[Share, int]):
     def text(self) -> str:
         return ",".join(f"{a}.{r}.{s}" for (a, r), s in sorted(self.items()))
 
-    def take(self, line: LogLine | dict[str, int]) -> bool:
+    def take(self, line: LogLine | Mapping[str, Any]) -> bool:
         """Advance over `line` if it is the next of its share; False for a repeat or a line
         past a hole."""
         if isinstance(line, LogLine):

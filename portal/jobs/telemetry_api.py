@@ -49,7 +49,8 @@ class LogLineSerializer(serializers.ModelSerializer[LogLine]):
 
 
 class LogCursorField(serializers.CharField):
-    def to_internal_value(self, data: Any) -> LogCursor:
+    def to_internal_value(self, data: Any) -> LogCursor:  # type: ignore[override]
+        # The parsed cursor, not its text: DRF's CharField is typed to return str.
         text = super().to_internal_value(data)
         try:
             return LogCursor.parse(text)

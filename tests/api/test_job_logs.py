@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import cast
 
 from django.contrib.auth.models import User
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from portal.jobs.models import Attempt, Job, JobLogVolume, LogLine, RankSample
@@ -74,7 +77,8 @@ def test_it_filters_by_rank_and_text_and_downloads_the_same_selection(
     assert download.status_code == 200
     assert download.streaming
     assert download["Content-Disposition"] == f'attachment; filename="job-{job.pk}.log"'
-    text = b"".join(download.streaming_content).decode()
+    assert isinstance(download, StreamingHttpResponse)
+    text = b"".join(cast(Iterator[bytes], download.streaming_content)).decode()
     assert text.splitlines() == [
         f"[attempt {attempt.pk} node 0 rank 0 stdout] rank 0 says {seq}" for seq in range(3)
     ]
@@ -89,7 +93,9 @@ def test_a_truncated_log_says_so_in_the_page_and_the_download(
     client = client_for(owner)
 
     assert client.get(f"/api/v1/jobs/{job.pk}/logs/").json()["truncated"] is True
-    text = b"".join(client.get(f"/api/v1/jobs/{job.pk}/logs/download/").streaming_content)
+    download = client.get(f"/api/v1/jobs/{job.pk}/logs/download/")
+    assert isinstance(download, StreamingHttpResponse)
+    text = b"".join(cast(Iterator[bytes], download.streaming_content))
     assert text.decode().splitlines()[-1].startswith("[trainyard] this log reached the job's cap")
 
 

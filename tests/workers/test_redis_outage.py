@@ -3,6 +3,8 @@ point, rank sample and log line reaches Redis once it is back, in order."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import signal
 import subprocess
 import sys
@@ -48,10 +50,8 @@ class PrivateRedis:
         """Save the data set and exit, as an operator's restart does."""
         assert self.process is not None
         client = redis.Redis.from_url(self.url)
-        try:
+        with contextlib.suppress(redis.ConnectionError):
             client.shutdown(save=True)
-        except redis.ConnectionError:
-            pass
         client.close()
         self.process.wait(timeout=20)
         self.process = None
@@ -122,7 +122,7 @@ def test_a_30_second_redis_outage_loses_no_point_and_never_pauses_training(
     # Training went on through the outage, step after step, without a pause.
     during = [r for r in records if down_at <= r.ts <= up_at]
     assert len(during) > 100, "no training steps during the outage"
-    gaps = [b.ts - a.ts for a, b in zip(records, records[1:], strict=False)]
+    gaps = [b.ts - a.ts for a, b in itertools.pairwise(records)]
     assert max(gaps) < 2.0, f"training paused for {max(gaps):.1f}s"
 
     # Every point reached Redis, once, in order; rank figures and log lines too.
