@@ -107,7 +107,9 @@ def log_lines_after(
             following[(line.attempt_id, line.node_rank)] = line.seq
         return lines, following, more
     lines = [line for line in rows[:limit] if following.take(line)]
-    return lines, following, more
+    # Past a hole there is nothing more to have yet: say so, or a reader looping on
+    # `more` would ask for the same page until the hole fills.
+    return lines, following, more and len(lines) == limit
 
 
 def log_lines_tail(*, job: Job, limit: int = 500) -> tuple[list[LogLine], LogCursor]:
