@@ -1,41 +1,39 @@
-"""How many metric points per second ingest writes into PostgreSQL: batched vs one by one.
+"""Sustained metric points per second into PostgreSQL: 1 and 2 ingest processes beside a raw
+COPY of the same rows, in one run; then the channel layer's cost per fan-out event.
 
-The real path is `portal.ops.ingest.Ingestor.run_once()`: XREADGROUP up to 500 entries, parse
-and check them, `batch_apply` in one transaction (one fencing query, one multi-row INSERT ...
-ON CONFLICT DO NOTHING), XACK after the commit, one channel-layer event per job. The naive path
-reads the same entries the same way but stores each with `MetricPoint.objects.create` in its
-own transaction (and skips the fencing query and the fan-out, which only flatters it).
+- **raw COPY**: the rows ingest would store, `COPY`ed straight into `jobs_metricpoint` by
+  psycopg 3 in one transaction: no Redis, no parsing, no fencing, no uniqueness check. The limit.
+- **N ingest processes**: `portal.ops.ingest.Ingestor` loops in N processes of their own, one
+  consumer group, reading a stream the bench filled beforehand (untimed). Each process is set
+  up (Django, groups, a first query) before the clock starts; the clock stops when PostgreSQL
+  holds every point. That is the whole real path: XREADGROUP, decode and check, the fencing
+  query, COPY into a staging table and INSERT ... ON CONFLICT DO NOTHING, commit, XACK, one
+  channel-layer event per job per batch.
 
-Everything runs against a scratch database created on the running PostgreSQL (migrated, then
-dropped at the end) and fresh stream names on the running Redis. Entries are written to the
-stream before each timed window, so the timings are ingest alone. Variants alternate in
-rounds, order rotating, and the numbers are medians over rounds.
+Then each channel layer (channels-redis core and pub/sub) sends the same 2,000 batch events
+(500 points each) to a job group with one listening consumer, which is what ingest pays per
+batch.
 
-A child process then ingests 50,000 points through the batched path alone and reports its peak
-RSS (`getrusage`), so nothing the naive rounds allocated counts against it.
+Everything runs in a scratch database (created, migrated, dropped) on the server DATABASE_URL
+names, and streams named `bench-*` (deleted). Variants alternate in rounds; medians.
 
-    . /work/devstate/env.sh && python bench/ingest_throughput.py
-    python -m portal.devservers run -- python bench/ingest_throughput.py   # embedded servers
+    python -m portal.devservers run -- python bench/ingest_throughput.py
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
+import asyncio
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import psutil
 import psycopg
 import redis
 from psycopg import sql
@@ -47,15 +45,12 @@ from workers.messages import MetricEntry, encode
 
 if TYPE_CHECKING:
     from portal.jobs.models import Attempt
-    from portal.ops.ingest import Ingestor
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("metrics", "logs", "events", "health")
-_users = itertools.count(1)
-WARM_UP = 500
-
-
-# ---- setup ------------------------------------------------------------------------------------
+KINDS = ("metrics", "ranks", "logs", "events", "health")
+COLUMNS = (
+    "job_id", "attempt_id", "seq", "split", "step", "epoch", "loss", "accuracy", "reported_at"
+)  # fmt: skip
 
 
 def with_database(url: str, name: str) -> str:
@@ -63,7 +58,6 @@ def with_database(url: str, name: str) -> str:
 
 
 def django_setup() -> None:
-    # tests.factories is not an installed package; the checkout root makes it importable.
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
@@ -71,309 +65,260 @@ def django_setup() -> None:
     django.setup()
 
 
-def make_attempt() -> Attempt:
-    """A running job's first (so current) attempt, through the shared factories."""
+def make_attempt(tag: str) -> Attempt:
     from portal.jobs.models import Job
     from tests.factories import make_attempt, make_job, make_user
 
-    # The factories' name counter starts again in every process; the pid keeps names apart.
-    job = make_job(make_user(f"bench{os.getpid()}_{next(_users)}"), state=Job.State.RUNNING)
+    job = make_job(make_user(f"bench_{os.getpid()}_{tag}"), state=Job.State.RUNNING)
     return make_attempt(job)
 
 
-def write_entries(client: redis.Redis, stream: str, attempt: Attempt, seqs: range) -> None:
-    """XADD one metric entry per seq, the way the trainer's reporter writes them (untimed)."""
+def entries(attempt: Attempt, count: int) -> list[MetricEntry]:
     now = time.time()
-    for chunk in range(seqs.start, seqs.stop, 1000):
+    return [
+        MetricEntry(
+            job=attempt.job_id,
+            attempt=attempt.pk,
+            seq=seq,
+            split="train" if seq % 10 else "val",
+            step=seq,
+            epoch=1 + seq // 100,
+            loss=1.0 / (seq + 1),
+            accuracy=0.5 + (seq % 50) / 100,
+            ts=now + seq / 1000,
+        )
+        for seq in range(count)
+    ]
+
+
+def fill(client: redis.Redis, stream: str, points: list[MetricEntry]) -> None:
+    for start in range(0, len(points), 2000):
         pipe = client.pipeline(transaction=False)
-        for seq in range(chunk, min(chunk + 1000, seqs.stop)):
-            entry = MetricEntry(
-                job=attempt.job_id,
-                attempt=attempt.pk,
-                seq=seq,
-                split="train" if seq % 10 else "val",
-                step=seq,
-                epoch=1 + seq // 100,
-                loss=1.0 / (seq + 1),
-                accuracy=0.5 + (seq % 50) / 100,
-                ts=now + seq / 1000,
-            )
+        for entry in points[start : start + 2000]:
             pipe.xadd(stream, {"data": encode(entry)})
         pipe.execute()
 
 
-def make_ingestor(redis_url: str, prefix: str) -> Ingestor:
+def stored(attempt_id: int) -> int:
+    from portal.jobs.models import MetricPoint
+
+    return MetricPoint.objects.filter(attempt_id=attempt_id).count()
+
+
+# ---- variants ---------------------------------------------------------------------------------
+
+
+def raw_copy(database_url: str, points: list[MetricEntry]) -> float:
+    rows = [
+        (e.job, e.attempt, e.seq, e.split, e.step, e.epoch, e.loss, e.accuracy,
+         datetime.fromtimestamp(e.ts, tz=UTC))
+        for e in points
+    ]  # fmt: skip
+    with psycopg.connect(database_url) as conn:
+        begin = time.perf_counter()
+        with conn.cursor() as cursor:
+            names = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+            with cursor.copy(sql.SQL("COPY jobs_metricpoint ({}) FROM STDIN").format(names)) as c:
+                for row in rows:
+                    c.write_row(row)
+        conn.commit()
+        return len(rows) / (time.perf_counter() - begin)
+
+
+def ingest_child(prefix: str, consumer: str, batch: int) -> None:
+    """One ingest process: set up, say `ready`, wait for `go`, ingest until SIGTERM."""
+    import signal
+
+    django_setup()
     from portal.ops.ingest import IngestConfig, Ingestor
 
-    ingestor = Ingestor(IngestConfig(redis_url=redis_url, prefix=prefix, consumer="bench"))
-    ingestor.ensure_groups()
-    return ingestor
-
-
-def drop_streams(client: redis.Redis, prefixes: list[str]) -> None:
-    names = [f"{prefix}:{kind}" for prefix in prefixes for kind in (*KINDS, "dead")]
-    client.delete(*names)
-
-
-# ---- the two ways to store points --------------------------------------------------------------
-
-
-def batched(ingestor: Ingestor, count: int) -> None:
-    """The real path: run_once() until every entry is stored and acknowledged."""
-    acked = 0
-    while acked < count:
-        acked += ingestor.run_once()
-
-
-def naive(client: redis.Redis, stream: str, count: int) -> None:
-    """Same reads and acks; one INSERT and one COMMIT per point."""
-    from django.db import transaction
-
-    from portal.jobs.models import MetricPoint
-    from portal.lib.streams import GROUP
-    from portal.ops.ingest.entries import entry_parse
-
-    stored = 0
-    while stored < count:
-        response = client.xreadgroup(GROUP, "bench", {stream: ">"}, count=500, block=1000)
-        for _name, messages in cast(list[Any], response or []):
-            for _entry_id, fields in messages:
-                e = cast(MetricEntry, entry_parse("metrics", fields))
-                with transaction.atomic():
-                    MetricPoint.objects.create(
-                        job_id=e.job,
-                        attempt_id=e.attempt,
-                        seq=e.seq,
-                        split=e.split,
-                        step=e.step,
-                        epoch=e.epoch,
-                        loss=e.loss,
-                        accuracy=e.accuracy,
-                        reported_at=datetime.fromtimestamp(e.ts, tz=UTC),
-                    )
-                stored += 1
-            client.xack(stream, GROUP, *[entry_id for entry_id, _fields in messages])
-
-
-# ---- the benchmark ----------------------------------------------------------------------------
-
-
-class Variant:
-    """One way of ingesting, with its own attempt, streams and seq counter."""
-
-    def __init__(
-        self,
-        name: str,
-        prefix: str,
-        points: int,
-        run: Callable[[int], None],
-        *,
-        conn_max_age: int | None = 0,
-    ) -> None:
-        self.name = name
-        self.prefix = prefix
-        self.points = points
-        self.run = run
-        self.conn_max_age = conn_max_age
-        self.attempt = make_attempt()
-        self.next_seq = 0
-        self.rates: list[float] = []
-
-    def round(self, client: redis.Redis) -> None:
-        from django.db import connections
-
-        seqs = range(self.next_seq, self.next_seq + self.points)
-        write_entries(client, f"{self.prefix}:metrics", self.attempt, seqs)
-        self.next_seq = seqs.stop
-        # CONN_MAX_AGE is read when a connection opens; start each round on a fresh one.
-        connections.close_all()
-        connections["default"].settings_dict["CONN_MAX_AGE"] = self.conn_max_age
-        begin = time.perf_counter()
-        self.run(self.points)
-        self.rates.append(self.points / (time.perf_counter() - begin))
-
-
-def stored(attempt: Attempt) -> int:
-    from portal.jobs.models import MetricPoint
-
-    return MetricPoint.objects.filter(attempt=attempt).count()
-
-
-def maxrss_mib() -> float:
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_child(prefix: str, points: int) -> None:
-    """Ingest `points` waiting in `prefix`'s metrics stream through the batched path; print one
-    JSON line. The parent wrote the entries, so this process's peak is ingest's alone."""
-    django_setup()
-    ingestor = make_ingestor(os.environ["REDIS_URL"], prefix)
-    # The first batch warms up imports, the first queries and the channel layer.
-    batched(ingestor, WARM_UP)
-    baseline = maxrss_mib()
-    begin = time.perf_counter()
-    batched(ingestor, points)
-    elapsed = time.perf_counter() - begin
-    print(
-        json.dumps(
-            {
-                "seconds": elapsed,
-                "baseline_mib": baseline,
-                "peak_mib": maxrss_mib(),
-                "rss_mib": psutil.Process().memory_info().rss / 2**20,
-            },
+    ingestor = Ingestor(
+        IngestConfig(
+            redis_url=os.environ["REDIS_URL"],
+            prefix=prefix,
+            consumer=consumer,
+            batch=batch,
+            block_ms=100,
         )
     )
+    ingestor.ensure_groups()
+    signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
+    from django.db import connection
+
+    connection.ensure_connection()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    ingestor.run()
 
 
-def peak_rss(client: redis.Redis, points: int) -> list[str]:
-    prefix = f"bench-ingest-{os.getpid()}-rss"
-    attempt = make_attempt()
-    write_entries(client, f"{prefix}:metrics", attempt, range(WARM_UP + points))
-    try:
-        child = subprocess.run(
-            [sys.executable, __file__, "--rss-child", prefix, str(points)],
-            check=True,
+def ingest(processes: int, prefix: str, attempt_id: int, count: int, batch: int) -> float:
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", prefix, f"bench-{i}", str(batch)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-    finally:
-        drop_streams(client, [prefix])
-    result = json.loads(child.stdout.strip().splitlines()[-1])
-    if stored(attempt) != WARM_UP + points:
-        raise RuntimeError(f"stored {stored(attempt)} of {WARM_UP + points} points")
-    return [
-        f"{points:,}",
-        f"{result['seconds']:.2f} s",
-        f"{points / result['seconds']:,.0f}",
-        f"{result['baseline_mib']:.1f} MiB",
-        f"{result['peak_mib']:.1f} MiB",
-        f"{result['peak_mib'] - result['baseline_mib']:+.1f} MiB",
-        f"{result['rss_mib']:.1f} MiB",
-    ]
-
-
-def bench(args: argparse.Namespace, redis_url: str) -> None:
-    from django.core.management import call_command
-
-    client = redis.Redis.from_url(redis_url)
-    started = time.perf_counter()
-    call_command("migrate", verbosity=0)
-    print(f"  migrated the scratch database in {time.perf_counter() - started:.1f} s")
-
-    base = f"bench-ingest-{os.getpid()}"
-    real = make_ingestor(redis_url, f"{base}-batched")
-    kept = make_ingestor(redis_url, f"{base}-kept")
-    naive_stream = f"{base}-naive:metrics"
-    from portal.lib.streams import GROUP
-
-    client.xgroup_create(naive_stream, GROUP, id="0", mkstream=True)
-    variants = [
-        Variant(
-            "batched (Ingestor.run_once)",
-            f"{base}-batched",
-            args.batched_points,
-            lambda count: batched(real, count),
-        ),
-        Variant(
-            "batched, connection kept (CONN_MAX_AGE=60)",
-            f"{base}-kept",
-            args.batched_points,
-            lambda count: batched(kept, count),
-            conn_max_age=60,
-        ),
-        Variant(
-            "naive (create + commit per point)",
-            f"{base}-naive",
-            args.naive_points,
-            lambda count: naive(client, naive_stream, count),
-        ),
+        for i in range(processes)
     ]
     try:
-        for round_ in range(args.rounds):
-            shift = round_ % len(variants)
-            for variant in variants[shift:] + variants[:shift]:
-                variant.round(client)
-        from django.db import connections
-
-        connections.close_all()
-        connections["default"].settings_dict["CONN_MAX_AGE"] = 0
-        for variant in variants:
-            count = stored(variant.attempt)
-            if count != variant.next_seq:
-                raise RuntimeError(f"{variant.name}: stored {count} of {variant.next_seq} points")
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError("an ingest process did not start")
+        begin = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        while stored(attempt_id) < count:
+            time.sleep(0.02)
+        return count / (time.perf_counter() - begin)
     finally:
-        drop_streams(client, [variant.prefix for variant in variants])
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(30)
 
-    naive_rate = statistics.median(variants[-1].rates)
-    headers = ["variant", "points/round", "points/s (median)", "min..max", "ratio to naive"]
-    rows = [
-        [
-            variant.name,
-            f"{variant.points:,}",
-            f"{statistics.median(variant.rates):,.0f}",
-            f"{min(variant.rates):,.0f}..{max(variant.rates):,.0f}",
-            f"{statistics.median(variant.rates) / naive_rate:.1f}x",
-        ]
-        for variant in variants
+
+# ---- the channel layer ------------------------------------------------------------------------
+
+
+def layer_cost(redis_url: str, events: int) -> list[list[str]]:
+    """Seconds per group_send of one 500-point batch event, with one listener in the group."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    point = {
+        "attempt": 1, "seq": 0, "split": "train", "step": 0, "epoch": 1, "loss": 0.5,
+        "accuracy": 0.5, "ts": time.time(),
+    }  # fmt: skip
+    event = {"type": "job.metrics", "job": 1, "points": [point] * 500}
+    hosts = [{"address": redis_url}]
+
+    async def measure(layer: Any) -> tuple[float, float]:
+        group = f"bench-{os.getpid()}"
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        received = 0
+
+        async def listen() -> None:
+            nonlocal received
+            while received < events:
+                await layer.receive(channel)
+                received += 1
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)
+        begin = time.perf_counter()
+        for _ in range(events):
+            await layer.group_send(group, event)
+        sent = time.perf_counter() - begin
+        await asyncio.wait_for(listener, 60)
+        total = time.perf_counter() - begin
+        await layer.group_discard(group, channel)
+        if hasattr(layer, "flush"):
+            await layer.flush()
+        return sent / events, total / events
+
+    rows = []
+    layers: list[tuple[str, Any]] = [
+        ("channels_redis.core", lambda: RedisChannelLayer(hosts=hosts, capacity=events)),
+        ("channels_redis.pubsub", lambda: RedisPubSubChannelLayer(hosts=hosts)),
     ]
-    print(table(headers, rows))
+    for name, make in layers:
+        send, through = asyncio.run(measure(make()))
+        rows.append([name, f"{send * 1e3:.3f} ms", f"{through * 1e3:.3f} ms"])
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="ingest throughput: batched vs per point")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batched-points", type=int, default=5000, help="per round")
-    parser.add_argument("--naive-points", type=int, default=1000, help="per round")
-    parser.add_argument("--rss-points", type=int, default=50_000)
-    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.rss_child is not None:
-        rss_child(args.rss_child[0], int(args.rss_child[1]))
+# ---- main -------------------------------------------------------------------------------------
+
+
+def bench(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    client = redis.Redis.from_url(redis_url)
+    names = ["raw COPY (the limit)", "1 ingest process", "2 ingest processes"]
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    prefixes: list[str] = []
+    try:
+        for round_ in range(args.rounds):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                attempt = make_attempt(f"{round_}_{names.index(name)}")
+                points = entries(attempt, args.points)
+                if name.startswith("raw"):
+                    rates[name].append(raw_copy(database_url, points))
+                    continue
+                prefix = f"bench-ingest-{os.getpid()}-{round_}-{names.index(name)}"
+                prefixes.append(prefix)
+                fill(client, f"{prefix}:metrics", points)
+                processes = int(name[0])
+                rates[name].append(ingest(processes, prefix, attempt.pk, args.points, args.batch))
+                if stored(attempt.pk) != args.points:
+                    raise RuntimeError(f"{name}: stored {stored(attempt.pk)} of {args.points}")
+    finally:
+        for prefix in prefixes:
+            client.delete(*(f"{prefix}:{kind}" for kind in (*KINDS, "dead")))
+    limit = statistics.median(rates[names[0]])
+    print(
+        table(
+            ["variant", "points/s (median)", "min..max", "ratio to raw COPY"],
+            [
+                [
+                    name,
+                    f"{statistics.median(values):,.0f}",
+                    f"{min(values):,.0f}..{max(values):,.0f}",
+                    f"{statistics.median(values) / limit:.2f}",
+                ]
+                for name, values in rates.items()
+            ],
+        )
+    )
+    print(f"\nchannel layer: one 500-point event to a group of one listener, {args.events} events")
+    print(
+        table(
+            ["layer", "group_send (ingest pays)", "send to receive"],
+            layer_cost(redis_url, args.events),
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="ingest points/s beside a raw COPY")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--points", type=int, default=100_000, help="per variant per round")
+    parser.add_argument("--batch", type=int, default=500, help="ingest --batch")
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        ingest_child(args.child[0], args.child[1], int(args.child[2]))
         return
-
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not database_url or not redis_url:
-        raise SystemExit("DATABASE_URL and REDIS_URL must be set: source /work/devstate/env.sh")
+        raise SystemExit("DATABASE_URL and REDIS_URL must be set: run under portal.devservers")
     scratch = f"bench_ingest_{os.getpid()}"
     print(f"ingest_throughput: {os.cpu_count()} CPUs, scratch database {scratch}")
     print(
-        f"{args.rounds} rounds; per round {args.batched_points:,} points per batched variant, "
-        f"{args.naive_points:,} naive"
+        f"{args.rounds} rounds of {args.points:,} points per variant; ingest --batch {args.batch}"
     )
-    started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     try:
         os.environ["DATABASE_URL"] = with_database(database_url, scratch)
         django_setup()
-        bench(args, redis_url)
-
-        print(f"\npeak RSS of the batched path, {args.rss_points:,} points, in a fresh process")
-        rows = [peak_rss(redis.Redis.from_url(redis_url), args.rss_points)]
-        headers = [
-            "points",
-            "time",
-            "points/s",
-            "max RSS before",
-            "max RSS after",
-            "growth",
-            "RSS at end",
-        ]
-        print(table(headers, rows))
+        bench(args, redis_url, os.environ["DATABASE_URL"])
     finally:
-        from django.apps import apps
+        from django.db import connections
 
-        if apps.ready:
-            from django.db import connections
-
-            connections.close_all()
+        connections.close_all()
         with psycopg.connect(database_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(scratch)))
-    print(f"\ntotal {time.perf_counter() - started:.1f} s (scratch database dropped)")
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
+            )
 
 
 if __name__ == "__main__":

@@ -239,6 +239,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.dashboard.tasks.sample_cluster",
         "schedule": TRAINYARD_SAMPLE_S,
     },
+    # Log retention: deletes the lines of jobs that finished TRAINYARD_LOG_RETENTION_DAYS ago.
+    "expire-logs": {
+        "task": "portal.jobs.tasks.expire_logs",
+        "schedule": 3600.0,
+    },
 }
 
 # Trainyard itself.
@@ -326,6 +331,12 @@ TRAINYARD_STREAM_PREFIX = shared.stream_prefix(env)
 # Read by the nodes; checked here too, so `manage.py up` (whose node agent inherits this
 # environment) refuses a bad value at start rather than on the first stream write.
 TRAINYARD_STREAM_MAXLEN = shared.stream_maxlen(env)
+# Per-job log caps: each node's launcher ships its share and stops with one notice line;
+# ingest drops whatever is past the whole. Retention: lines of jobs finished this many days
+# ago are deleted by the hourly `expire-logs` beat task (0 keeps them forever).
+TRAINYARD_LOG_MAX_BYTES_PER_JOB = shared.log_max_bytes_per_job(env)
+TRAINYARD_LOG_MAX_LINES_PER_JOB = shared.log_max_lines_per_job(env)
+TRAINYARD_LOG_RETENTION_DAYS = env.integer("TRAINYARD_LOG_RETENTION_DAYS", 30, minimum=0)
 # A node whose shares of attempts fail this many times in a row is cordoned (0: never).
 TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORDON", 3, minimum=0)
 # Before a job is queued, a control worker (this queue) builds its model for the dataset's

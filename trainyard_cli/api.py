@@ -143,14 +143,16 @@ JOB_CANCEL = Endpoint("POST", "/api/v1/jobs/{job_id}/cancel/", status=202, field
 JOB_LOGS = Endpoint(
     "GET",
     "/api/v1/jobs/{job_id}/logs/",
-    params=("after_id", "limit"),
+    params=("after", "limit"),
     fields=(
-        "lines.id",
         "lines.node_rank",
+        "lines.seq",
+        "lines.rank",
         "lines.stream",
         "lines.line",
-        "next.after_id",
+        "next.after",
         "has_more",
+        "truncated",
     ),
 )
 DATASET_FIELDS = (

@@ -501,11 +501,11 @@ def logs(
     With --json, one JSON object per line (JSON Lines).
     """
     with errors_handled(as_json), connect() as client:
-        after, ending = 0, False
+        after, ending = "", False
         while True:
             page = client.call(
                 api.JOB_LOGS,
-                params={"after_id": after, "limit": 1000},
+                params={"after": after, "limit": 1000},
                 job_id=job_id,
             )
             for line in page["lines"]:
@@ -518,7 +518,8 @@ def logs(
                         f"[node {line['node_rank']} {line['stream']}] {line['line']}\n"
                     )
             sys.stdout.flush()
-            after = page["next"]["after_id"]
+            # The server's cursor: the last seq of each node share (docs/telemetry.md).
+            after = page["next"]["after"]
             if page["has_more"]:
                 continue
             if not follow_logs or ending:

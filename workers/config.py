@@ -70,6 +70,28 @@ def stream_maxlen(env: Env = NODE_ENV) -> int:
     return env.integer("TRAINYARD_STREAM_MAXLEN", 100_000, minimum=1000)
 
 
+def log_max_bytes_per_job(env: Env = NODE_ENV) -> int:
+    """The most log text (bytes of UTF-8) a job may store; each node's launcher ships its
+    share (this divided by the job's nodes) and ingest drops what is past the whole."""
+    return env.integer("TRAINYARD_LOG_MAX_BYTES_PER_JOB", 64 * 1024 * 1024, minimum=1024)
+
+
+def log_max_lines_per_job(env: Env = NODE_ENV) -> int:
+    """The most log lines a job may store, shared out and enforced like the bytes."""
+    return env.integer("TRAINYARD_LOG_MAX_LINES_PER_JOB", 1_000_000, minimum=10)
+
+
+def telemetry_dir() -> Path:
+    """Where a rank appends its telemetry spool (`workers.spool`); the launcher sets it to the
+    attempt's directory and ships what lands there."""
+    return Path(NODE_ENV.text("TRAINYARD_TELEMETRY_DIR", "telemetry")).absolute()
+
+
+def stats_interval_s() -> float:
+    """Seconds of steps a rank's `RankStatsEntry` sums up."""
+    return NODE_ENV.number("TRAINYARD_RANK_STATS_S", 1.0, above=0.0)
+
+
 def validate_node_name(name: str, *, source: str = "node name") -> str:
     # The name becomes a queue name and a directory name: keep it to a safe alphabet.
     if not _NODE_NAME.match(name):

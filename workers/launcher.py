@@ -2,11 +2,12 @@
 
 The agent starts the launcher in its own session and returns, so training never runs inside a
 Celery task. The launcher in turn starts torchrun in a session of its own, streams every line
-torchrun and the ranks write as `LogEntry`s, reports `attempt.started` and `attempt.exited`, and
-on SIGTERM (a stop: a cancel or a preemption, `workers.messages.StopRequest`) takes the whole
-gang down: SIGTERM to every rank (torchrun puts each in a session of its own; they checkpoint
-at their next step boundary and exit), then to torchrun, then SIGKILL to whatever is still
-there after the stop's grace period.
+torchrun and the ranks write as `LogEntry`s (torchrun tags each rank's lines with its global
+and local rank, `RANK_PREFIX`), ships the ranks' telemetry spools (`workers.shipper`), reports
+`attempt.started` and `attempt.exited`, and on SIGTERM (a stop: a cancel or a preemption,
+`workers.messages.StopRequest`) takes the whole gang down: SIGTERM to every rank (torchrun puts
+each in a session of its own; they checkpoint at their next step boundary and exit), then to
+torchrun, then SIGKILL to whatever is still there after the stop's grace period.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,15 +35,19 @@ from typing import IO, Literal
 import psutil
 
 from workers import attempts, config
+from workers.health import GpuProbe, NvmlProbe
 from workers.messages import (
     AttemptSpec,
     AttemptStartedEntry,
     LogEntry,
     StopRequest,
+    encode,
     exited_entry,
     stream_name,
 )
 from workers.reporter import StreamReporter
+from workers.shipper import Shipper
+from workers.spool import LOGS_FILE, Appender
 from workers.train import ERROR_MARK, STOPPED_MARK
 
 logger = logging.getLogger("workers.launcher")
@@ -51,6 +57,10 @@ MAX_LINE = 4096
 MAX_REASON = 2000
 # What torchrun's traceback names when join_timeout passed without the whole gang.
 RENDEZVOUS_TIMEOUT = "RendezvousTimeoutError"
+# torchrun's prefix on each rank's lines (TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE): global rank
+# and local rank. Lines without it are torchrun's own.
+RANK_PREFIX_TEMPLATE = "[r${rank}.${local_rank}]:"
+RANK_PREFIX = re.compile(r"^\[r(\d+)\.(\d+)\]:")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,9 @@ class LaunchSettings:
     stream_maxlen: int
     address: str
     rendezvous_timeout_s: float
+    log_max_bytes: int
+    log_max_lines: int
+    stats_interval_s: float
 
     @classmethod
     def from_env(cls, spec: AttemptSpec) -> LaunchSettings:
@@ -77,6 +90,10 @@ class LaunchSettings:
             stream_maxlen=config.stream_maxlen(),
             address=config.node_address(),
             rendezvous_timeout_s=config.rendezvous_timeout_s(),
+            # Each node ships its share of the job's cap; ingest enforces the whole.
+            log_max_bytes=config.log_max_bytes_per_job() // spec.placement.nnodes,
+            log_max_lines=config.log_max_lines_per_job() // spec.placement.nnodes,
+            stats_interval_s=config.stats_interval_s(),
         )
 
 
@@ -94,6 +111,12 @@ def torchrun_command(spec: AttemptSpec, spec_path: Path, settings: LaunchSetting
         str(placement.nproc_per_node),
         "--max-restarts",
         "0",
+        # Each rank's stdout and stderr to a file of its own, tailed back to torchrun's with
+        # RANK_PREFIX_TEMPLATE in front of every line: how the launcher tells ranks apart.
+        "--tee",
+        "3",
+        "--log-dir",
+        str(telemetry_dir(spec, settings) / "ranks"),
     ]
     if placement.nnodes == 1:
         # A free port on localhost: two single-node attempts on one node never collide.
@@ -117,6 +140,11 @@ def torchrun_command(spec: AttemptSpec, spec_path: Path, settings: LaunchSetting
     return [*command, "-m", "workers.train", "--spec", str(spec_path)]
 
 
+def telemetry_dir(spec: AttemptSpec, settings: LaunchSettings) -> Path:
+    """The attempt's spool directory: the ranks append to it, the shipper reads it."""
+    return attempts.attempt_dir(settings.state_dir, spec.attempt_id) / "telemetry"
+
+
 def torchrun_env(
     spec: AttemptSpec, settings: LaunchSettings, base: Mapping[str, str]
 ) -> dict[str, str]:
@@ -127,6 +155,8 @@ def torchrun_env(
     env["TRAINYARD_STREAM_PREFIX"] = settings.stream_prefix
     env["TRAINYARD_NODE_NAME"] = spec.node_name
     env["TRAINYARD_NODE_STATE_DIR"] = str(settings.state_dir)
+    env["TRAINYARD_TELEMETRY_DIR"] = str(telemetry_dir(spec, settings))
+    env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = RANK_PREFIX_TEMPLATE
     if spec.placement.gpu_indices:
         # Each rank then sees exactly its share's GPUs as cuda:0..n-1, and LOCAL_RANK picks one.
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.placement.gpu_indices))
@@ -151,11 +181,19 @@ def _is_loopback(address: str) -> bool:
 
 
 class LogPump:
-    """Turns every line torchrun writes into a `LogEntry`, with one seq across both pipes."""
+    """Turns every line torchrun writes into a `LogEntry` in the logs spool, with one seq
+    across both pipes, up to this node's share of the job's caps; past them it writes one
+    `notice` line and stores no more (but still reads every line for the failure reason)."""
 
-    def __init__(self, *, spec: AttemptSpec, reporter: StreamReporter) -> None:
+    def __init__(
+        self, *, spec: AttemptSpec, spool: Appender, max_bytes: int, max_lines: int
+    ) -> None:
         self._spec = spec
-        self._reporter = reporter
+        self._spool = spool
+        self._max_bytes = max_bytes
+        self._max_lines = max_lines
+        self._bytes = 0
+        self.truncated = False
         self._lock = threading.Lock()
         self._seq = 0
         self.stderr_tail: deque[str] = deque(maxlen=20)
@@ -169,21 +207,52 @@ class LogPump:
     def lines(self) -> int:
         return self._seq
 
+    def _write(
+        self,
+        stream: Literal["stdout", "stderr", "notice"],
+        line: str,
+        rank: int | None,
+        local_rank: int | None,
+    ) -> None:
+        entry = LogEntry(
+            job=self._spec.job_id,
+            attempt=self._spec.attempt_id,
+            node_rank=self._spec.placement.node_rank,
+            rank=rank,
+            local_rank=local_rank,
+            seq=self._seq,
+            stream=stream,
+            line=line,
+            ts=time.time(),
+        )
+        self._spool.write(encode(entry) + b"\n")
+        self._seq += 1
+
     def emit(self, stream: Literal["stdout", "stderr"], line: str) -> None:
         line = line[:MAX_LINE]
+        rank = local_rank = None
+        tagged = RANK_PREFIX.match(line)
+        if tagged:
+            rank, local_rank = int(tagged[1]), int(tagged[2])
+            line = line[tagged.end() :]
         with self._lock:
-            entry = LogEntry(
-                job=self._spec.job_id,
-                attempt=self._spec.attempt_id,
-                node_rank=self._spec.placement.node_rank,
-                seq=self._seq,
-                stream=stream,
-                line=line,
-                ts=time.time(),
-            )
-            # Reported under the lock so the buffer holds entries in seq order.
-            self._reporter.report(entry)
-            self._seq += 1
+            # Written under the lock so the spool holds entries in seq order.
+            if not self.truncated:
+                self._bytes += len(line) + 1
+                if self._bytes > self._max_bytes or self._seq >= self._max_lines:
+                    self.truncated = True
+                    node = self._spec.placement.node_rank
+                    self._write(
+                        "notice",
+                        f"log truncated: node {node} reached its share of the job's log cap "
+                        f"({self._max_bytes} bytes, {self._max_lines} lines; "
+                        "TRAINYARD_LOG_MAX_BYTES_PER_JOB, TRAINYARD_LOG_MAX_LINES_PER_JOB); "
+                        "later output of this node is not stored",
+                        None,
+                        None,
+                    )
+                else:
+                    self._write(stream, line, rank, local_rank)
             if stream == "stderr":
                 self.stderr_tail.append(line)
                 if RENDEZVOUS_TIMEOUT in line:
@@ -333,15 +402,33 @@ class Supervisor:
         spec_path: Path,
         settings: LaunchSettings,
         events: StreamReporter,
-        logs: StreamReporter,
         cancel: threading.Event | None = None,
+        gpus: GpuProbe | None = None,
     ) -> None:
         self.spec = spec
         self.spec_path = spec_path
         self.settings = settings
         self.directory = attempts.attempt_dir(settings.state_dir, spec.attempt_id)
+        self.telemetry = telemetry_dir(spec, settings)
+        self.telemetry.mkdir(parents=True, exist_ok=True)
         self._events = events
-        self._pump = LogPump(spec=spec, reporter=logs)
+        self._logs = Appender(self.telemetry / LOGS_FILE)
+        self._pump = LogPump(
+            spec=spec,
+            spool=self._logs,
+            max_bytes=settings.log_max_bytes,
+            max_lines=settings.log_max_lines,
+        )
+        self.shipper = Shipper(
+            spec=spec,
+            directory=self.telemetry,
+            redis_url=settings.redis_url,
+            prefix=settings.stream_prefix,
+            stream_maxlen=settings.stream_maxlen,
+            gpus=gpus,
+            stats_interval_s=settings.stats_interval_s,
+        )
+        self._telemetry_done = False
         self._cancel = cancel or threading.Event()
 
     def cancel(self) -> None:
@@ -370,6 +457,7 @@ class Supervisor:
     def _report_exited(
         self, *, exit_code: int, cancelled: bool, reason: str, retryable: bool = True
     ) -> None:
+        self._finish_telemetry()
         entry = exited_entry(
             spec=self.spec,
             exit_code=exit_code,
@@ -384,7 +472,25 @@ class Supervisor:
         logger.info("attempt %d exited %d (cancelled=%s)", entry.attempt, exit_code, cancelled)
 
     def run(self) -> int:
-        """Supervise torchrun to the end; returns its exit status (-1 if it never started)."""
+        """Supervise torchrun to the end; returns its exit status (-1 if it never started).
+
+        Every line and point is shipped (or given up on after a minute of Redis being away)
+        before the exit is reported, so the portal stores a job's last points before the event
+        that finishes it."""
+        try:
+            return self._run()
+        finally:
+            self._finish_telemetry()
+
+    def _finish_telemetry(self) -> None:
+        if self._telemetry_done:
+            return
+        self._telemetry_done = True
+        self._logs.close()
+        if not self.shipper.close(timeout=60.0):
+            logger.error("telemetry of attempt %d not fully shipped", self.spec.attempt_id)
+
+    def _run(self) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)
         # Only now, with the SIGTERM handler installed (see main), may the agent signal us.
         attempts.write_pid(self.directory, os.getpid())
@@ -490,18 +596,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=stream_name(settings.stream_prefix, "events"),
         stream_maxlen=settings.stream_maxlen,
     )
-    logs = StreamReporter(
-        redis_url=settings.redis_url,
-        stream=stream_name(settings.stream_prefix, "logs"),
-        stream_maxlen=settings.stream_maxlen,
-    )
     supervisor = Supervisor(
-        spec=spec, spec_path=spec_path, settings=settings, events=events, logs=logs, cancel=cancel
+        spec=spec,
+        spec_path=spec_path,
+        settings=settings,
+        events=events,
+        cancel=cancel,
+        gpus=NvmlProbe() if spec.placement.device == "cuda" else None,
     )
     try:
         exit_code = supervisor.run()
     finally:
-        logs.close(timeout=10.0)
         # The exit report is what the portal waits for: give it longer than the log lines.
         if not events.close(timeout=30.0):
             logger.error("the attempt.exited event for %s may not have reached Redis", spec_path)

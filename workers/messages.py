@@ -467,7 +467,10 @@ class PredictRequest(_Spec, frozen=True):
 # Each entry has one field, "data", holding the JSON of one of the entries below (`encode`).
 
 
-def stream_name(prefix: str, kind: Literal["metrics", "logs", "events", "health"]) -> str:
+StreamKind = Literal["metrics", "ranks", "logs", "events", "health"]
+
+
+def stream_name(prefix: str, kind: StreamKind) -> str:
     return f"{prefix}:{kind}"
 
 
@@ -493,14 +496,39 @@ class MetricEntry(_Entry):
     ts: Timestamp
 
 
-class LogEntry(_Entry):
-    """One line of a rank's stdout or stderr, captured by the launcher on its node."""
+class RankStatsEntry(_Entry):
+    """One rank's own figures over a window of its training steps (about a second), summed
+    up by its node's launcher from the rank's step records. `(attempt, rank, step)` is unique:
+    `step` is the window's last step."""
 
     job: Id
     attempt: Id
     node_rank: Count
+    rank: Count
+    local_rank: Count
+    step: Count
+    steps: Annotated[int, Meta(ge=1, le=2**31 - 1)]  # steps in the window
+    step_time_s: Annotated[float, Meta(ge=0.0)]  # their mean wall time
+    samples_per_s: Annotated[float, Meta(ge=0.0)]  # this rank's examples over their time
+    # Memory used on this rank's GPU (NVML) at the window's end; None on CPU.
+    gpu_memory_used: ByteCount | None
+    ts: Timestamp
+
+
+class LogEntry(_Entry):
+    """One line of a rank's stdout or stderr, captured by the launcher on its node.
+
+    `rank` and `local_rank` name the rank that wrote it (torchrun tags each rank's lines);
+    None for torchrun's own lines. A `notice` line is the launcher's own: it says the job's
+    log was cut at its cap (`TRAINYARD_LOG_MAX_BYTES_PER_JOB`)."""
+
+    job: Id
+    attempt: Id
+    node_rank: Count
+    rank: Count | None
+    local_rank: Count | None
     seq: Count  # contiguous from 0 per (attempt, node_rank)
-    stream: Literal["stdout", "stderr"]
+    stream: Literal["stdout", "stderr", "notice"]
     line: str
     ts: Timestamp
 
@@ -611,6 +639,7 @@ class HealthEntry(_Entry):
 
 Entry = (
     MetricEntry
+    | RankStatsEntry
     | LogEntry
     | AttemptStartedEntry
     | AttemptExitedEntry
@@ -647,9 +676,18 @@ def decode(raw: bytes | str, kind: UnionType) -> Entry: ...
 def decode(raw: bytes | str, kind: Any) -> Any:
     """Parse and check one entry's JSON as `kind` (an entry Struct, or `EventEntry`).
 
-    Parsed with the standard library first: a Python node's `json.dumps` writes a diverged loss
-    as `NaN`, which is not JSON and which msgspec's own parser refuses.
+    msgspec parses and checks in one pass (ingest's hot path). A Python node's `json.dumps`
+    writes a diverged loss as `NaN`, which is not JSON and which msgspec's parser refuses, so
+    text msgspec cannot parse is read again with the standard library first.
     """
+    try:
+        return msgspec.json.decode(raw, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith("Expected `object`") and " - at `" not in str(exc):
+            raise MessageInvalid(f"data is not a JSON object: {exc}") from exc
+        raise MessageInvalid(str(exc)) from exc
+    except msgspec.DecodeError:
+        pass
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -15,7 +15,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from portal.accounts.http import AuthenticatedHttpRequest
-from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import (
+    Attempt,
+    Checkpoint,
+    Job,
+    JobLogVolume,
+    LogLine,
+    MetricPoint,
+    Placement,
+    RankSample,
+)
 from portal.jobs.services import job_cancel
 from portal.lib.admin import ReadOnlyAdmin, ReadOnlyTabularInline
 
@@ -152,11 +161,35 @@ class MetricPointAdmin(ReadOnlyAdmin[MetricPoint]):
 
 @admin.register(LogLine)
 class LogLineAdmin(ReadOnlyAdmin[LogLine]):
-    list_display = ["job", "attempt", "node_rank", "seq", "stream", "line"]
+    list_display = ["job", "attempt", "node_rank", "rank", "seq", "stream", "line"]
     list_filter = ["stream"]
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name", "line"]
     show_full_result_count = False
+
+
+@admin.register(RankSample)
+class RankSampleAdmin(ReadOnlyAdmin[RankSample]):
+    list_display = [
+        "job",
+        "attempt",
+        "rank",
+        "step",
+        "step_time_s",
+        "samples_per_s",
+        "gpu_memory_used",
+    ]
+    list_select_related = ["job", "attempt"]
+    search_fields = ["job__name"]
+    show_full_result_count = False
+
+
+@admin.register(JobLogVolume)
+class JobLogVolumeAdmin(ReadOnlyAdmin[JobLogVolume]):
+    list_display = ["job", "lines", "bytes", "truncated_at"]
+    list_filter = [("truncated_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["job"]
+    search_fields = ["job__name"]
 
 
 @admin.register(Checkpoint)

@@ -29,9 +29,6 @@ from portal.jobs.serializers import (
     DryRunQuerySerializer,
     JobListQuerySerializer,
     JobSerializer,
-    LogLineSerializer,
-    LogsPageSerializer,
-    LogsQuerySerializer,
     MetricPointSerializer,
     MetricsPageSerializer,
     MetricsQuerySerializer,
@@ -187,32 +184,6 @@ class JobMetricsApi(APIView):
         body = {
             "points": MetricPointSerializer(points, many=True).data,
             "next": cursor,
-            "has_more": has_more,
-        }
-        return Response(body)
-
-
-class JobLogsApi(APIView):
-    permission_classes = API_PERMISSIONS
-
-    @extend_schema(
-        summary="Page through a job's log lines",
-        description="Lines of every rank, in the order they were stored, after `after_id`.",
-        parameters=[LogsQuerySerializer],
-        responses={200: LogsPageSerializer, 400: ErrorsSerializer, 404: NOT_FOUND},
-    )
-    def get(self, request: Request, job_id: int) -> Response:
-        query = parse_query(LogsQuerySerializer, request)
-        job = selectors.job_get_visible(user=request.user, job_id=job_id)
-        limit = query["limit"]
-        lines = list(
-            selectors.log_lines_after(job=job, after_id=query["after_id"], limit=limit + 1)
-        )
-        has_more = len(lines) > limit
-        lines = lines[:limit]
-        body = {
-            "lines": LogLineSerializer(lines, many=True).data,
-            "next": {"after_id": lines[-1].id if lines else query["after_id"]},
             "has_more": has_more,
         }
         return Response(body)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from portal.jobs import api
+from portal.jobs import api, telemetry_api
 
 app_name = "jobs-api"
 urlpatterns = [
@@ -10,7 +10,13 @@ urlpatterns = [
     path("jobs/<int:job_id>/", api.JobDetailApi.as_view(), name="detail"),
     path("jobs/<int:job_id>/cancel/", api.JobCancelApi.as_view(), name="cancel"),
     path("jobs/<int:job_id>/metrics/", api.JobMetricsApi.as_view(), name="metrics"),
-    path("jobs/<int:job_id>/logs/", api.JobLogsApi.as_view(), name="logs"),
+    path("jobs/<int:job_id>/logs/", telemetry_api.JobLogsApi.as_view(), name="logs"),
+    path(
+        "jobs/<int:job_id>/logs/download/",
+        telemetry_api.JobLogDownloadApi.as_view(),
+        name="logs-download",
+    ),
+    path("jobs/<int:job_id>/ranks/", telemetry_api.JobRankSamplesApi.as_view(), name="ranks"),
     path("jobs/<int:job_id>/checkpoints/", api.JobCheckpointsApi.as_view(), name="checkpoints"),
     path(
         "jobs/<int:job_id>/checkpoints/<int:checkpoint_id>/download/",

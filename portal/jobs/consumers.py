@@ -31,6 +31,7 @@ from portal.jobs.events import (
     user_jobs_group,
 )
 from portal.jobs.models import Job
+from portal.jobs.telemetry import LogCursor, log_lines_after, log_lines_tail
 from portal.lib.websocket import (
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHENTICATED,
@@ -58,10 +59,13 @@ def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
 
 
 class JobConsumer(JsonFiniteConsumer):
-    """`/ws/jobs/<job_id>/?attempt=<a>&seq=<s>[&log=<id>]`: backfill after the cursor, then
-    live `metrics`, `logs` and `state` messages."""
+    """`/ws/jobs/<job_id>/?attempt=<a>&seq=<s>[&log=<a.r.s,...>]`: backfill after the
+    cursors, then live `metrics`, `logs` and `state` messages."""
 
     group: str | None = None
+    log_cursor: LogCursor
+    # A live line arrived past a hole in its share: read the share again once it fills.
+    log_holes: bool = False
 
     async def connect(self) -> None:
         user = scope_user(self.scope)
@@ -75,7 +79,13 @@ class JobConsumer(JsonFiniteConsumer):
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.cursor: Cursor = (_query_int(query, "attempt", 0), _query_int(query, "seq", -1))
-        log_after = _query_int(query, "log", -1)
+        log_after: LogCursor | None = None
+        if "log" in query:
+            try:
+                log_after = LogCursor.parse(query["log"][0])
+            except ValueError:
+                log_after = LogCursor()  # garbled: from the beginning is always correct
+        self.job = job
         # Join before reading PostgreSQL: anything committed after the read arrives as an event
         # (the cursor drops what the backfill already sent), so nothing falls in between.
         self.group = job_group(job.pk)
@@ -84,7 +94,7 @@ class JobConsumer(JsonFiniteConsumer):
         state = await self._state(job)
         await self.send_json({**state, "type": "state"})
         await self._backfill_metrics(job)
-        self.log_cursor = await self._backfill_logs(job, log_after)
+        await self._backfill_logs(job, log_after)
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
@@ -99,10 +109,19 @@ class JobConsumer(JsonFiniteConsumer):
             await self.send_json({"type": "metrics", "points": points})
 
     async def job_logs(self, event: JobLogsEvent) -> None:
-        lines = [line for line in event["lines"] if line["id"] > self.log_cursor]
+        # Only the next line of each share goes out; a line past a hole (a batch another
+        # ingest process has not committed yet) is read back from PostgreSQL instead, once the
+        # event that fills the hole arrives.
+        lines = [line for line in event["lines"] if self.log_cursor.take(line)]
+        behind = any(
+            line["seq"] > self.log_cursor.get((line["attempt"], line["node_rank"]), -1)
+            for line in event["lines"]
+        )
         if lines:
-            self.log_cursor = max(line["id"] for line in lines)
-            await self.send_json({"type": "logs", "lines": lines})
+            await self._send_logs(lines)
+        if behind or (lines and self.log_holes):
+            self.log_holes = behind
+            await self._catch_up_logs()
 
     async def job_state(self, event: JobStateEvent) -> None:
         await self.send_json({**event, "type": "state"})
@@ -118,20 +137,28 @@ class JobConsumer(JsonFiniteConsumer):
             if len(points) < BACKFILL_CHUNK:
                 return
 
-    async def _backfill_logs(self, job: Job, after_id: int) -> int:
-        if after_id < 0:
-            lines = await self._log_tail(job)
-            if lines:
-                await self.send_json({"type": "logs", "lines": lines})
-            # No lines yet: every line that arrives later is new.
-            return lines[-1]["id"] if lines else 0
+    async def _send_logs(self, lines: list[LogLinePayload]) -> None:
+        # The cursor rides along: the page hands it back when it reconnects, so it never has
+        # to work one out (it names shares the page has no line of, too).
+        await self.send_json({"type": "logs", "lines": lines, "cursor": self.log_cursor.text()})
+
+    async def _backfill_logs(self, job: Job, after: LogCursor | None) -> None:
+        self.log_holes = False
+        if after is None:
+            lines, self.log_cursor = await self._log_tail(job)
+            if lines or self.log_cursor:
+                await self._send_logs(lines)
+            return
+        self.log_cursor = after
+        await self._catch_up_logs()
+
+    async def _catch_up_logs(self) -> None:
         while True:
-            lines = await self._lines_after(job, after_id)
+            lines, self.log_cursor, more = await self._lines_after(self.job, self.log_cursor)
             if lines:
-                after_id = lines[-1]["id"]
-                await self.send_json({"type": "logs", "lines": lines})
-            if len(lines) < LOG_CHUNK:
-                return after_id
+                await self._send_logs(lines)
+            if not (more and lines):
+                return
 
     @database_sync_to_async
     def _visible_job(self, user: AbstractBaseUser, job_id: int) -> Job | None:
@@ -152,14 +179,16 @@ class JobConsumer(JsonFiniteConsumer):
         return [metric_point_payload(point) for point in points]
 
     @database_sync_to_async
-    def _lines_after(self, job: Job, after_id: int) -> list[LogLinePayload]:
-        lines = selectors.log_lines_after(job=job, after_id=after_id, limit=LOG_CHUNK)
-        return [log_line_payload(line) for line in lines]
+    def _lines_after(
+        self, job: Job, cursor: LogCursor
+    ) -> tuple[list[LogLinePayload], LogCursor, bool]:
+        lines, following, more = log_lines_after(job=job, cursor=cursor, limit=LOG_CHUNK)
+        return [log_line_payload(line) for line in lines], following, more
 
     @database_sync_to_async
-    def _log_tail(self, job: Job) -> list[LogLinePayload]:
-        lines = selectors.log_lines_tail(job=job, limit=LOG_TAIL)
-        return [log_line_payload(line) for line in lines]
+    def _log_tail(self, job: Job) -> tuple[list[LogLinePayload], LogCursor]:
+        lines, cursor = log_lines_tail(job=job, limit=LOG_TAIL)
+        return [log_line_payload(line) for line in lines], cursor
 
 
 class JobListConsumer(JsonFiniteConsumer):

@@ -17,6 +17,7 @@ from typing import Literal, TypedDict
 from portal.cluster.events import CLUSTER_CHANGED, CLUSTER_GROUP
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.lib.realtime import GroupMessage, send_on_commit
+from workers.messages import LogEntry, MetricEntry
 
 JOBS_ALL_GROUP = "jobs-all"
 
@@ -64,11 +65,14 @@ class JobMetricsEvent(TypedDict):
 
 
 class LogLinePayload(TypedDict):
-    id: int
     attempt: int
     node_rank: int
-    stream: str
+    seq: int  # contiguous per (attempt, node_rank): the browser's log cursor
+    rank: int | None  # the rank that wrote it; null for torchrun's own lines
+    local_rank: int | None
+    stream: str  # stdout, stderr, or notice (the log was cut at the job's cap)
     line: str
+    ts: float
 
 
 class JobLogsEvent(TypedDict):
@@ -91,13 +95,45 @@ def metric_point_payload(point: MetricPoint) -> MetricPointPayload:
     }
 
 
-def log_line_payload(line: LogLine) -> LogLinePayload:
+def metric_entry_payload(entry: MetricEntry) -> MetricPointPayload:
+    """`metric_point_payload` of the row ingest stores for `entry`, without building it."""
     return {
-        "id": line.pk,
+        "attempt": entry.attempt,
+        "seq": entry.seq,
+        "split": entry.split,
+        "step": entry.step,
+        "epoch": entry.epoch,
+        "loss": entry.loss,
+        "accuracy": entry.accuracy,
+        "ts": entry.ts,
+    }
+
+
+def log_line_payload(line: LogLine) -> LogLinePayload:
+    """The browser's shape of a stored line; the backfill's and the live events' alike."""
+    return {
         "attempt": line.attempt_id,
         "node_rank": line.node_rank,
+        "seq": line.seq,
+        "rank": line.rank,
+        "local_rank": line.local_rank,
         "stream": str(line.stream),
         "line": line.line,
+        "ts": line.reported_at.timestamp(),
+    }
+
+
+def log_entry_payload(entry: LogEntry) -> LogLinePayload:
+    """`log_line_payload` of the row ingest stores for `entry`."""
+    return {
+        "attempt": entry.attempt,
+        "node_rank": entry.node_rank,
+        "seq": entry.seq,
+        "rank": entry.rank,
+        "local_rank": entry.local_rank,
+        "stream": entry.stream,
+        "line": entry.line,
+        "ts": entry.ts,
     }
 
 

@@ -235,16 +235,55 @@ class MetricPoint(models.Model):
         return f"{self.split} step {self.step} of {self.attempt}"
 
 
+class RankSample(models.Model):
+    """One rank's own figures over about a second of its steps (a `RankStatsEntry`): step time,
+    throughput and GPU memory, per rank rather than the gang's all-reduced loss."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="rank_samples")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="rank_samples")
+    node_rank = models.PositiveIntegerField()
+    rank = models.PositiveIntegerField()
+    local_rank = models.PositiveIntegerField()
+    # The window's last step, and how many steps it summed up.
+    step = models.PositiveIntegerField()
+    steps = models.PositiveIntegerField()
+    step_time_s = models.FloatField()
+    samples_per_s = models.FloatField()
+    gpu_memory_used = models.BigIntegerField(null=True, blank=True)
+    reported_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["attempt", "rank", "step"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["attempt", "rank", "step"], name="ranksample_attempt_rank_step_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["job", "reported_at"])]
+
+    def __str__(self) -> str:
+        return f"rank {self.rank} at step {self.step} of {self.attempt}"
+
+
 class LogLine(models.Model):
-    """One line of stdout or stderr from a rank, as captured by its node's launcher."""
+    """One line of stdout or stderr from a rank, as captured by its node's launcher.
+
+    Pages and cursors go by `(attempt, node_rank, seq)`: seq is contiguous per node share, so
+    a reader can tell a line not yet committed (by another ingest process) from one that does
+    not exist. `id` only orders the tail of a log."""
 
     class Stream(models.TextChoices):
         STDOUT = "stdout", "stdout"
         STDERR = "stderr", "stderr"
+        # The launcher's own line: the job's log reached its cap on that node.
+        NOTICE = "notice", "notice"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="log_lines")
     node_rank = models.PositiveIntegerField()
+    # The rank that wrote it (global, and on its node); null for torchrun's own lines.
+    rank = models.PositiveIntegerField(null=True, blank=True)
+    local_rank = models.PositiveIntegerField(null=True, blank=True)
     seq = models.PositiveIntegerField()
     stream = models.CharField(max_length=8, choices=Stream.choices)
     line = models.TextField()
@@ -261,6 +300,23 @@ class LogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream} {self.seq} of {self.attempt}"
+
+
+class JobLogVolume(models.Model):
+    """How much log a job has stored, kept by ingest so it can enforce the job's cap
+    (`TRAINYARD_LOG_MAX_BYTES_PER_JOB`, `..._LINES_PER_JOB`) without counting rows. Counts may
+    run a little high (a re-delivered batch counts again), never low."""
+
+    job = models.OneToOneField(
+        Job, on_delete=models.CASCADE, primary_key=True, related_name="log_volume"
+    )
+    bytes = models.BigIntegerField(default=0)
+    lines = models.BigIntegerField(default=0)
+    # When ingest first dropped a line past the cap, or stored a launcher's notice.
+    truncated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"log of job {self.job_id}: {self.lines} lines, {self.bytes} bytes"
 
 
 class Checkpoint(models.Model):

@@ -12,7 +12,7 @@ from django.http import Http404
 
 from portal.accounts.models import Team
 from portal.accounts.selectors import user_is_admin
-from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import Attempt, Checkpoint, Job, MetricPoint, Placement
 from portal.jobs.scheduling import checkpoint_dir
 from portal.jobs.why_pending import WhyPending
 
@@ -95,18 +95,6 @@ def metric_points_after(
         .filter(Q(attempt_id__gt=after_attempt) | Q(attempt_id=after_attempt, seq__gt=after_seq))
         .order_by("attempt_id", "seq")[:limit]
     )
-
-
-def log_lines_after(*, job: Job, after_id: int = 0, limit: int = 1000) -> list[LogLine]:
-    """The job's log lines with ids after `after_id`, oldest first, at most `limit`."""
-    return list(LogLine.objects.filter(job=job, id__gt=after_id).order_by("id")[:limit])
-
-
-def log_lines_tail(*, job: Job, limit: int = 500) -> list[LogLine]:
-    """The job's newest `limit` log lines, oldest first: where a page opened on a long job
-    starts, since `log_lines_after` pages forward from the beginning."""
-    newest = LogLine.objects.filter(job=job).order_by("-id")[:limit]
-    return list(newest)[::-1]
 
 
 def job_checkpoints(job: Job) -> list[Checkpoint]:

@@ -17,14 +17,13 @@ from rest_framework import serializers
 
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.jobs.events import MetricPointPayload
-from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint
+from portal.jobs.models import Attempt, Checkpoint, Job, MetricPoint
 from portal.jobs.schemas import JobRequest
 from portal.jobs.selectors import checkpoint_path, why_pending_visible
 from portal.jobs.usage import UsageDict, job_usage
 from portal.lib.realtime import json_finite
 
 METRICS_PAGE_MAX = 5000
-LOGS_PAGE_MAX = 1000
 # Ids and cursors are PostgreSQL bigints; a larger value is a 400, not a DataError.
 BIGINT_MAX = 2**63 - 1
 
@@ -369,34 +368,6 @@ class MetricsPageSerializer(serializers.Serializer[Any]):
     has_more = serializers.BooleanField(
         help_text="True when more points are stored already; false means you are caught up."
     )
-
-
-class LogLineSerializer(serializers.ModelSerializer[LogLine]):
-    attempt = serializers.IntegerField(
-        source="attempt_id", read_only=True, help_text="Id of the attempt (`attempts[].id`)."
-    )
-    ts = serializers.DateTimeField(source="reported_at", read_only=True)
-
-    class Meta:
-        model = LogLine
-        fields = ["id", "attempt", "node_rank", "stream", "line", "ts"]
-        read_only_fields = fields
-
-
-class LogsCursorSerializer(serializers.Serializer[Any]):
-    after_id = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, default=0)
-
-
-class LogsQuerySerializer(LogsCursorSerializer):
-    limit = serializers.IntegerField(min_value=1, max_value=LOGS_PAGE_MAX, default=LOGS_PAGE_MAX)
-
-
-class LogsPageSerializer(serializers.Serializer[Any]):
-    lines = LogLineSerializer(many=True)
-    next = LogsCursorSerializer(
-        help_text="Pass this as a query parameter to get the lines after this page."
-    )
-    has_more = serializers.BooleanField()
 
 
 class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):

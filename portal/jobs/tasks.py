@@ -9,6 +9,7 @@ from celery import shared_task
 from portal.cluster.services import nodes_mark_offline
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
+from portal.jobs.retention import log_lines_expire
 from portal.jobs.run_time import attempts_stop_past_run_time
 from portal.jobs.scheduling import schedule_pass
 from portal.lib.ticks import SCHEDULER_TICK_TASK, scheduler_tick_started
@@ -45,3 +46,9 @@ def model_dry_run(
     """The dry run of a job's model before it is queued (`portal.jobs.dry_run`); its caller
     waits for the answer (`portal.lib.calls`), hence `ignore_result=False`."""
     return dry_run_answer(model=model, input_shape=input_shape, task=task, num_classes=num_classes)
+
+
+@shared_task(name="portal.jobs.tasks.expire_logs", ignore_result=True)
+def expire_logs() -> int:
+    """Log retention, hourly by beat: see `portal.jobs.retention`."""
+    return log_lines_expire()

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,6 +32,7 @@ from portal.jobs.selectors import (
     why_pending_visible,
 )
 from portal.jobs.services import DryRunUnavailable, job_cancel, job_submit, jobs_cancel
+from portal.jobs.telemetry import log_truncated
 from portal.jobs.throttling import submit_retry_after
 from portal.jobs.usage import attempts_usage
 
@@ -234,6 +237,7 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         "attempt": latest.pk if latest else None,
         "terminal": sorted(Job.TERMINAL),
         "wsPath": f"/ws/jobs/{job.pk}/",
+        "logsPath": reverse("jobs-api:logs", args=[job.pk]),
     }
     return render(
         request,
@@ -241,6 +245,8 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         {
             "job": job,
             "attempts": attempts,
+            "log_truncated": log_truncated(job),
+            "log_cap": filesizeformat(settings.TRAINYARD_LOG_MAX_BYTES_PER_JOB),
             "hyperparameters": _hyperparameter_rows(spec.get("hyperparameters", {})),
             "checkpoints": [
                 {

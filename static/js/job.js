@@ -176,8 +176,15 @@ function refreshSoon() {
 
 const logEl = document.getElementById("log");
 const follow = document.getElementById("log-follow");
+const rankSelect = document.getElementById("log-rank");
+const searchBox = document.getElementById("log-search");
+const download = document.getElementById("log-download");
+const truncatedNotice = document.getElementById("log-truncated");
+const downloadBase = download.getAttribute("href");
 const seenLogs = new Set();
-let lastLogId = null; // the log cursor: a reconnect asks for the lines after it
+const ranksSeen = new Set();
+// The server's log cursor, handed back on reconnect: "<attempt>.<node_rank>.<seq>,...".
+let logCursor = null;
 let lastLogAttempt = null;
 
 logEl.addEventListener("scroll", () => {
@@ -201,27 +208,68 @@ function logRow(className, rankText, text, title) {
   return row;
 }
 
-function onLogs(lines) {
+// The filters only hide rows: live lines keep arriving for every rank, and the download
+// link asks the server for the same selection over the whole log.
+function logFilter() {
+  return { rank: rankSelect.value, q: searchBox.value.trim().toLowerCase() };
+}
+
+function shows(row, filter) {
+  if (filter.rank !== "" && row.dataset.rank !== filter.rank) return false;
+  return !filter.q || row.dataset.text.includes(filter.q);
+}
+
+function applyLogFilter() {
+  const filter = logFilter();
+  for (const row of logEl.querySelectorAll(".log-line[data-text]")) {
+    row.hidden = !shows(row, filter);
+  }
+  const params = new URLSearchParams();
+  if (filter.rank !== "") params.set("rank", filter.rank);
+  if (filter.q) params.set("q", searchBox.value.trim());
+  download.href = params.size ? `${downloadBase}?${params}` : downloadBase;
+}
+rankSelect.addEventListener("change", applyLogFilter);
+searchBox.addEventListener("input", applyLogFilter);
+
+function noteRank(rank) {
+  if (rank === null || rank === undefined || ranksSeen.has(rank)) return;
+  ranksSeen.add(rank);
+  const option = document.createElement("option");
+  option.value = String(rank);
+  option.textContent = `rank ${rank}`;
+  const later = [...rankSelect.options].find((o) => o.value !== "" && Number(o.value) > rank);
+  rankSelect.insertBefore(option, later || null);
+}
+
+function onLogs(lines, cursor) {
+  if (cursor !== undefined) logCursor = cursor;
+  const filter = logFilter();
   const fragment = document.createDocumentFragment();
   for (const line of lines) {
-    if (seenLogs.has(line.id)) continue;
-    seenLogs.add(line.id);
-    if (lastLogId === null || line.id > lastLogId) lastLogId = line.id;
+    const key = `${line.attempt}.${line.node_rank}.${line.seq}`;
+    if (seenLogs.has(key)) continue;
+    seenLogs.add(key);
     if (line.attempt !== lastLogAttempt) {
       if (lastLogAttempt !== null) {
         fragment.append(logRow("log-line divider", "──", `attempt ${line.attempt}`, ""));
       }
       lastLogAttempt = line.attempt;
     }
-    const stream = line.stream === "stderr" ? "stderr" : "stdout";
-    fragment.append(
-      logRow(
-        `log-line ${stream}`,
-        `n${line.node_rank}`,
-        line.line,
-        `node rank ${line.node_rank}, attempt ${line.attempt}, ${stream}`,
-      ),
+    const stream = ["stderr", "notice"].includes(line.stream) ? line.stream : "stdout";
+    if (stream === "notice") truncatedNotice.hidden = false;
+    noteRank(line.rank);
+    const who = line.rank === null ? `n${line.node_rank}` : `n${line.node_rank} r${line.rank}`;
+    const row = logRow(
+      `log-line ${stream}`,
+      who,
+      line.line,
+      `node rank ${line.node_rank}, rank ${line.rank ?? "(torchrun)"}, attempt ${line.attempt}, ${stream}`,
     );
+    row.dataset.rank = line.rank === null ? "" : String(line.rank);
+    row.dataset.text = line.line.toLowerCase();
+    row.hidden = !shows(row, filter);
+    fragment.append(row);
   }
   if (!fragment.childNodes.length) return;
   document.getElementById("log-empty")?.remove();
@@ -234,11 +282,11 @@ function onLogs(lines) {
 
 new LiveSocket(config.wsPath, {
   // Without a log cursor the server sends the tail of the log: what a fresh page wants.
-  query: () => ({ ...metrics.cursor(), log: lastLogId }),
+  query: () => ({ ...metrics.cursor(), log: logCursor }),
   onStatus: statusIndicator(document.getElementById("live-status")),
   onMessage: (message, socket) => {
     if (message.type === "metrics") onMetrics(message.points || [], socket);
-    else if (message.type === "logs") onLogs(message.lines || []);
+    else if (message.type === "logs") onLogs(message.lines || [], message.cursor);
     else if (message.type === "state") onState(message);
   },
 }).start();

@@ -100,7 +100,7 @@ def test_the_page_size_is_capped(client_for: TokenClient, admin_user: User) -> N
     [
         (f"metrics/?after_attempt={HUGE}", "after_attempt"),
         (f"metrics/?after_seq={HUGE}", "after_seq"),
-        (f"logs/?after_id={HUGE}", "after_id"),
+        (f"logs/?after=1.0.{HUGE}", "after"),
         (f"logs/?limit={HUGE}", "limit"),
     ],
 )

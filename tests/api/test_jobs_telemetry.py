@@ -139,7 +139,7 @@ def test_it_rejects_a_metrics_limit_above_the_maximum(
     assert set(response.json()["errors"]) == {"limit", "after_seq"}
 
 
-def test_it_pages_log_lines_by_id(
+def test_it_pages_log_lines_by_attempt_node_and_seq(
     client_for: TokenClient, submit: Submit, owner: User, cpu_node: Node
 ) -> None:
     job = Job.objects.get(pk=submit(owner))
@@ -167,4 +167,5 @@ def test_it_pages_log_lines_by_id(
     assert [line["line"] for line in second["lines"]] == ["epoch 3", "epoch 4"]
     assert second["has_more"] is False
     assert second["lines"][0]["attempt"] == attempt.pk
-    assert second["next"] == {"after_id": second["lines"][-1]["id"]}
+    assert second["next"] == {"after": f"{attempt.pk}.0.4"}
+    assert second["truncated"] is False

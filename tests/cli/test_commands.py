@@ -278,7 +278,8 @@ def add_lines(job: Job, attempt: Any, count: int, *, start: int = 0) -> None:
             job=job,
             attempt=attempt,
             node_rank=seq % 2,
-            seq=seq,
+            # seq counts per node share (attempt, node_rank), as launchers number lines.
+            seq=seq // 2,
             stream=LogLine.Stream.STDOUT,
             line=f"[rank {seq % 2}] line {seq}",
             reported_at=timezone.now(),
@@ -296,11 +297,14 @@ def test_logs_pages_through_every_line_and_filters_by_rank(
 
     every = cli("logs", str(job.pk))
     assert every.exit_code == 0, every.output
+    # Pages go by node share, then seq (docs/telemetry.md).
     assert every.stdout.splitlines()[:2] == [
         "[node 0 stdout] [rank 0] line 0",
-        "[node 1 stdout] [rank 1] line 1",
+        "[node 0 stdout] [rank 0] line 2",
     ]
-    assert len(every.stdout.splitlines()) == 1205
+    assert sorted(every.stdout.splitlines()) == sorted(
+        f"[node {n % 2} stdout] [rank {n % 2}] line {n}" for n in range(1205)
+    )
 
     odd = cli("logs", str(job.pk), "--rank", "1", "--json")
     lines = [json.loads(line) for line in odd.stdout.splitlines()]

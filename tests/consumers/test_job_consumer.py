@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 
 from portal.accounts.models import Team
 from portal.accounts.services import api_token_create
 from portal.jobs.consumers import BACKFILL_CHUNK, LOG_TAIL
-from portal.jobs.events import job_group
+from portal.jobs.events import job_group, log_line_payload
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from tests.consumers.support import (
     HOST,
@@ -221,22 +221,75 @@ def test_it_sends_the_log_tail_without_a_cursor_and_the_rest_after_one(
     owner: User,
 ) -> None:
     job = make_job(owner, state=Job.State.RUNNING)
-    ids = add_lines(make_attempt(job), LOG_TAIL + 5)
+    attempt = make_attempt(job)
+    add_lines(attempt, LOG_TAIL + 5)
     headers = session_headers(owner)
 
     async def scenario() -> None:
         socket = await open_socket(f"/ws/jobs/{job.pk}/", headers)
         try:
             tail = await receive_until(socket, "logs")
-            assert [line["id"] for line in tail["lines"]] == ids[-LOG_TAIL:]
+            assert [line["seq"] for line in tail["lines"]] == list(range(5, LOG_TAIL + 5))
+            assert tail["cursor"] == f"{attempt.pk}.0.{LOG_TAIL + 4}"
         finally:
             await socket.disconnect()
-        socket = await open_socket(f"/ws/jobs/{job.pk}/?log={ids[-3]}", headers)
+        socket = await open_socket(f"/ws/jobs/{job.pk}/?log={attempt.pk}.0.{LOG_TAIL + 2}", headers)
         try:
             rest = await receive_until(socket, "logs")
             assert [line["line"] for line in rest["lines"]] == [
                 f"line {seq}" for seq in (LOG_TAIL + 3, LOG_TAIL + 4)
             ]
+        finally:
+            await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_log_batch_that_commits_before_an_earlier_one_is_sent_after_it(owner: User) -> None:
+    """Two ingest processes: lines 3-4 commit (and their event arrives) before lines 1-2."""
+    job = make_job(owner, state=Job.State.RUNNING)
+    attempt = make_attempt(job)
+    add_lines(attempt, 1)
+    headers = session_headers(owner)
+
+    def store(seqs: range) -> list[dict[str, Any]]:
+        rows = LogLine.objects.bulk_create(
+            LogLine(
+                job_id=job.pk,
+                attempt=attempt,
+                node_rank=0,
+                rank=0,
+                local_rank=0,
+                seq=seq,
+                stream=LogLine.Stream.STDOUT,
+                line=f"line {seq}",
+                reported_at=START,
+            )
+            for seq in seqs
+        )
+        return [dict(log_line_payload(row)) for row in rows]
+
+    async def scenario() -> None:
+        layer = get_channel_layer()
+        socket = await open_socket(f"/ws/jobs/{job.pk}/", headers)
+        try:
+            tail = await receive_until(socket, "logs")
+            assert [line["seq"] for line in tail["lines"]] == [0]
+            later = await sync_to_async(store)(range(3, 5))
+            await layer.group_send(
+                job_group(job.pk), {"type": "job.logs", "job": job.pk, "lines": later}
+            )
+            # Nothing is sent past the hole at seq 1 (and the page's cursor stays before it).
+            assert await socket.receive_nothing(timeout=0.5)
+            earlier = await sync_to_async(store)(range(1, 3))
+            await layer.group_send(
+                job_group(job.pk), {"type": "job.logs", "job": job.pk, "lines": earlier}
+            )
+            first = await socket.receive_json_from(timeout=5)
+            assert [line["seq"] for line in first["lines"]] == [1, 2]
+            rest = await socket.receive_json_from(timeout=5)
+            assert [line["seq"] for line in rest["lines"]] == [3, 4]
+            assert rest["cursor"] == f"{attempt.pk}.0.4"
         finally:
             await socket.disconnect()
 

@@ -20,7 +20,7 @@ from redis.typing import EncodableT, FieldT
 
 from portal.jobs.models import Attempt, Job
 from portal.lib.streams import GROUP
-from portal.ops.ingest import IngestConfig, IngestLock, Ingestor
+from portal.ops.ingest import IngestConfig, Ingestor
 from tests.consumers.support import isolated_channel_layer  # noqa: F401 - a fixture
 from tests.factories import make_attempt, make_job, make_node
 
@@ -28,7 +28,7 @@ MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
 
 
 class Streams:
-    """The four telemetry streams of one test, and ingestors that read them."""
+    """The five telemetry streams of one test, and ingestors that read them."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -51,9 +51,7 @@ class Streams:
             return 0
         return int(summary["pending"])
 
-    def ingestor(
-        self, consumer: str = "test", *, lock: IngestLock | None = None, **config: Any
-    ) -> Ingestor:
+    def ingestor(self, consumer: str = "test", **config: Any) -> Ingestor:
         values: dict[str, Any] = {
             "redis_url": settings.REDIS_URL,
             "prefix": self.prefix,
@@ -62,7 +60,7 @@ class Streams:
             "backoff_s": 0.01,
         }
         values.update(config)
-        return Ingestor(IngestConfig(**values), lock=lock)
+        return Ingestor(IngestConfig(**values))
 
     def drain(self, ingestor: Ingestor, *, passes: int = 5) -> int:
         """Run passes until one finds nothing; the entries acknowledged in all."""
@@ -75,7 +73,9 @@ class Streams:
         return total
 
     def cleanup(self) -> None:
-        keys = [self.name(kind) for kind in ("metrics", "logs", "events", "health", "dead")]
+        keys = [
+            self.name(kind) for kind in ("metrics", "ranks", "logs", "events", "health", "dead")
+        ]
         self.redis.delete(*keys)
         self.redis.close()
 
@@ -139,13 +139,23 @@ def metric(attempt: Attempt, seq: int, **fields: Any) -> dict[str, Any]:
     return entry
 
 
-def log(attempt: Attempt, seq: int, line: str, *, node_rank: int = 0) -> dict[str, Any]:
+def log(
+    attempt: Attempt,
+    seq: int,
+    line: str,
+    *,
+    node_rank: int = 0,
+    rank: int | None = 0,
+    **fields: Any,
+) -> dict[str, Any]:
     return {
         "job": attempt.job_id,
         "attempt": attempt.pk,
         "node_rank": node_rank,
+        "rank": rank,
+        "local_rank": rank,
         "seq": seq,
         "stream": "stdout",
         "line": line,
         "ts": 1_750_000_000.0 + seq,
-    }
+    } | fields

@@ -5,7 +5,7 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
 
-from portal.jobs.models import Attempt, LogLine
+from portal.jobs.models import Attempt
 from tests.consumers.support import open_socket, receive_until, session_headers
 from tests.ingest.conftest import Streams, log, metric
 
@@ -42,18 +42,22 @@ def test_new_points_and_lines_reach_a_connected_page(
             assert metrics["points"][0]["loss"] == 1.0
             assert metrics["points"][0]["ts"] == 1_750_000_000.0
             logs = await socket.receive_json_from(timeout=5)
-            line_id = await sync_to_async(lambda: LogLine.objects.get(seq=1).pk)()
             assert logs == {
                 "type": "logs",
                 "lines": [
                     {
-                        "id": line_id,
                         "attempt": running_attempt.pk,
                         "node_rank": 0,
+                        "seq": 1,
+                        "rank": 0,
+                        "local_rank": 0,
                         "stream": "stdout",
                         "line": "epoch 0 done",
+                        "ts": 1_750_000_001.0,
                     }
                 ],
+                # The cursor the page hands back when it reconnects.
+                "cursor": f"{running_attempt.pk}.0.1",
             }
         finally:
             await socket.disconnect()

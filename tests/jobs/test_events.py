@@ -36,11 +36,14 @@ def test_metrics_and_logs_go_to_the_jobs_group(
         "ts": 1.0,
     }
     line: events.LogLinePayload = {
-        "id": 1,
         "attempt": attempt.pk,
         "node_rank": 0,
+        "seq": 0,
+        "rank": 0,
+        "local_rank": 0,
         "stream": "stdout",
         "line": "hi",
+        "ts": 1.0,
     }
     with django_capture_on_commit_callbacks(execute=True):
         events.job_metrics_added(job.pk, [point])

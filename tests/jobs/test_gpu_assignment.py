@@ -90,6 +90,9 @@ def launch_env(spec: AttemptSpec, tmp_path: Path) -> dict[str, str]:
         stream_maxlen=1000,
         address="10.0.0.9",
         rendezvous_timeout_s=5.0,
+        log_max_bytes=1 << 20,
+        log_max_lines=10_000,
+        stats_interval_s=1.0,
     )
     return torchrun_env(spec, settings, {})
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from portal.jobs.models import Job, LogLine, MetricPoint
-from portal.jobs.selectors import job_queue_position, log_lines_after, metric_points_after
+from portal.jobs.selectors import job_queue_position, metric_points_after
+from portal.jobs.telemetry import LogCursor, log_lines_after
 from tests.factories import make_attempt, make_job
 
 
@@ -47,10 +48,10 @@ def test_metric_points_are_the_jobs_own(owner):
     assert metric_points_after(job=job) == []
 
 
-def test_log_lines_page_by_id(owner):
+def test_log_lines_page_by_attempt_node_and_seq(owner):
     job = make_job(owner, state=Job.State.RUNNING)
     attempt = make_attempt(job)
-    lines = LogLine.objects.bulk_create(
+    LogLine.objects.bulk_create(
         LogLine(
             job=job,
             attempt=attempt,
@@ -62,8 +63,11 @@ def test_log_lines_page_by_id(owner):
         )
         for seq in range(5)
     )
-    page = log_lines_after(job=job, after_id=lines[1].pk, limit=2)
+    page, following, more = log_lines_after(
+        job=job, cursor=LogCursor({(attempt.pk, 0): 1}), limit=2
+    )
     assert [line.line for line in page] == ["line 2", "line 3"]
+    assert (following, more) == (LogCursor({(attempt.pk, 0): 3}), True)
 
 
 def test_queue_position_follows_priority_then_age(owner):

@@ -10,12 +10,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pytest
 import redis
 
-from workers.messages import stream_name
+from workers.messages import StreamKind, stream_name
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Node:
     prefix: str
     state_dir: Path
 
-    def stream(self, kind: Literal["metrics", "logs", "events", "health"]) -> str:
+    def stream(self, kind: StreamKind) -> str:
         return stream_name(self.prefix, kind)
 
 

@@ -24,10 +24,10 @@ from tests.workers.support import (
     processes_running,
     wait_for,
 )
-from workers import attempts, config
+from workers import attempts
 from workers.launcher import LaunchSettings, LogPump, torchrun_command
 from workers.messages import AttemptSpec, StopRequest
-from workers.reporter import StreamReporter
+from workers.spool import Appender
 
 
 def start_launcher(spec: AttemptSpec, node: Node) -> tuple[subprocess.Popen[bytes], Path]:
@@ -68,9 +68,21 @@ def test_it_reports_start_every_ranks_lines_and_a_clean_exit(
 
     assert [line["seq"] for line in logs] == list(range(len(logs)))
     assert {(line["attempt"], line["node_rank"]) for line in logs} == {(21, 0)}
-    stdout = [line["line"] for line in logs if line["stream"] == "stdout"]
+    stdout = [line for line in logs if line["stream"] == "stdout"]
     for rank in (0, 1):
-        assert f"[rank {rank}] epoch 2/2 local train loss" in "\n".join(stdout)
+        # torchrun tags each rank's lines; the launcher strips the tag into the entry.
+        [epoch_line] = [
+            line for line in stdout if f"[rank {rank}] epoch 2/2 local train loss" in line["line"]
+        ]
+        assert (epoch_line["rank"], epoch_line["local_rank"]) == (rank, rank)
+        assert epoch_line["line"].startswith(f"[rank {rank}]")
+    metrics = entries(redis_client, node.stream("metrics"))
+    assert [m["seq"] for m in metrics] == list(range(len(metrics)))
+    # Every rank's own figures, shipped by the launcher from the ranks' spools.
+    ranks = entries(redis_client, node.stream("ranks"))
+    assert {r["rank"] for r in ranks} == {0, 1}
+    assert all(r["steps"] >= 1 and r["samples_per_s"] > 0 for r in ranks)
+    assert {r["gpu_memory_used"] for r in ranks} == {None}
     assert attempts.running_attempts(node.state_dir) == []
 
 
@@ -232,9 +244,9 @@ def test_a_cancel_while_torchrun_starts_leaves_no_rank_behind(
 def test_a_failure_without_the_trainers_error_line_is_retryable(
     node: Node, redis_client: redis.Redis, tmp_path: Path
 ):
-    reporter = StreamReporter(redis_url=config.redis_url(), stream=node.stream("logs"))
+    spool = Appender(tmp_path / "logs.jsonl")
     spec = iris_spec(node_name=node.name, attempt_id=25, checkpoint_dir=tmp_path / "ck")
-    pump = LogPump(spec=spec, reporter=reporter)
+    pump = LogPump(spec=spec, spool=spool, max_bytes=10_000, max_lines=100)
     try:
         pump.emit("stderr", "RuntimeError: Connection reset by peer")
         pump.emit("stderr", "torch.distributed.elastic.multiprocessing.errors.ChildFailedError")
@@ -243,7 +255,7 @@ def test_a_failure_without_the_trainers_error_line_is_retryable(
         assert pump.saw_trainer_error is True
         assert pump.failure_reason() == "[rank 1] trainyard: error: the training loss became nan"
     finally:
-        assert reporter.close(timeout=10.0)
+        spool.close()
 
 
 def gang_share(spec: AttemptSpec, *, node_rank: int, port: int) -> AttemptSpec:

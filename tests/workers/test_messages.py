@@ -141,6 +141,8 @@ LOG: dict[str, Any] = {
     "job": 1,
     "attempt": 2,
     "node_rank": 0,
+    "rank": 1,
+    "local_rank": 1,
     "seq": 0,
     "stream": "stdout",
     "line": "epoch 1",

@@ -16,7 +16,8 @@ import redis
 
 from tests.workers.conftest import Node
 from tests.workers.support import entries, free_port, iris_spec, sha256_of
-from workers.launcher import LaunchSettings, torchrun_command, torchrun_env
+from workers import config
+from workers.launcher import LaunchSettings, telemetry_dir, torchrun_command, torchrun_env
 from workers.messages import (
     AttemptSpec,
     DatasetSpec,
@@ -25,6 +26,7 @@ from workers.messages import (
     MlpModel,
     PreprocessSpec,
 )
+from workers.shipper import Shipper, drain
 
 # The trainer prepares data with workers.datasets and builds models with workers.models
 # (other branches of the catalog work): until they are merged, these tests cannot run.
@@ -37,7 +39,7 @@ def run_torchrun(spec: AttemptSpec, directory: Path) -> subprocess.CompletedProc
     spec_path = directory / f"spec-{spec.attempt_id}-{spec.training.epochs}.json"
     spec_path.write_text(spec.dumps())
     settings = LaunchSettings.from_env(spec)
-    return subprocess.run(
+    done = subprocess.run(
         torchrun_command(spec, spec_path, settings),
         env=torchrun_env(spec, settings, os.environ),
         capture_output=True,
@@ -45,6 +47,24 @@ def run_torchrun(spec: AttemptSpec, directory: Path) -> subprocess.CompletedProc
         timeout=120,
         check=False,
     )
+    ship(spec, telemetry_dir(spec, settings))
+    return done
+
+
+def ship(spec: AttemptSpec, directory: Path) -> None:
+    """What the launcher does with the ranks' spools: ship them to Redis (then set them aside,
+    since these tests run one attempt more than once)."""
+    shipper = Shipper(
+        spec=spec,
+        directory=directory,
+        redis_url=config.redis_url(),
+        prefix=config.stream_prefix(),
+        stream_maxlen=config.stream_maxlen(),
+        start=False,
+    )
+    drain(shipper)
+    shipper.close()
+    directory.rename(directory.with_name(f"shipped-{spec.training.epochs}"))
 
 
 def events(client: redis.Redis, node: Node, kind: str) -> list[dict[str, Any]]:
@@ -166,7 +186,9 @@ def run_in_process(spec: AttemptSpec, tmp_path: Path, monkeypatch: pytest.Monkey
 
     spec_path = tmp_path / f"spec-{spec.attempt_id}.json"
     spec_path.write_text(spec.dumps())
+    spool = tmp_path / f"telemetry-{spec.attempt_id}"
     for name, value in {
+        "TRAINYARD_TELEMETRY_DIR": str(spool),
         "RANK": "0",
         "LOCAL_RANK": "0",
         "WORLD_SIZE": "1",
@@ -174,7 +196,9 @@ def run_in_process(spec: AttemptSpec, tmp_path: Path, monkeypatch: pytest.Monkey
         "MASTER_PORT": str(free_port()),
     }.items():
         monkeypatch.setenv(name, value)
-    return main(["--spec", str(spec_path)])
+    code = main(["--spec", str(spec_path)])
+    ship(spec, spool)
+    return code
 
 
 def npz_dataset(

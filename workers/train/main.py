@@ -3,7 +3,7 @@
 torchrun starts this once per local rank with RANK, LOCAL_RANK, WORLD_SIZE and the rendezvous
 in the environment. Every rank trains on its `DistributedSampler` shard of the memory-mapped,
 prepared dataset (`workers.train.data`); losses and accuracies are all-reduced so the reporting
-rank (`REPORTING_RANK`, 0) reports the whole gang's numbers as `MetricEntry`s, writes the
+rank (`REPORTING_RANK`, 0) reports the whole gang's numbers (a metric point every step), writes the
 checkpoints (reporting each as a `CheckpointSavedEntry` on the events stream) and, at the end,
 exports the best one (`workers.train.export`). `train` is the references' shape
 (pytorch/examples `multigpu_torchrun.py`, torchtitan's trainer): `build`, `resume`, then
@@ -11,6 +11,11 @@ exports the best one (`workers.train.export`). `train` is the references' shape
 always cleans up. A GPU placement on a host without CUDA fails at once (`placement_device`),
 never silently on the CPU. Every rank prints one `[rank N]` line per epoch so the job's log
 shows all of them.
+
+Reporting costs a step a few microseconds: every rank appends one fixed-size record per step
+(its own step time and samples; on the reporting rank also the gang's loss) to its spool file
+with one `os.write` (`workers.spool`), and the launcher, another process, ships the files to
+Redis (`workers.shipper`). No thread of this process touches Redis.
 
 The model is `workers.models.build_model` for a built-in architecture, or the user's code
 (`workers.models.custom_model`) for a `CustomModel`: fetched by URI and checked against its
@@ -41,7 +46,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -50,15 +54,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from workers import attempts, config
-from workers.messages import (
-    AttemptSpec,
-    CheckpointSavedEntry,
-    CustomModel,
-    MetricEntry,
-    stream_name,
-)
+from workers.messages import AttemptSpec, CheckpointSavedEntry, CustomModel, encode
 from workers.models import ModelShapeError, build_model, custom_model, output_width
-from workers.reporter import StreamReporter
+from workers.spool import EVENTS_FILE, METRIC_TRAIN, METRIC_VAL, STATS, Appender, StepWriter
 from workers.storage import StorageError
 from workers.train import ERROR_MARK, STOPPED_EXIT, STOPPED_MARK
 from workers.train.checkpoint import (
@@ -118,43 +116,73 @@ def is_reporting(gang: Gang) -> bool:
 
 @dataclass
 class Reporters:
-    """The reporting rank's two streams: metrics (every step) and events (checkpoints)."""
+    """A rank's spools: its step records (every rank), and the reporting rank's events."""
 
-    metrics: StreamReporter
-    events: StreamReporter
+    steps: StepWriter
+    events: Appender | None
+
+    def close(self) -> None:
+        self.steps.close()
+        if self.events is not None:
+            self.events.close()
 
 
 class Metrics:
-    """Numbers the reporting rank reports, with `seq` contiguous within the attempt."""
+    """What a rank reports each step; the reporting rank's points keep `seq` contiguous."""
 
-    def __init__(
-        self, *, spec: AttemptSpec, reporter: StreamReporter, seq: int, has_accuracy: bool
-    ) -> None:
-        self._spec = spec
-        self._reporter = reporter
+    def __init__(self, *, steps: StepWriter, reporting: bool, seq: int, has_accuracy: bool) -> None:
+        self._steps = steps
+        self._reporting = reporting
         self._has_accuracy = has_accuracy
         self.seq = seq
+        self._last = time.perf_counter()
 
-    def report(
-        self, *, split: Literal["train", "val"], step: int, epoch: int, totals: torch.Tensor
-    ) -> None:
-        loss_sum, correct, count = (float(value) for value in totals.tolist())
-        # JSON has no NaN: training stops on a non-finite loss (check_finite), and an empty
-        # shard or a non-finite validation loss reports nothing, so seq stays contiguous.
+    def step(self, *, step: int, epoch: int, totals: torch.Tensor, samples: int) -> None:
+        """One training step done: this rank's time and samples, and (reporting rank) the
+        gang's all-reduced loss. A pack and one write: no Redis, no thread, no JSON."""
+        now = time.perf_counter()
+        step_time, self._last = now - self._last, now
+        if not self._reporting:
+            self._steps.step(
+                flags=STATS, step=step, epoch=epoch, step_time_s=step_time, samples=samples
+            )
+            return
+        loss_sum, correct, count = totals.tolist()
+        if not count:
+            self._steps.step(
+                flags=STATS, step=step, epoch=epoch, step_time_s=step_time, samples=samples
+            )
+            return
+        self._steps.step(
+            flags=METRIC_TRAIN | STATS,
+            seq=self.seq,
+            step=step,
+            epoch=epoch,
+            loss=loss_sum / count,
+            accuracy=correct / count if self._has_accuracy else None,
+            step_time_s=step_time,
+            samples=samples,
+        )
+        self.seq += 1
+
+    def validated(self, *, step: int, epoch: int, totals: torch.Tensor) -> None:
+        """The epoch's validation (reporting rank). The clock restarts: evaluation time is not
+        a training step's."""
+        self._last = time.perf_counter()
+        if not self._reporting:
+            return
+        loss_sum, correct, count = totals.tolist()
+        # An empty shard or a non-finite validation loss reports nothing, so seq stays
+        # contiguous (training itself stops on a non-finite loss: check_finite).
         if not count or not math.isfinite(loss_sum):
             return
-        self._reporter.report(
-            MetricEntry(
-                job=self._spec.job_id,
-                attempt=self._spec.attempt_id,
-                seq=self.seq,
-                split=split,
-                step=step,
-                epoch=epoch,
-                loss=loss_sum / count,
-                accuracy=correct / count if self._has_accuracy else None,
-                ts=time.time(),
-            )
+        self._steps.step(
+            flags=METRIC_VAL,
+            seq=self.seq,
+            step=step,
+            epoch=epoch,
+            loss=loss_sum / count,
+            accuracy=correct / count if self._has_accuracy else None,
         )
         self.seq += 1
 
@@ -401,7 +429,7 @@ def run_epoch(
         totals = packed[:3]
         check_finite(totals, step=run.step, epoch=epoch)
         if metrics:
-            metrics.report(split="train", step=run.step, epoch=epoch, totals=totals)
+            metrics.step(step=run.step, epoch=epoch, totals=totals, samples=y_cpu.shape[0])
         # A stop at the epoch's last step finishes it (validation is short): the checkpoint
         # is then the epoch's own.
         if packed[3] > 0 and run.epoch_step < len(run.loader):
@@ -415,7 +443,8 @@ def run_epoch(
     run.val_loss = val_loss / val_count if finite else None
     run.val_accuracy = val_correct / val_count if finite and objective.has_accuracy else None
     if metrics:
-        metrics.report(split="val", step=run.step, epoch=epoch, totals=val)
+        metrics.validated(step=run.step, epoch=epoch, totals=val)
+    if is_reporting(gang):
         accuracy = "" if run.val_accuracy is None else f" accuracy {run.val_accuracy:.3f}"
         shown = "n/a" if run.val_loss is None else f"{run.val_loss:.4f}"
         say(gang.rank, f"epoch {epoch}/{epochs} step {run.step} val loss {shown}{accuracy}")
@@ -491,8 +520,8 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
     seq = resume(spec, run, gang)
     metrics = (
         Metrics(
-            spec=spec,
-            reporter=reporters.metrics,
+            steps=reporters.steps,
+            reporting=is_reporting(gang),
             seq=seq,
             has_accuracy=run.objective.has_accuracy,
         )
@@ -509,8 +538,8 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
         saved = None
         if is_reporting(gang) and (due or stopping):
             saved = save_checkpoint(spec, run, metrics.seq if metrics else 0)
-            if reporters:
-                reporters.events.report(saved_entry(spec, run, saved))
+            if reporters and reporters.events:
+                reporters.events.write(encode(saved_entry(spec, run, saved)) + b"\n")
         if stopping:
             # No rank exits before the checkpoint is whole: torchrun would stop the others.
             dist.barrier()
@@ -540,20 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         shards = load_data(spec)
         gang = setup(device)
         rank = gang.rank
-        if is_reporting(gang):
-            prefix, maxlen = config.stream_prefix(), config.stream_maxlen()
-            reporters = Reporters(
-                metrics=StreamReporter(
-                    redis_url=config.redis_url(),
-                    stream=stream_name(prefix, "metrics"),
-                    stream_maxlen=maxlen,
-                ),
-                events=StreamReporter(
-                    redis_url=config.redis_url(),
-                    stream=stream_name(prefix, "events"),
-                    stream_maxlen=maxlen,
-                ),
-            )
+        spool = config.telemetry_dir()
+        reporters = Reporters(
+            steps=StepWriter(spool, rank=gang.rank, local_rank=gang.local_rank),
+            events=Appender(spool / EVENTS_FILE) if is_reporting(gang) else None,
+        )
         say(rank, f"training on {gang.device} as rank {rank} of {gang.world_size}")
         train(spec, shards, gang, reporters)
         if is_reporting(gang):
@@ -574,13 +594,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return STOPPED_EXIT
     finally:
         if reporters is not None:
-            for reporter in (reporters.metrics, reporters.events):
-                if not reporter.close(timeout=10.0):
-                    say(
-                        rank,
-                        f"warning: {reporter.stream} not fully delivered ({reporter.dropped} "
-                        f"dropped, {reporter.pending} undelivered)",
-                        error=True,
-                    )
+            reporters.close()
         if dist.is_initialized():
             dist.destroy_process_group()

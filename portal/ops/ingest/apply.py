@@ -4,8 +4,11 @@
 and the caller acknowledges the entries only after the commit. Everything here is safe to run
 twice on the same entries, because entries are delivered at least once:
 
-- metric points and log lines have unique keys (`(attempt, seq)`, `(attempt, node_rank, seq)`)
-  and are inserted with ON CONFLICT DO NOTHING;
+- metric points, rank samples and log lines have unique keys (`(attempt, seq)`,
+  `(attempt, rank, step)`, `(attempt, node_rank, seq)`): each batch is `COPY`ed into a
+  temporary table (psycopg 3's `copy`, the fastest path into PostgreSQL, measured in
+  bench/ingest_throughput.py) and moved with `INSERT ... SELECT ... ON CONFLICT DO NOTHING`,
+  since COPY alone cannot skip a row that is already there;
 - attempt events go through services that are fenced by the attempt id and move state with
   conditional updates, so a repeated `attempt.exited` changes nothing; a `checkpoint.saved`
   is a row with a unique `(attempt, name)`, inserted with ON CONFLICT DO NOTHING;
@@ -16,13 +19,18 @@ twice on the same entries, because entries are delivered at least once:
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import reduce
-from operator import or_
+from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from psycopg import sql
 
 from portal.cluster import services as cluster_services
 from portal.cluster.models import Node
@@ -30,10 +38,10 @@ from portal.jobs import services as job_services
 from portal.jobs.events import (
     LogLinePayload,
     MetricPointPayload,
-    log_line_payload,
-    metric_point_payload,
+    log_entry_payload,
+    metric_entry_payload,
 )
-from portal.jobs.models import Attempt, LogLine, MetricPoint
+from portal.jobs.models import Attempt, JobLogVolume, LogLine, MetricPoint, RankSample
 from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
 from workers.messages import (
     AttemptExitedEntry,
@@ -43,6 +51,7 @@ from workers.messages import (
     HealthEntry,
     LogEntry,
     MetricEntry,
+    RankStatsEntry,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,7 @@ class Batch:
     """Parsed entries of one read, by stream, each list in stream order."""
 
     metrics: list[MetricEntry] = field(default_factory=list)
+    ranks: list[RankStatsEntry] = field(default_factory=list)
     logs: list[LogEntry] = field(default_factory=list)
     events: list[EventEntry] = field(default_factory=list)
     health: list[HealthEntry] = field(default_factory=list)
@@ -94,6 +104,42 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert `rows` into `table` by COPY through a temporary table, skipping rows whose unique
+    key is already stored (a re-delivery). Runs in the caller's transaction."""
+    staging = sql.Identifier(f"ingest_{table}")
+    target = sql.Identifier(table)
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    # The raw psycopg connection (Django's public `connection.connection`) shares Django's
+    # transaction; the staging table lives as long as the session.
+    connection.ensure_connection()
+    raw = connection.connection
+    made = _staging_made.setdefault(raw, set())
+    with raw.cursor() as cursor:
+        if table not in made:
+            cursor.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA"
+                ).format(staging, names, target)
+            )
+            # Made for good only once the transaction that made it commits.
+            transaction.on_commit(lambda: made.add(table))
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, names)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                target, names, names, staging
+            )
+        )
+        # Emptied within the batch's transaction: a rolled-back batch leaves it as it was.
+        cursor.execute(sql.SQL("TRUNCATE {}").format(staging))
+
+
+# The staging tables each database session has made (they last as long as the session).
+_staging_made: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
 def _apply_metrics(
     entries: list[MetricEntry], current: dict[int, int]
 ) -> tuple[dict[int, list[MetricPointPayload]], int]:
@@ -105,27 +151,138 @@ def _apply_metrics(
             continue
         # Within a batch the first copy wins, as ON CONFLICT DO NOTHING does across batches.
         accepted.setdefault((entry.attempt, entry.seq), entry)
-    rows = [
-        MetricPoint(
-            job_id=e.job,
-            attempt_id=e.attempt,
-            seq=e.seq,
-            split=e.split,
-            step=e.step,
-            epoch=e.epoch,
-            loss=e.loss,
-            accuracy=e.accuracy,
-            reported_at=_ts(e.ts),
+    kept = [e for _key, e in sorted(accepted.items())]
+    if kept:
+        copy_rows(
+            MetricPoint._meta.db_table,
+            METRIC_COLUMNS,
+            (
+                (e.job, e.attempt, e.seq, e.split, e.step, e.epoch, e.loss, e.accuracy, _ts(e.ts))
+                for e in kept
+            ),
         )
-        for _key, e in sorted(accepted.items())
-    ]
-    MetricPoint.objects.bulk_create(rows, ignore_conflicts=True)
-    # The live payload of each row is the backfill's (`metric_point_payload`), so a page
-    # sees the same point whichever way it arrived.
+    # The live payload is the backfill's shape (`metric_entry_payload` is
+    # `metric_point_payload` of the stored row), so a page sees the same point either way.
     points: dict[int, list[MetricPointPayload]] = defaultdict(list)
-    for row in rows:
-        points[row.job_id].append(metric_point_payload(row))
+    for e in kept:
+        points[e.job].append(metric_entry_payload(e))
     return dict(points), fenced
+
+
+METRIC_COLUMNS = (
+    "job_id",
+    "attempt_id",
+    "seq",
+    "split",
+    "step",
+    "epoch",
+    "loss",
+    "accuracy",
+    "reported_at",
+)
+RANK_COLUMNS = (
+    "job_id",
+    "attempt_id",
+    "node_rank",
+    "rank",
+    "local_rank",
+    "step",
+    "steps",
+    "step_time_s",
+    "samples_per_s",
+    "gpu_memory_used",
+    "reported_at",
+)
+LOG_COLUMNS = (
+    "job_id",
+    "attempt_id",
+    "node_rank",
+    "rank",
+    "local_rank",
+    "seq",
+    "stream",
+    "line",
+    "reported_at",
+)
+
+
+def _apply_ranks(entries: list[RankStatsEntry], current: dict[int, int]) -> int:
+    accepted: dict[tuple[int, int, int], RankStatsEntry] = {}
+    fenced = 0
+    for entry in entries:
+        if current.get(entry.attempt) != entry.job:
+            fenced += 1
+            continue
+        accepted.setdefault((entry.attempt, entry.rank, entry.step), entry)
+    if accepted:
+        copy_rows(
+            RankSample._meta.db_table,
+            RANK_COLUMNS,
+            (
+                (
+                    e.job,
+                    e.attempt,
+                    e.node_rank,
+                    e.rank,
+                    e.local_rank,
+                    e.step,
+                    e.steps,
+                    e.step_time_s,
+                    e.samples_per_s,
+                    e.gpu_memory_used,
+                    _ts(e.ts),
+                )
+                for e in accepted.values()
+            ),
+        )
+    return fenced
+
+
+def _within_caps(entries: list[LogEntry]) -> list[LogEntry]:
+    """The lines of `entries` that fit their job's log caps, in order; counts them into each
+    job's `JobLogVolume` (locked, in job order, so two ingests cannot both fill the last
+    room). A launcher's `notice` line always fits: it is the one that says the log was cut."""
+    max_bytes, max_lines = (
+        settings.TRAINYARD_LOG_MAX_BYTES_PER_JOB,
+        settings.TRAINYARD_LOG_MAX_LINES_PER_JOB,
+    )
+    jobs = sorted({e.job for e in entries})
+    volumes = {
+        v.job_id: v
+        for v in JobLogVolume.objects.select_for_update().filter(job_id__in=jobs).order_by("job_id")
+    }
+    used = {job: (v.bytes, v.lines) for job, v in volumes.items()}
+    added: dict[int, list[int]] = {job: [0, 0] for job in jobs}
+    truncated: set[int] = set()
+    kept = []
+    for entry in entries:
+        size = len(entry.line.encode("utf-8", "replace")) + 1
+        bytes_before, lines_before = used.get(entry.job, (0, 0))
+        tally = added[entry.job]
+        over = bytes_before + tally[0] + size > max_bytes or lines_before + tally[1] + 1 > max_lines
+        if entry.stream == "notice" or over:
+            truncated.add(entry.job)
+        if over and entry.stream != "notice":
+            continue
+        tally[0] += size
+        tally[1] += 1
+        kept.append(entry)
+    now = timezone.now()
+    upsert = sql.SQL(
+        "INSERT INTO {} AS v (job_id, bytes, lines, truncated_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (job_id) DO UPDATE SET bytes = v.bytes + EXCLUDED.bytes, "
+        "lines = v.lines + EXCLUDED.lines, "
+        "truncated_at = COALESCE(v.truncated_at, EXCLUDED.truncated_at)"
+    ).format(sql.Identifier(JobLogVolume._meta.db_table))
+    with connection.connection.cursor() as cursor:
+        cursor.executemany(
+            upsert,
+            [
+                (job, added[job][0], added[job][1], now if job in truncated else None)
+                for job in jobs
+            ],
+        )
+    return kept
 
 
 def _apply_logs(
@@ -140,34 +297,30 @@ def _apply_logs(
         accepted.setdefault((entry.attempt, entry.node_rank, entry.seq), entry)
     if not accepted:
         return {}, fenced
-    LogLine.objects.bulk_create(
-        [
-            LogLine(
-                job_id=e.job,
-                attempt_id=e.attempt,
-                node_rank=e.node_rank,
-                seq=e.seq,
-                stream=e.stream,
-                line=e.line,
-                reported_at=_ts(e.ts),
+    kept = _within_caps([e for _key, e in sorted(accepted.items())])
+    copy_rows(
+        LogLine._meta.db_table,
+        LOG_COLUMNS,
+        (
+            (
+                e.job,
+                e.attempt,
+                e.node_rank,
+                e.rank,
+                e.local_rank,
+                e.seq,
+                e.stream,
+                e.line,
+                _ts(e.ts),
             )
-            for e in accepted.values()
-        ],
-        ignore_conflicts=True,
+            for e in kept
+        ),
     )
-    # ON CONFLICT DO NOTHING returns no ids, and browsers use the id as their log cursor, so
-    # read the rows back by their unique key: one query, one OR term per (attempt, rank).
-    seqs: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for attempt_id, node_rank, seq in accepted:
-        seqs[(attempt_id, node_rank)].append(seq)
-    where = reduce(
-        or_,
-        (Q(attempt_id=a, node_rank=r, seq__in=s) for (a, r), s in seqs.items()),
-    )
+    # Browsers page by (attempt, node_rank, seq), so the entry itself is the payload: no
+    # read-back of ids.
     lines: dict[int, list[LogLinePayload]] = defaultdict(list)
-    rows = LogLine.objects.filter(where).order_by("id")
-    for row in rows.only("id", "job_id", "attempt_id", "node_rank", "stream", "line"):
-        lines[row.job_id].append(log_line_payload(row))
+    for e in kept:
+        lines[e.job].append(log_entry_payload(e))
     return dict(lines), fenced
 
 
@@ -190,9 +343,12 @@ def batch_apply(batch: Batch) -> Applied:
     if touched:
         list(Node.objects.select_for_update().filter(name__in=touched).order_by("name"))
     current = _current_attempts(
-        {e.attempt for e in batch.metrics} | {e.attempt for e in batch.logs}
+        {e.attempt for e in batch.metrics}
+        | {e.attempt for e in batch.ranks}
+        | {e.attempt for e in batch.logs}
     )
     points, fenced_points = _apply_metrics(batch.metrics, current)
+    fenced_ranks = _apply_ranks(batch.ranks, current)
     lines, fenced_lines = _apply_logs(batch.logs, current)
     for event in batch.events:
         if isinstance(event, AttemptStartedEntry):
@@ -204,7 +360,7 @@ def batch_apply(batch: Batch) -> Applied:
     for entry in sorted(latest.values(), key=lambda entry: entry.node):
         node = cluster_services.node_heartbeat(entry=entry)
         attempts_reconcile_with_heartbeat(node=node, entry=entry)
-    fenced = fenced_points + fenced_lines
+    fenced = fenced_points + fenced_ranks + fenced_lines
     if fenced:
         logger.info(
             "dropped %d metric points and log lines from lost or superseded attempts", fenced

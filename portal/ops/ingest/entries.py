@@ -19,14 +19,16 @@ from workers.messages import (
     LogEntry,
     MessageInvalid,
     MetricEntry,
+    RankStatsEntry,
     decode,
 )
 
-Kind = Literal["metrics", "logs", "events", "health"]
-KINDS: tuple[Kind, ...] = ("metrics", "logs", "events", "health")
+Kind = Literal["metrics", "ranks", "logs", "events", "health"]
+KINDS: tuple[Kind, ...] = ("metrics", "ranks", "logs", "events", "health")
 
 _TYPES: dict[Kind, Any] = {
     "metrics": MetricEntry,
+    "ranks": RankStatsEntry,
     "logs": LogEntry,
     "events": EventEntry,
     "health": HealthEntry,

@@ -1,6 +1,9 @@
 """The ingest loop: Redis Streams in, PostgreSQL batches, channel-layer events out.
 
-One `Ingestor` is one consumer in the consumer group "ingest" on the four telemetry streams.
+One `Ingestor` is one consumer in the consumer group "ingest" on the five telemetry streams.
+Any number of them may run at once, each under its own consumer name: the group shares the
+entries out, every write is idempotent, and readers page logs by `(attempt, node_rank, seq)`
+rather than by insert order, so batches may commit in any order.
 Delivery is at least once: an entry is acknowledged only after the transaction that stored it
 commits, and everything `batch_apply` does is idempotent, so a crash at any point costs a
 re-delivery, never a loss or a duplicate row.
@@ -37,7 +40,6 @@ from portal.jobs import events
 from portal.lib.streams import GROUP, parse_stream_id
 from portal.ops.ingest.apply import Applied, Batch, batch_apply
 from portal.ops.ingest.entries import KINDS, Kind, MalformedEntry, entry_parse
-from portal.ops.ingest.lock import IngestLock
 from workers.messages import stream_name
 
 logger = logging.getLogger(__name__)
@@ -80,11 +82,6 @@ class BatchFailed(Exception):
     """A batch was rolled back and not acknowledged; it will be read again from Redis."""
 
 
-class AnotherIngestRunning(Exception):
-    """Another ingest process holds the ingest lock, so this one must not run (see
-    `portal.ops.ingest.lock` for why ingest is one process)."""
-
-
 class _RolledBack(Exception):
     """`_commit` failed before its transaction committed; `__cause__` says why."""
 
@@ -125,16 +122,8 @@ class _Read:
 class Ingestor:
     """Consume the telemetry streams until `stop()`; `run_once()` does one pass (for tests)."""
 
-    def __init__(
-        self,
-        config: IngestConfig,
-        *,
-        client: redis.Redis | None = None,
-        lock: IngestLock | None = None,
-    ) -> None:
+    def __init__(self, config: IngestConfig, *, client: redis.Redis | None = None) -> None:
         self.config = config
-        # Taken by `run()` and checked on every pass; `manage.py ingest` always passes one.
-        self.lock = lock
         self.redis = client or redis.Redis.from_url(
             config.redis_url,
             # XREADGROUP BLOCK holds the socket open; the timeout must outlast it.
@@ -173,12 +162,8 @@ class Ingestor:
         self._groups_ready = True
 
     def run(self) -> None:
-        """Loop until `stop()`. Reconnects to Redis and retries failed batches with backoff.
-
-        Raises `AnotherIngestRunning` if the lock is held elsewhere, at the start or later."""
+        """Loop until `stop()`. Reconnects to Redis and retries failed batches with backoff."""
         try:
-            if self.lock is not None and not self._take_lock():
-                return
             logger.info(
                 "ingest consumer %r reading %s",
                 self.config.consumer,
@@ -186,32 +171,9 @@ class Ingestor:
             )
             self._loop()
         finally:
-            if self.lock is not None:
-                self.lock.release()
             # Connections are per thread; leave none open behind a stopped loop.
             connections.close_all()
         logger.info("ingest consumer %r stopped", self.config.consumer)
-
-    def _take_lock(self) -> bool:
-        """Take the ingest lock, waiting for PostgreSQL if it is down. False if stopped first."""
-        assert self.lock is not None
-        backoff = self.config.backoff_s
-        while not self.stopping:
-            try:
-                acquired = self.lock.acquire()
-            except _TRANSIENT_DB_ERRORS as exc:
-                logger.error("database unavailable (%s); retrying in %.1fs", exc, backoff)
-                self.lock.release()
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, self.config.max_backoff_s)
-                continue
-            if not acquired:
-                raise AnotherIngestRunning(
-                    f"another ingest is running against this database: {self.lock.held_by()}. "
-                    "Ingest runs as one process (docs/telemetry.md); stop that one first."
-                )
-            return True
-        return False
 
     def _loop(self) -> None:
         backoff = self.config.backoff_s
@@ -246,12 +208,6 @@ class Ingestor:
         # A long-lived process outside Django's request cycle must drop broken and expired
         # connections itself.
         close_old_connections()
-        if self.lock is not None and not self.lock.still_held():
-            # Our lock's connection broke, and another ingest took the lock meanwhile.
-            raise AnotherIngestRunning(
-                f"lost the ingest lock to another ingest: {self.lock.held_by()}. "
-                "Ingest runs as one process (docs/telemetry.md); stopping this one."
-            )
         if not self._groups_ready:
             self.ensure_groups()
         if time.monotonic() >= self._next_claim_at:
