@@ -34,6 +34,7 @@ from workers.messages import (
     RUN_ATTEMPT_TASK,
     AttemptSpec,
     MessageInvalid,
+    Phase,
     SpecEnvelope,
     exited_entry,
     spec_envelope,
@@ -110,13 +111,15 @@ def _busy(attempt_id: int) -> bool:
         return launcher is not None and launcher.poll() is None
 
 
-def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
+def attempt_start(*, spec_json: dict[str, Any], received_at: float | None = None) -> RunOutcome:
     """Claim the attempt, fetch and verify its dataset, and start its launcher detached.
 
     Every failure after the claim is reported as the attempt's exit: a run message is
     acknowledged when it arrives, so an exception here would otherwise leave the portal
-    waiting for an attempt that never runs.
+    waiting for an attempt that never runs. `received_at` is when the run message arrived
+    (now if not given); the launcher reports it as the attempt's `received` phase.
     """
+    received_at = time.time() if received_at is None else received_at
     _reap_launchers()
     name = config.node_name()
     try:
@@ -134,7 +137,7 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
             return "duplicate"
         _starting.add(spec.attempt_id)
     try:
-        return _start(spec, config.node_state_dir(name))
+        return _start(spec, config.node_state_dir(name), received_at=received_at)
     finally:
         with _launchers_lock:
             _starting.discard(spec.attempt_id)
@@ -157,7 +160,7 @@ def _refuse_invalid(spec_json: Any, name: str, exc: MessageInvalid) -> RunOutcom
     return "refused"
 
 
-def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
+def _start(spec: AttemptSpec, state_dir: Path, *, received_at: float) -> RunOutcome:
     directory = attempts.attempt_dir(state_dir, spec.attempt_id)
     directory.parent.mkdir(parents=True, exist_ok=True)
     claimed = False
@@ -184,8 +187,9 @@ def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
         return "failed"
     except Exception as exc:
         return _start_failed(spec, directory, exc)
+    fetched_at = time.time()
     try:
-        _launch(spec, directory)
+        _launch(spec, directory, phases={"received": received_at, "dataset_fetched": fetched_at})
     except Exception as exc:
         return _start_failed(spec, directory, exc)
     return "started"
@@ -243,11 +247,14 @@ def _claim(spec: AttemptSpec, state_dir: Path, directory: Path) -> _Claim:
     return "claimed"
 
 
-def _launch(spec: AttemptSpec, directory: Path) -> None:
+def _launch(spec: AttemptSpec, directory: Path, *, phases: dict[Phase, float]) -> None:
     spec_path = directory / attempts.SPEC
+    # The phases only the agent saw travel to the launcher, which reports them with its own on
+    # the events stream, in order: the agent keeps no stream connection open per attempt.
+    marks = [f"--phase={phase}={ts!r}" for phase, ts in phases.items()]
     with (directory / "launcher.log").open("ab") as log:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path)],
+            [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path), *marks],
             cwd=directory,
             env=config.launch_env(os.environ),
             stdin=subprocess.DEVNULL,
@@ -350,12 +357,13 @@ def sweep_forever(stop: threading.Event, interval_s: float) -> None:
 
 @app.task(name=RUN_ATTEMPT_TASK, ignore_result=True)
 def run_attempt(spec_json: dict[str, Any], signature: str | None = None) -> RunOutcome:
+    received_at = time.time()
     # Signed by the portal and within this node's bounds, or nothing starts (workers.gate).
     problem = gate.run_message_problem(spec_json, signature)
     if problem is not None:
         logger.error("refusing a run message: %s", problem)
         return "refused"
-    return attempt_start(spec_json=spec_json)
+    return attempt_start(spec_json=spec_json, received_at=received_at)
 
 
 @app.task(name=CANCEL_ATTEMPT_TASK, ignore_result=True)

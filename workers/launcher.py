@@ -33,10 +33,13 @@ import psutil
 
 from workers import attempts, config
 from workers.messages import (
+    NODE_PHASES,
     AttemptSpec,
     AttemptStartedEntry,
     LogEntry,
+    Phase,
     exited_entry,
+    phase_entry,
     stream_name,
 )
 from workers.reporter import StreamReporter
@@ -312,8 +315,11 @@ class Supervisor:
         events: StreamReporter,
         logs: StreamReporter,
         cancel: threading.Event | None = None,
+        phases: Mapping[Phase, float] | None = None,
     ) -> None:
         self.spec = spec
+        # Phases the agent saw before this process existed (the run message, the dataset).
+        self._phases = dict(phases or {})
         self.spec_path = spec_path
         self.settings = settings
         self.directory = attempts.attempt_dir(settings.state_dir, spec.attempt_id)
@@ -383,7 +389,10 @@ class Supervisor:
                 exit_code=-1, cancelled=False, reason=f"cannot start torchrun: {exc}"
             )
             return -1
+        started_at = time.time()
         logger.info("torchrun pid %d: %s", proc.pid, " ".join(command))
+        for phase, ts in [*self._phases.items(), ("torchrun_started", started_at)]:
+            self._events.report(phase_entry(spec=self.spec, phase=phase, ts=ts))
         self._report_started()
         assert proc.stdout is not None and proc.stderr is not None
         self._pump.start(proc.stdout, "stdout")
@@ -430,9 +439,27 @@ class Supervisor:
         return exit_code
 
 
+def _phase_mark(text: str) -> tuple[Phase, float]:
+    name, _, ts = text.partition("=")
+    for phase in NODE_PHASES:
+        if phase == name:
+            try:
+                return phase, float(ts)
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f"not PHASE=SECONDS: {text!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.launcher")
     parser.add_argument("--spec", required=True, type=Path, help="path to the attempt's spec.json")
+    parser.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        type=_phase_mark,
+        help="PHASE=TS: a phase the agent saw (received, dataset_fetched), reported with ours",
+    )
     args = parser.parse_args(argv)
     # Before anything slow: a cancel that arrives while we start up must not kill us silently.
     cancel = threading.Event()
@@ -460,7 +487,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream_maxlen=settings.stream_maxlen,
     )
     supervisor = Supervisor(
-        spec=spec, spec_path=spec_path, settings=settings, events=events, logs=logs, cancel=cancel
+        spec=spec,
+        spec_path=spec_path,
+        settings=settings,
+        events=events,
+        logs=logs,
+        cancel=cancel,
+        phases=dict(args.phase),
     )
     try:
         exit_code = supervisor.run()

@@ -10,9 +10,11 @@ from portal.cluster.services import nodes_mark_offline
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
 from portal.jobs.scheduling import schedule_pass
+from portal.jobs.watch import jobs_watch
 from portal.lib.ticks import SCHEDULER_TICK_TASK, scheduler_tick_started
 
 REAP_NODES_TASK = "portal.jobs.tasks.reap_nodes"
+WATCH_JOBS_TASK = "portal.jobs.tasks.watch_jobs"
 
 
 @shared_task(name=SCHEDULER_TICK_TASK, ignore_result=True)
@@ -40,3 +42,10 @@ def model_dry_run(
     """The dry run of a job's model before it is queued (`portal.jobs.dry_run`); its caller
     waits for the answer (`portal.lib.calls`), hence `ignore_result=False`."""
     return dry_run_answer(model=model, input_shape=input_shape, task=task, num_classes=num_classes)
+
+
+@shared_task(name=WATCH_JOBS_TASK, ignore_result=True)
+def watch_jobs() -> int:
+    """Flag (and clear) stalled and idle jobs (`portal.jobs.watch`). Returns the new flags."""
+    result = jobs_watch()
+    return len(result.stalled) + len(result.idle)

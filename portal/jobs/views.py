@@ -20,6 +20,7 @@ from portal.jobs.filters import JobFilterForm
 from portal.jobs.forms import CHOICE_LABELS, JobForm
 from portal.jobs.listing import PAGE_SIZE, SORTS, jobs_listed, jobs_page
 from portal.jobs.models import Job
+from portal.jobs.phases import phase_bars
 from portal.jobs.selectors import (
     checkpoint_path,
     job_attempts,
@@ -209,6 +210,7 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         {
             "job": job,
             "attempts": attempts,
+            "phase_bars": phase_bars(job, list(attempts)),
             "hyperparameters": _hyperparameter_rows(spec.get("hyperparameters", {})),
             "checkpoints": [
                 {

@@ -47,6 +47,8 @@ from workers.messages import (
     CheckpointSavedEntry,
     CustomModel,
     MetricEntry,
+    Phase,
+    phase_entry,
     stream_name,
 )
 from workers.models import ModelShapeError, build_model, custom_model, output_width
@@ -115,17 +117,25 @@ class Reporters:
     metrics: StreamReporter
     events: StreamReporter
 
+    def phase(self, spec: AttemptSpec, phase: Phase, ts: float) -> None:
+        """Report a phase of the attempt on the events stream (docs/telemetry.md "Phases")."""
+        self.events.report(phase_entry(spec=spec, phase=phase, ts=ts))
+
 
 class Metrics:
     """Numbers the reporting rank reports, with `seq` contiguous within the attempt."""
 
     def __init__(
-        self, *, spec: AttemptSpec, reporter: StreamReporter, seq: int, has_accuracy: bool
+        self, *, spec: AttemptSpec, reporters: Reporters, seq: int, has_accuracy: bool
     ) -> None:
         self._spec = spec
-        self._reporter = reporter
+        self._reporters = reporters
+        self._reporter = reporters.metrics
         self._has_accuracy = has_accuracy
         self.seq = seq
+        # When this attempt's first and latest training steps were reported (the phases).
+        self.first_step_at: float | None = None
+        self.last_step_at: float | None = None
 
     def report(
         self, *, split: Literal["train", "val"], step: int, epoch: int, totals: torch.Tensor
@@ -135,6 +145,12 @@ class Metrics:
         # shard or a non-finite validation loss reports nothing, so seq stays contiguous.
         if not count or not math.isfinite(loss_sum):
             return
+        now = time.time()
+        if split == "train":
+            self.last_step_at = now
+            if self.first_step_at is None:
+                self.first_step_at = now
+                self._reporters.phase(self._spec, "first_step", now)
         self._reporter.report(
             MetricEntry(
                 job=self._spec.job_id,
@@ -145,7 +161,7 @@ class Metrics:
                 epoch=epoch,
                 loss=loss_sum / count,
                 accuracy=correct / count if self._has_accuracy else None,
-                ts=time.time(),
+                ts=now,
             )
         )
         self.seq += 1
@@ -429,7 +445,7 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
     metrics = (
         Metrics(
             spec=spec,
-            reporter=reporters.metrics,
+            reporters=reporters,
             seq=seq,
             has_accuracy=run.objective.has_accuracy,
         )
@@ -443,6 +459,8 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
             saved = save_checkpoint(spec, run, metrics.seq if metrics else 0)
             if reporters:
                 reporters.events.report(saved_entry(spec, run, saved))
+    if reporters and metrics and metrics.last_step_at is not None:
+        reporters.phase(spec, "last_step", metrics.last_step_at)
     if is_reporting(gang):
         export(spec, run, gang)
 
@@ -460,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # alike, before any of them waits in a collective for a peer that already exited.
         shards = load_data(spec)
         gang = setup(device)
+        rendezvous_at = time.time()
         rank = gang.rank
         if is_reporting(gang):
             prefix, maxlen = config.stream_prefix(), config.stream_maxlen()
@@ -475,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stream_maxlen=maxlen,
                 ),
             )
+            reporters.phase(spec, "rendezvous_done", rendezvous_at)
         say(rank, f"training on {gang.device} as rank {rank} of {gang.world_size}")
         train(spec, shards, gang, reporters)
         if is_reporting(gang):
