@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -77,19 +78,26 @@ class Bench:
         from portal.jobs.models import Attempt, AttemptPhase, Job
         from portal.jobs.phases import attempt_marks, phase_segments
 
-        started = time.time()
-        response = httpx.post(
-            f"{self.base_url}/api/v1/jobs/",
-            json=self.body,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=60,
-        )
+        for _ in range(60):
+            started = time.time()
+            response = httpx.post(
+                f"{self.base_url}/api/v1/jobs/",
+                json=self.body,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=60,
+            )
+            # 503: the control worker has not started yet (the dry run found no one).
+            if response.status_code != 503:
+                break
+            time.sleep(1)
         response.raise_for_status()
         job_id = response.json()["id"]
         first = wait_until(
-            lambda: AttemptPhase.objects.filter(attempt__job_id=job_id, phase="first_step")
-            .values_list("at", flat=True)
-            .first(),
+            lambda: (
+                AttemptPhase.objects.filter(attempt__job_id=job_id, phase="first_step")
+                .values_list("at", flat=True)
+                .first()
+            ),
             timeout=120,
             what=f"job {job_id}'s first step",
         )
@@ -136,13 +144,17 @@ class Bench:
         client.delete(stream)
         command = torchrun_command(spec, path, settings)
         env = torchrun_env(spec, settings, os.environ)
+        output = path.with_suffix(".log").open("wb")
         started = time.time()
-        proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        reply = client.xread({stream: "0"}, count=1, block=120_000)
+        proc = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        reply = None
+        while not reply:
+            reply = client.xread({stream: "0"}, count=1, block=1000)
+            if not reply and proc.poll() is not None:
+                raise SystemExit(f"the bare torchrun failed: {path.with_suffix('.log')}")
         first = decode(reply[0][1][0][1][b"data"], MetricEntry)
         proc.wait(timeout=120)
+        output.close()
         client.delete(stream, f"{prefix}:events")
         return first.ts - started
 
@@ -151,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="submit to first step vs a bare torchrun")
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not database_url or not redis_url:
         raise SystemExit("run under `python -m portal.devservers run --` (or set both URLs)")
@@ -243,10 +256,18 @@ def run(args: argparse.Namespace, redis_url: str, state: Path, node_name: str) -
         table(
             ["path", "median", "min", "max"],
             [
-                ["Trainyard job (POST to first step)", f"{job_m:.2f} s",
-                 f"{min(jobs):.2f} s", f"{max(jobs):.2f} s"],
-                ["bare torchrun (Popen to first step)", f"{bare_m:.2f} s",
-                 f"{min(bares):.2f} s", f"{max(bares):.2f} s"],
+                [
+                    "Trainyard job (POST to first step)",
+                    f"{job_m:.2f} s",
+                    f"{min(jobs):.2f} s",
+                    f"{max(jobs):.2f} s",
+                ],
+                [
+                    "bare torchrun (Popen to first step)",
+                    f"{bare_m:.2f} s",
+                    f"{min(bares):.2f} s",
+                    f"{max(bares):.2f} s",
+                ],
                 ["difference (target <= 0.5 s)", f"{job_m - bare_m:+.2f} s", "", ""],
             ],
         )
@@ -256,8 +277,10 @@ def run(args: argparse.Namespace, redis_url: str, state: Path, node_name: str) -
     print(
         table(
             ["phase", "median"],
-            [[label, f"{statistics.median(p.get(label, 0.0) for p in phases):.3f} s"]
-             for label in labels],
+            [
+                [label, f"{statistics.median(p.get(label, 0.0) for p in phases):.3f} s"]
+                for label in labels
+            ],
         )
     )
 

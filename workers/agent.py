@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import psutil
 
-from workers import attempts, config, files, gate, storage
+from workers import attempts, config, files, gate, spare, storage
 from workers.celery import app
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
@@ -251,19 +251,21 @@ def _launch(spec: AttemptSpec, directory: Path, *, phases: dict[Phase, float]) -
     spec_path = directory / attempts.SPEC
     # The phases only the agent saw travel to the launcher, which reports them with its own on
     # the events stream, in order: the agent keeps no stream connection open per attempt.
-    marks = [f"--phase={phase}={ts!r}" for phase, ts in phases.items()]
-    with (directory / "launcher.log").open("ab") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path), *marks],
-            cwd=directory,
-            env=config.launch_env(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own session: a signal to the agent (Ctrl-C, a worker restart) never reaches
-            # training, and a cancel reaches exactly this attempt.
-            start_new_session=True,
-        )
+    launcher = spare.spare_hand_over(spec_path=spec_path, phases=phases)
+    if launcher is None:
+        marks = [f"--phase={phase}={ts!r}" for phase, ts in phases.items()]
+        with (directory / "launcher.log").open("ab") as log:
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path), *marks],
+                cwd=directory,
+                env=config.launch_env(os.environ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: a signal to the agent (Ctrl-C, a worker restart) never
+                # reaches training, and a cancel reaches exactly this attempt.
+                start_new_session=True,
+            )
     # Registered before `_starting` lets go of the attempt, so the sweep never sees a gap.
     # The launcher writes launcher.pid itself, once its SIGTERM handler is in place: a cancel
     # that finds no pid file relies on the cancel mark, which the launcher checks after that.
@@ -344,14 +346,20 @@ def _sweep_one(state_dir: Path, attempt_id: int) -> bool:
 
 
 def sweep_forever(stop: threading.Event, interval_s: float) -> None:
-    """Run `attempts_sweep` now and every `interval_s` until `stop` is set (a thread's body)."""
+    """Run `attempts_sweep` now and every `interval_s` until `stop` is set (a thread's body),
+    and keep a spare launcher waiting for the next attempt (`workers.spare`)."""
     while True:
         try:
             attempts_sweep()
         except Exception:
             # A sweeper that dies leaves orphans running; keep going.
             logger.exception("sweeping attempts failed")
+        try:
+            spare.spare_ensure(config.node_state_dir(config.node_name()))
+        except Exception:
+            logger.exception("starting a spare launcher failed")
         if stop.wait(interval_s):
+            spare.spare_discard()
             return
 
 

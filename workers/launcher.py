@@ -450,9 +450,34 @@ def _phase_mark(text: str) -> tuple[Phase, float]:
     raise argparse.ArgumentTypeError(f"not PHASE=SECONDS: {text!r}")
 
 
+def _await_attempt() -> tuple[Path, dict[Phase, float]] | None:
+    """A spare launcher's wait: one JSON line on stdin names the attempt (`workers.spare`).
+    Then this process becomes that attempt's launcher: its output goes to the attempt's
+    `launcher.log`, as a launcher started for it would write, and it works in its directory."""
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return None
+    order = json.loads(line)
+    spec_path = Path(order["spec"]).resolve()
+    phases = dict(_phase_mark(f"{name}={ts!r}") for name, ts in order["phases"].items())
+    directory = spec_path.parent
+    with (directory / "launcher.log").open("ab") as log:
+        os.dup2(log.fileno(), sys.stdout.fileno())
+        os.dup2(log.fileno(), sys.stderr.fileno())
+    os.chdir(directory)
+    return spec_path, phases
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.launcher")
-    parser.add_argument("--spec", required=True, type=Path, help="path to the attempt's spec.json")
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument("--spec", type=Path, help="path to the attempt's spec.json")
+    start.add_argument(
+        "--standby",
+        type=Path,
+        metavar="STATE_DIR",
+        help="start now and wait on stdin for the attempt (workers.spare)",
+    )
     parser.add_argument(
         "--phase",
         action="append",
@@ -473,7 +498,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    spec_path: Path = args.spec.resolve()
+    phases: dict[Phase, float] = dict(args.phase)
+    if args.standby is not None:
+        order = _await_attempt()
+        if order is None:
+            return 0  # the agent went away before it had an attempt for us
+        spec_path, phases = order
+    else:
+        spec_path = args.spec.resolve()
     spec = AttemptSpec.from_json(json.loads(spec_path.read_text()))
     settings = LaunchSettings.from_env(spec)
     events = StreamReporter(
@@ -493,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         events=events,
         logs=logs,
         cancel=cancel,
-        phases=dict(args.phase),
+        phases=phases,
     )
     try:
         exit_code = supervisor.run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_process_init
 
 from portal.cluster.services import nodes_mark_offline
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
@@ -49,3 +50,11 @@ def watch_jobs() -> int:
     """Flag (and clear) stalled and idle jobs (`portal.jobs.watch`). Returns the new flags."""
     result = jobs_watch()
     return len(result.stalled) + len(result.idle)
+
+
+@worker_process_init.connect
+def _warm_the_dry_run(**kwargs: Any) -> None:
+    """Import torch and the model builders in each worker process as it starts, not in the
+    first job's dry run: a submit waits for that answer, and the first one after a restart
+    would otherwise pay seconds of imports (docs/telemetry.md, "Phases")."""
+    import workers.models  # noqa: F401

@@ -166,7 +166,8 @@ def _watch_stalls(now: datetime, result: WatchResult) -> None:
         recent_at=ArraySubquery(steps.values("reported_at")),
     )
     factor, minimum = settings.TRAINYARD_STALL_FACTOR, settings.TRAINYARD_STALL_MIN_S
-    for job in jobs.only("id", "name", "state", "stalled_at", "owner_id", "team_id"):
+    fields = ("id", "name", "state", "state_reason", "stalled_at", "owner_id", "team_id")
+    for job in jobs.only(*fields):
         recent = list(zip(job.recent_steps, job.recent_at, strict=True))
         last_at = max((at for _step, at in recent), default=None)
         median = median_step_s(recent)
