@@ -251,7 +251,7 @@ def run(args: argparse.Namespace, redis_url: str, state: Path, node_name: str) -
             phases.append(segments)
             print(f"  run {index + 1}: job {took:.2f} s, bare torchrun {bare:.2f} s")
     job_m, bare_m = statistics.median(jobs), statistics.median(bares)
-    print("\nsubmit to first training step (2 CPU ranks, Iris, median of %d)" % args.runs)
+    print(f"\nsubmit to first training step (2 CPU ranks, Iris, median of {args.runs})")
     print(
         table(
             ["path", "median", "min", "max"],
