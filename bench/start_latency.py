@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,10 +38,12 @@ import psycopg
 import redis
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from tables import table
 
-from bench.tables import table  # noqa: E402
+# The checkout root, for `tests.factories` (not an installed package).
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(ROOT))
 
 
 def with_database(url: str, name: str) -> str:
@@ -147,9 +149,9 @@ class Bench:
         output = path.with_suffix(".log").open("wb")
         started = time.time()
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-        reply = None
+        reply: list[Any] = []
         while not reply:
-            reply = client.xread({stream: "0"}, count=1, block=1000)
+            reply = cast(list[Any], client.xread({stream: "0"}, count=1, block=1000))
             if not reply and proc.poll() is not None:
                 raise SystemExit(f"the bare torchrun failed: {path.with_suffix('.log')}")
         first = decode(reply[0][1][0][1][b"data"], MetricEntry)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from workers import attempts, config
+from workers.messages import Phase
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def spare_ensure(state_dir: Path, *, rest_s: float = REST_S) -> None:
 
 
 def spare_hand_over(
-    *, spec_path: Path, phases: Mapping[str, float]
+    *, spec_path: Path, phases: Mapping[Phase, float]
 ) -> subprocess.Popen[bytes] | None:
     """Give the waiting spare this attempt; None when there is no live spare."""
     global _spare, _taken_at
