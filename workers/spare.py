@@ -50,6 +50,7 @@ def spare_ensure(state_dir: Path, *, rest_s: float = REST_S) -> None:
             _spare = None
         if time.monotonic() - _taken_at < rest_s:
             return
+        state_dir.mkdir(parents=True, exist_ok=True)
         _spare = subprocess.Popen(
             [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--standby", str(state_dir)],
             cwd=state_dir,
