@@ -46,6 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(1, str(ROOT))
 
 
+# Segments that the bare torchrun has too (from torchrun's start to the first step).
+AFTER_TORCHRUN = {"rendezvous", "to first step"}
+
+
 def with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path=f"/{name}").geturl()
 
@@ -274,6 +278,13 @@ def run(args: argparse.Namespace, redis_url: str, state: Path, node_name: str) -
             ],
         )
     )
+    # What only the job pays, measured on its own clock: from the POST to torchrun's start.
+    # Everything after is the same trainer the bare run starts, so on a noisy machine this
+    # is the steadier measure of the difference.
+    ahead = [
+        sum(seconds for label, seconds in p.items() if label not in AFTER_TORCHRUN) for p in phases
+    ]
+    print(f"\njob only, POST to torchrun started: median {statistics.median(ahead):.3f} s")
     print("\nwhere the job's time goes (median per phase)")
     labels = list(phases[0])
     print(
