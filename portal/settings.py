@@ -244,6 +244,47 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.jobs.tasks.expire_logs",
         "schedule": 3600.0,
     },
+    # Stalled and idle jobs (portal.jobs.watch); each tick is one idle sample of a job's GPUs.
+    "watch-jobs": {
+        "task": "portal.jobs.tasks.watch_jobs",
+        "schedule": env.number("TRAINYARD_WATCH_TICK_S", 30.0, above=0.0),
+    },
+}
+
+# A running job whose ranks report no step for max(factor x its median step time, minimum)
+# seconds is flagged stalled (docs/telemetry.md "Stalled and idle jobs").
+TRAINYARD_STALL_FACTOR = env.number("TRAINYARD_STALL_FACTOR", 10.0, above=0.0)
+TRAINYARD_STALL_MIN_S = env.number("TRAINYARD_STALL_MIN_S", 120.0, above=0.0)
+
+
+def _idle_policy(text: str, name: str) -> dict[str, float | int | bool]:
+    """`percent:window_s:min_samples:stop|keep`, e.g. `5:1800:10:keep`."""
+    parts = text.split(":")
+    try:
+        percent, window, samples, action = float(parts[0]), float(parts[1]), int(parts[2]), parts[3]
+    except (IndexError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name}={text!r} is not percent:window_s:min_samples:stop|keep"
+        ) from None
+    if len(parts) != 4 or action not in {"stop", "keep"} or window <= 0 or samples < 1:
+        raise ImproperlyConfigured(f"{name}={text!r} is not percent:window_s:min_samples:stop|keep")
+    return {
+        "percent": percent,
+        "window_s": window,
+        "min_samples": samples,
+        "stop": action == "stop",
+    }
+
+
+# A job whose GPUs all stay below `percent` utilisation for `window_s` seconds and at least
+# `min_samples` watch ticks is flagged idle, and stopped when the policy says `stop`.
+# TRAINYARD_IDLE_POOLS overrides per pool: `pool=percent:window_s:min_samples:stop|keep,...`.
+TRAINYARD_IDLE_POLICY = _idle_policy(
+    env.text("TRAINYARD_IDLE_POLICY", "5:1800:10:keep"), "TRAINYARD_IDLE_POLICY"
+)
+TRAINYARD_IDLE_POOLS = {
+    pool.strip(): _idle_policy(policy, "TRAINYARD_IDLE_POOLS")
+    for pool, _, policy in (item.partition("=") for item in env.items("TRAINYARD_IDLE_POOLS", []))
 }
 
 # Trainyard itself.

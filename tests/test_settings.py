@@ -94,6 +94,10 @@ def test_both_planes_read_an_accepted_value_alike(
         ("DATABASE_URL", "mysql://user:pw@db.example/trainyard"),
         ("DATABASE_URL", "nonsense://db.example/trainyard"),
         ("DJANGO_SECRET_KEY_FILE", "/nonexistent/secret-key"),
+        ("TRAINYARD_STALL_MIN_S", "0"),
+        ("TRAINYARD_IDLE_POLICY", "5:1800:10"),
+        ("TRAINYARD_IDLE_POLICY", "5:1800:0:keep"),
+        ("TRAINYARD_IDLE_POOLS", "batch=5:60:2:halt"),
     ],
 )
 def test_a_bad_portal_setting_is_improperly_configured_naming_it(

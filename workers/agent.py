@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import psutil
 
-from workers import attempts, config, files, gate, storage
+from workers import attempts, config, files, gate, spare, storage
 from workers.celery import app
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
@@ -34,6 +34,7 @@ from workers.messages import (
     RUN_ATTEMPT_TASK,
     AttemptSpec,
     MessageInvalid,
+    Phase,
     SpecEnvelope,
     StopRequest,
     exited_entry,
@@ -111,13 +112,15 @@ def _busy(attempt_id: int) -> bool:
         return launcher is not None and launcher.poll() is None
 
 
-def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
+def attempt_start(*, spec_json: dict[str, Any], received_at: float | None = None) -> RunOutcome:
     """Claim the attempt, fetch and verify its dataset, and start its launcher detached.
 
     Every failure after the claim is reported as the attempt's exit: a run message is
     acknowledged when it arrives, so an exception here would otherwise leave the portal
-    waiting for an attempt that never runs.
+    waiting for an attempt that never runs. `received_at` is when the run message arrived
+    (now if not given); the launcher reports it as the attempt's `received` phase.
     """
+    received_at = time.time() if received_at is None else received_at
     _reap_launchers()
     name = config.node_name()
     try:
@@ -135,7 +138,7 @@ def attempt_start(*, spec_json: dict[str, Any]) -> RunOutcome:
             return "duplicate"
         _starting.add(spec.attempt_id)
     try:
-        return _start(spec, config.node_state_dir(name))
+        return _start(spec, config.node_state_dir(name), received_at=received_at)
     finally:
         with _launchers_lock:
             _starting.discard(spec.attempt_id)
@@ -158,7 +161,7 @@ def _refuse_invalid(spec_json: Any, name: str, exc: MessageInvalid) -> RunOutcom
     return "refused"
 
 
-def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
+def _start(spec: AttemptSpec, state_dir: Path, *, received_at: float) -> RunOutcome:
     directory = attempts.attempt_dir(state_dir, spec.attempt_id)
     directory.parent.mkdir(parents=True, exist_ok=True)
     claimed = False
@@ -185,8 +188,9 @@ def _start(spec: AttemptSpec, state_dir: Path) -> RunOutcome:
         return "failed"
     except Exception as exc:
         return _start_failed(spec, directory, exc)
+    fetched_at = time.time()
     try:
-        _launch(spec, directory)
+        _launch(spec, directory, phases={"received": received_at, "dataset_fetched": fetched_at})
     except Exception as exc:
         return _start_failed(spec, directory, exc)
     return "started"
@@ -244,20 +248,25 @@ def _claim(spec: AttemptSpec, state_dir: Path, directory: Path) -> _Claim:
     return "claimed"
 
 
-def _launch(spec: AttemptSpec, directory: Path) -> None:
+def _launch(spec: AttemptSpec, directory: Path, *, phases: dict[Phase, float]) -> None:
     spec_path = directory / attempts.SPEC
-    with (directory / "launcher.log").open("ab") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path)],
-            cwd=directory,
-            env=config.launch_env(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own session: a signal to the agent (Ctrl-C, a worker restart) never reaches
-            # training, and a cancel reaches exactly this attempt.
-            start_new_session=True,
-        )
+    # The phases only the agent saw travel to the launcher, which reports them with its own on
+    # the events stream, in order: the agent keeps no stream connection open per attempt.
+    launcher = spare.spare_hand_over(spec_path=spec_path, phases=phases)
+    if launcher is None:
+        marks = [f"--phase={phase}={ts!r}" for phase, ts in phases.items()]
+        with (directory / "launcher.log").open("ab") as log:
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", attempts.LAUNCHER_MODULE, "--spec", str(spec_path), *marks],
+                cwd=directory,
+                env=config.launch_env(os.environ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: a signal to the agent (Ctrl-C, a worker restart) never
+                # reaches training, and a cancel reaches exactly this attempt.
+                start_new_session=True,
+            )
     # Registered before `_starting` lets go of the attempt, so the sweep never sees a gap.
     # The launcher writes launcher.pid itself, once its SIGTERM handler is in place: a cancel
     # that finds no pid file relies on the cancel mark, which the launcher checks after that.
@@ -339,25 +348,32 @@ def _sweep_one(state_dir: Path, attempt_id: int) -> bool:
 
 
 def sweep_forever(stop: threading.Event, interval_s: float) -> None:
-    """Run `attempts_sweep` now and every `interval_s` until `stop` is set (a thread's body)."""
+    """Run `attempts_sweep` now and every `interval_s` until `stop` is set (a thread's body),
+    and keep a spare launcher waiting for the next attempt (`workers.spare`)."""
     while True:
         try:
             attempts_sweep()
         except Exception:
             # A sweeper that dies leaves orphans running; keep going.
             logger.exception("sweeping attempts failed")
+        try:
+            spare.spare_ensure(config.node_state_dir(config.node_name()))
+        except Exception:
+            logger.exception("starting a spare launcher failed")
         if stop.wait(interval_s):
+            spare.spare_discard()
             return
 
 
 @app.task(name=RUN_ATTEMPT_TASK, ignore_result=True)
 def run_attempt(spec_json: dict[str, Any], signature: str | None = None) -> RunOutcome:
+    received_at = time.time()
     # Signed by the portal and within this node's bounds, or nothing starts (workers.gate).
     problem = gate.run_message_problem(spec_json, signature)
     if problem is not None:
         logger.error("refusing a run message: %s", problem)
         return "refused"
-    return attempt_start(spec_json=spec_json)
+    return attempt_start(spec_json=spec_json, received_at=received_at)
 
 
 @app.task(name=CANCEL_ATTEMPT_TASK, ignore_result=True)

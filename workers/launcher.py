@@ -37,12 +37,15 @@ import psutil
 from workers import attempts, config
 from workers.health import GpuProbe, NvmlProbe
 from workers.messages import (
+    NODE_PHASES,
     AttemptSpec,
     AttemptStartedEntry,
     LogEntry,
+    Phase,
     StopRequest,
     encode,
     exited_entry,
+    phase_entry,
     stream_name,
 )
 from workers.reporter import StreamReporter
@@ -404,8 +407,11 @@ class Supervisor:
         events: StreamReporter,
         cancel: threading.Event | None = None,
         gpus: GpuProbe | None = None,
+        phases: Mapping[Phase, float] | None = None,
     ) -> None:
         self.spec = spec
+        # Phases the agent saw before this process existed (the run message, the dataset).
+        self._phases = dict(phases or {})
         self.spec_path = spec_path
         self.settings = settings
         self.directory = attempts.attempt_dir(settings.state_dir, spec.attempt_id)
@@ -518,7 +524,10 @@ class Supervisor:
                 exit_code=-1, cancelled=False, reason=f"cannot start torchrun: {exc}"
             )
             return -1
+        started_at = time.time()
         logger.info("torchrun pid %d: %s", proc.pid, " ".join(command))
+        for phase, ts in [*self._phases.items(), ("torchrun_started", started_at)]:
+            self._events.report(phase_entry(spec=self.spec, phase=phase, ts=ts))
         self._report_started()
         assert proc.stdout is not None and proc.stderr is not None
         self._pump.start(proc.stdout, "stdout")
@@ -572,9 +581,52 @@ class Supervisor:
         return exit_code
 
 
+def _phase_mark(text: str) -> tuple[Phase, float]:
+    name, _, ts = text.partition("=")
+    for phase in NODE_PHASES:
+        if phase == name:
+            try:
+                return phase, float(ts)
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f"not PHASE=SECONDS: {text!r}")
+
+
+def _await_attempt() -> tuple[Path, dict[Phase, float]] | None:
+    """A spare launcher's wait: one JSON line on stdin names the attempt (`workers.spare`).
+    Then this process becomes that attempt's launcher: its output goes to the attempt's
+    `launcher.log`, as a launcher started for it would write, and it works in its directory."""
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return None
+    order = json.loads(line)
+    spec_path = Path(order["spec"]).resolve()
+    phases = dict(_phase_mark(f"{name}={ts!r}") for name, ts in order["phases"].items())
+    directory = spec_path.parent
+    with (directory / "launcher.log").open("ab") as log:
+        os.dup2(log.fileno(), sys.stdout.fileno())
+        os.dup2(log.fileno(), sys.stderr.fileno())
+    os.chdir(directory)
+    return spec_path, phases
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.launcher")
-    parser.add_argument("--spec", required=True, type=Path, help="path to the attempt's spec.json")
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument("--spec", type=Path, help="path to the attempt's spec.json")
+    start.add_argument(
+        "--standby",
+        type=Path,
+        metavar="STATE_DIR",
+        help="start now and wait on stdin for the attempt (workers.spare)",
+    )
+    parser.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        type=_phase_mark,
+        help="PHASE=TS: a phase the agent saw (received, dataset_fetched), reported with ours",
+    )
     args = parser.parse_args(argv)
     # Before anything slow: a cancel that arrives while we start up must not kill us silently.
     cancel = threading.Event()
@@ -588,7 +640,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    spec_path: Path = args.spec.resolve()
+    phases: dict[Phase, float] = dict(args.phase)
+    if args.standby is not None:
+        order = _await_attempt()
+        if order is None:
+            return 0  # the agent went away before it had an attempt for us
+        spec_path, phases = order
+    else:
+        spec_path = args.spec.resolve()
     spec = AttemptSpec.from_json(json.loads(spec_path.read_text()))
     settings = LaunchSettings.from_env(spec)
     events = StreamReporter(
@@ -603,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         events=events,
         cancel=cancel,
         gpus=NvmlProbe() if spec.placement.device == "cuda" else None,
+        phases=phases,
     )
     try:
         exit_code = supervisor.run()

@@ -584,7 +584,35 @@ class CheckpointSavedEntry(_Entry, tag_field="type", tag="checkpoint.saved"):
     ts: Timestamp
 
 
-EventEntry = AttemptStartedEntry | AttemptExitedEntry | CheckpointSavedEntry
+# Where an attempt's time goes on a node, in the order they happen: the agent took the run
+# message, the dataset is in the node's cache, torchrun was started, the gang finished its
+# rendezvous (`init_process_group` returned on the reporting rank), the first and the last
+# training step. The portal adds what only it knows: queued, placed and exited.
+Phase = Literal[
+    "received", "dataset_fetched", "torchrun_started", "rendezvous_done", "first_step", "last_step"
+]
+NODE_PHASES: tuple[Phase, ...] = (
+    "received",
+    "dataset_fetched",
+    "torchrun_started",
+    "rendezvous_done",
+    "first_step",
+    "last_step",
+)
+
+
+class AttemptPhaseEntry(_Entry, tag_field="type", tag="attempt.phase"):
+    """One node reached one phase of an attempt at `ts` (the node's clock)."""
+
+    job: Id
+    attempt: Id
+    node: NodeName
+    node_rank: Count
+    phase: Phase
+    ts: Timestamp
+
+
+EventEntry = AttemptStartedEntry | AttemptExitedEntry | CheckpointSavedEntry | AttemptPhaseEntry
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -644,6 +672,7 @@ Entry = (
     | AttemptStartedEntry
     | AttemptExitedEntry
     | CheckpointSavedEntry
+    | AttemptPhaseEntry
     | HealthEntry
 )
 E = TypeVar("E")
@@ -695,6 +724,18 @@ def decode(raw: bytes | str, kind: Any) -> Any:
     if not isinstance(data, dict):
         raise MessageInvalid("data is not a JSON object")
     return _convert(data, kind)
+
+
+def phase_entry(*, spec: AttemptSpec, phase: Phase, ts: float) -> AttemptPhaseEntry:
+    """The phase report of this node's share of `spec`: the one agent, launcher and trainer send."""
+    return AttemptPhaseEntry(
+        job=spec.job_id,
+        attempt=spec.attempt_id,
+        node=spec.node_name,
+        node_rank=spec.placement.node_rank,
+        phase=phase,
+        ts=ts,
+    )
 
 
 def exited_entry(

@@ -83,6 +83,13 @@ class Job(models.Model):
     max_restarts = models.PositiveIntegerField(default=0)
     restarts = models.PositiveIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # Flags the watch task (`portal.jobs.watch`) sets and clears: since when the running job's
+    # ranks stopped reporting steps (stalled), and since when its GPUs sat idle; None: not so.
+    stalled_at = models.DateTimeField(null=True, blank=True)
+    idle_at = models.DateTimeField(null=True, blank=True)
+    # The current streak of low-utilisation samples of its GPUs: the first one's time and count.
+    idle_since = models.DateTimeField(null=True, blank=True)
+    idle_samples = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -163,6 +170,37 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of job {self.job_id}"
+
+
+class AttemptPhase(models.Model):
+    """When one node of an attempt reached a phase on its way to training (an `attempt.phase`
+    report: `workers.messages.NODE_PHASES`). The first report of each wins; the portal's own
+    phases (queued, placed, exited) are read from the job, attempt and placements instead."""
+
+    class Phase(models.TextChoices):
+        RECEIVED = "received", "Message received"
+        DATASET_FETCHED = "dataset_fetched", "Dataset fetched"
+        TORCHRUN_STARTED = "torchrun_started", "torchrun started"
+        RENDEZVOUS_DONE = "rendezvous_done", "Rendezvous done"
+        FIRST_STEP = "first_step", "First step"
+        LAST_STEP = "last_step", "Last step"
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="phases")
+    node_rank = models.PositiveIntegerField()
+    phase = models.CharField(max_length=20, choices=Phase.choices)
+    # The node's clock, as reported.
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["attempt", "at", "node_rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["attempt", "node_rank", "phase"], name="attempt_phase_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phase} of {self.attempt} on rank {self.node_rank}"
 
 
 class Placement(models.Model):

@@ -65,11 +65,12 @@ def job_get_visible(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -> J
 
 
 def job_attempts(job: Job) -> QuerySet[Attempt]:
-    """The job's attempts, newest first, with their placements and nodes (three queries)."""
+    """The job's attempts, newest first, with their placements and nodes and their phases
+    (four queries)."""
     placements = Placement.objects.select_related("node")
-    return job.attempts.prefetch_related(Prefetch("placements", queryset=placements)).order_by(
-        "-number"
-    )
+    return job.attempts.prefetch_related(
+        Prefetch("placements", queryset=placements), "phases"
+    ).order_by("-number")
 
 
 def job_queue_position(job: Job) -> int | None:

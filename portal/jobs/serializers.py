@@ -18,6 +18,7 @@ from rest_framework import serializers
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.jobs.events import MetricPointPayload
 from portal.jobs.models import Attempt, Checkpoint, Job, MetricPoint
+from portal.jobs.phases import PHASES, attempt_marks, queued_times
 from portal.jobs.schemas import JobRequest
 from portal.jobs.selectors import checkpoint_path, why_pending_visible
 from portal.jobs.usage import UsageDict, job_usage
@@ -49,17 +50,49 @@ class JobResourcesSerializer(serializers.ModelSerializer[Job]):
         read_only_fields = fields
 
 
+class AttemptPhaseSerializer(serializers.Serializer[Any]):
+    phase = serializers.ChoiceField(
+        choices=PHASES,
+        help_text="queued (submitted or requeued), placed (the scheduler pass), then each "
+        "node's received, dataset_fetched, torchrun_started, rendezvous_done, first_step, "
+        "last_step, and exited (docs/telemetry.md, Phases).",
+    )
+    at = serializers.DateTimeField()
+    node_rank = serializers.IntegerField(
+        allow_null=True, help_text="The node that reported it; null for the portal's own."
+    )
+
+
 class AttemptSerializer(serializers.ModelSerializer[Attempt]):
     nodes = serializers.SerializerMethodField(help_text="Node names, in node-rank order.")
+    phases = serializers.SerializerMethodField(
+        help_text="Where the attempt's time went, in phase order (each node's own time)."
+    )
 
     class Meta:
         model = Attempt
-        fields = ["id", "number", "state", "exit_code", "nodes", "preempted_by", "preempted_at"]
+        fields = [
+            "id",
+            "number",
+            "state",
+            "exit_code",
+            "nodes",
+            "preempted_by",
+            "preempted_at",
+            "phases",
+        ]
         read_only_fields = fields
 
     def get_nodes(self, attempt: Attempt) -> list[str]:
         # Iterating `.all()` keeps the prefetch from `JobSerializer.eager` in play.
         return [placement.node.name for placement in attempt.placements.all()]
+
+    @extend_schema_field(AttemptPhaseSerializer(many=True))
+    def get_phases(self, attempt: Attempt) -> list[dict[str, Any]]:
+        # `JobSerializer` passes when each attempt was queued: it needs the attempt before.
+        queued_at = self.context.get("queued_at", {}).get(attempt.pk, attempt.created_at)
+        marks = attempt_marks(attempt, queued_at=queued_at)
+        return list(AttemptPhaseSerializer([vars(mark) for mark in marks], many=True).data)
 
 
 class UsageSerializer(serializers.Serializer[Any]):
@@ -151,7 +184,14 @@ class JobUrlsSerializer(serializers.Serializer[Any]):
     websocket = serializers.CharField(help_text="Path of the job's live WebSocket.")
 
 
-_JOB_RELATIONS = ("owner", "team", "dataset", "model", "attempts__placements__node")
+_JOB_RELATIONS = (
+    "owner",
+    "team",
+    "dataset",
+    "model",
+    "attempts__placements__node",
+    "attempts__phases",
+)
 
 
 class JobSerializer(serializers.ModelSerializer[Job]):
@@ -160,7 +200,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     model = ModelRefSerializer(read_only=True)
     spec = serializers.SerializerMethodField(help_text="The request as it was accepted.")
     resources = JobResourcesSerializer(source="*", read_only=True)
-    attempts = AttemptSerializer(many=True, read_only=True)
+    attempts = serializers.SerializerMethodField()
     team = serializers.CharField(
         source="team.name", read_only=True, allow_null=True, help_text="The team it is charged to."
     )
@@ -203,6 +243,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "created_at",
             "started_at",
             "finished_at",
+            "stalled_at",
+            "idle_at",
             "attempts",
             "usage",
             "why_pending",
@@ -271,6 +313,12 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             return None
         last = max(preempted, key=lambda a: a.number)
         return {"by_job": last.preempted_by_id, "at": last.preempted_at, "attempt": last.number}
+
+    @extend_schema_field(AttemptSerializer(many=True))
+    def get_attempts(self, job: Job) -> list[dict[str, Any]]:
+        attempts = list(job.attempts.all())
+        context = {**self.context, "queued_at": queued_times(job, attempts)}
+        return list(AttemptSerializer(attempts, many=True, context=context).data)
 
     @extend_schema_field(JobUrlsSerializer)
     def get_urls(self, job: Job) -> dict[str, str]:

@@ -361,6 +361,23 @@ def job_cancel(*, user: AbstractBaseUser, job: Job) -> Job:
     return job
 
 
+@transaction.atomic
+def job_stop(*, job_id: int, who: str) -> bool:
+    """Cancel a job on the portal's own decision (`who`: the policy that decided, e.g. an idle
+    job's pool policy), as `job_cancel` does for a user. False if it had finished already."""
+    current = Job.objects.select_for_update().get(pk=job_id)
+    if current.state in Job.TERMINAL:
+        return False
+    attempt = _active_attempt(job_id)
+    move = lifecycle.on_cancel(state=current.state, has_active_attempt=attempt is not None, who=who)
+    if move is None or not transitions.job_move(current, move):
+        return False
+    request_schedule()
+    if attempt is not None:
+        attempt_stop_unfinished(attempt)
+    return True
+
+
 def jobs_cancel(*, user: AbstractBaseUser, job_ids: Collection[int]) -> list[Job]:
     """Cancel each of the jobs `user` may see among `job_ids` (the job list's "Cancel
     selected"), each in a transaction of its own as `job_cancel` does one; ids of jobs they

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_process_init
 
 from portal.cluster.services import nodes_mark_offline
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
@@ -12,9 +13,11 @@ from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
 from portal.jobs.retention import log_lines_expire
 from portal.jobs.run_time import attempts_stop_past_run_time
 from portal.jobs.scheduling import schedule_pass
+from portal.jobs.watch import jobs_watch
 from portal.lib.ticks import SCHEDULER_TICK_TASK, scheduler_tick_started
 
 REAP_NODES_TASK = "portal.jobs.tasks.reap_nodes"
+WATCH_JOBS_TASK = "portal.jobs.tasks.watch_jobs"
 
 
 @shared_task(name=SCHEDULER_TICK_TASK, ignore_result=True)
@@ -52,3 +55,18 @@ def model_dry_run(
 def expire_logs() -> int:
     """Log retention, hourly by beat: see `portal.jobs.retention`."""
     return log_lines_expire()
+
+
+@shared_task(name=WATCH_JOBS_TASK, ignore_result=True)
+def watch_jobs() -> int:
+    """Flag (and clear) stalled and idle jobs (`portal.jobs.watch`). Returns the new flags."""
+    result = jobs_watch()
+    return len(result.stalled) + len(result.idle)
+
+
+@worker_process_init.connect
+def _warm_the_dry_run(**kwargs: Any) -> None:
+    """Import torch and the model builders in each worker process as it starts, not in the
+    first job's dry run: a submit waits for that answer, and the first one after a restart
+    would otherwise pay seconds of imports (docs/telemetry.md, "Phases")."""
+    import workers.models  # noqa: F401

@@ -22,6 +22,7 @@ from portal.jobs.filters import JobFilterForm
 from portal.jobs.forms import CHOICE_LABELS, JobForm
 from portal.jobs.listing import PAGE_SIZE, SORTS, jobs_listed, jobs_page
 from portal.jobs.models import Job
+from portal.jobs.phases import phase_bars
 from portal.jobs.preview import job_preview
 from portal.jobs.selectors import (
     checkpoint_path,
@@ -247,6 +248,7 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "attempts": attempts,
             "log_truncated": log_truncated(job),
             "log_cap": filesizeformat(settings.TRAINYARD_LOG_MAX_BYTES_PER_JOB),
+            "phase_bars": phase_bars(job, list(attempts)),
             "hyperparameters": _hyperparameter_rows(spec.get("hyperparameters", {})),
             "checkpoints": [
                 {

@@ -32,3 +32,20 @@ def test_the_schema_is_served_to_a_token_holder(client_for: TokenClient, owner: 
 
     assert response.status_code == 200
     assert response.json()["info"]["title"] == "Trainyard API"
+
+
+def test_the_schema_types_each_attempts_phases_and_the_jobs_flags(tmp_path: Path) -> None:
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schemas = yaml.safe_load(out.read_text())["components"]["schemas"]
+
+    attempts = schemas["Job"]["properties"]["attempts"]
+    assert attempts["items"]["$ref"].endswith("/Attempt")
+    phases = schemas["Attempt"]["properties"]["phases"]
+    assert phases["items"]["$ref"].endswith("/AttemptPhase")
+    phase = schemas["AttemptPhase"]["properties"]["phase"]
+    ref = phase.get("$ref") or phase["allOf"][0]["$ref"]
+    assert schemas[ref.rsplit("/", 1)[-1]]["enum"][:3] == ["queued", "placed", "received"]
+    assert schemas["AttemptPhase"]["properties"]["node_rank"]["type"] == ["integer", "null"]
+    for flag in ("stalled_at", "idle_at"):
+        assert schemas["Job"]["properties"][flag]["format"] == "date-time"

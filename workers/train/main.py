@@ -42,7 +42,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -54,7 +54,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from workers import attempts, config
-from workers.messages import AttemptSpec, CheckpointSavedEntry, CustomModel, encode
+from workers.messages import (
+    AttemptSpec,
+    CheckpointSavedEntry,
+    CustomModel,
+    Phase,
+    encode,
+    phase_entry,
+)
 from workers.models import ModelShapeError, build_model, custom_model, output_width
 from workers.spool import EVENTS_FILE, METRIC_TRAIN, METRIC_VAL, STATS, Appender, StepWriter
 from workers.storage import StorageError
@@ -126,22 +133,52 @@ class Reporters:
         if self.events is not None:
             self.events.close()
 
+    def phase(self, spec: AttemptSpec, phase: Phase, ts: float) -> None:
+        """The reporting rank's report of a phase of the attempt, on its events spool
+        (docs/telemetry.md "Phases"); the other ranks report none."""
+        if self.events is not None:
+            self.events.write(encode(phase_entry(spec=spec, phase=phase, ts=ts)) + b"\n")
+
 
 class Metrics:
     """What a rank reports each step; the reporting rank's points keep `seq` contiguous."""
 
-    def __init__(self, *, steps: StepWriter, reporting: bool, seq: int, has_accuracy: bool) -> None:
+    def __init__(
+        self,
+        *,
+        steps: StepWriter,
+        reporting: bool,
+        seq: int,
+        has_accuracy: bool,
+        first_step: Callable[[float], None] = lambda ts: None,
+    ) -> None:
         self._steps = steps
         self._reporting = reporting
         self._has_accuracy = has_accuracy
+        self._first_step = first_step
         self.seq = seq
         self._last = time.perf_counter()
+        # The wall-clock time of this attempt's first training step (the phases), and the
+        # monotonic time of its latest (converted only once, at the end: `last_step_at`).
+        self.first_step_at: float | None = None
+        self._last_step: float | None = None
+
+    @property
+    def last_step_at(self) -> float | None:
+        """The wall-clock time of the latest training step (None before the first)."""
+        if self._last_step is None:
+            return None
+        return time.time() - (time.perf_counter() - self._last_step)
 
     def step(self, *, step: int, epoch: int, totals: torch.Tensor, samples: int) -> None:
         """One training step done: this rank's time and samples, and (reporting rank) the
         gang's all-reduced loss. A pack and one write: no Redis, no thread, no JSON."""
         now = time.perf_counter()
         step_time, self._last = now - self._last, now
+        self._last_step = now
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+            self._first_step(self.first_step_at)
         if not self._reporting:
             self._steps.step(
                 flags=STATS, step=step, epoch=epoch, step_time_s=step_time, samples=samples
@@ -524,6 +561,7 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
             reporting=is_reporting(gang),
             seq=seq,
             has_accuracy=run.objective.has_accuracy,
+            first_step=lambda ts: reporters.phase(spec, "first_step", ts),
         )
         if reporters
         else None
@@ -551,6 +589,8 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
                     f"step {run.step}) {after}".rstrip(),
                 )
             raise Stopped
+    if reporters and metrics and (last := metrics.last_step_at) is not None:
+        reporters.phase(spec, "last_step", last)
     if is_reporting(gang):
         export(spec, run, gang)
 
@@ -568,12 +608,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # alike, before any of them waits in a collective for a peer that already exited.
         shards = load_data(spec)
         gang = setup(device)
+        rendezvous_at = time.time()
         rank = gang.rank
         spool = config.telemetry_dir()
         reporters = Reporters(
             steps=StepWriter(spool, rank=gang.rank, local_rank=gang.local_rank),
             events=Appender(spool / EVENTS_FILE) if is_reporting(gang) else None,
         )
+        reporters.phase(spec, "rendezvous_done", rendezvous_at)
         say(rank, f"training on {gang.device} as rank {rank} of {gang.world_size}")
         train(spec, shards, gang, reporters)
         if is_reporting(gang):

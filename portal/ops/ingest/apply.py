@@ -42,9 +42,11 @@ from portal.jobs.events import (
     metric_entry_payload,
 )
 from portal.jobs.models import Attempt, JobLogVolume, LogLine, MetricPoint, RankSample
+from portal.jobs.phases import attempt_phase_record
 from portal.jobs.reconciliation import attempts_reconcile_with_heartbeat
 from workers.messages import (
     AttemptExitedEntry,
+    AttemptPhaseEntry,
     AttemptStartedEntry,
     CheckpointSavedEntry,
     EventEntry,
@@ -355,6 +357,8 @@ def batch_apply(batch: Batch) -> Applied:
             job_services.attempt_started(event)
         elif isinstance(event, CheckpointSavedEntry):
             job_services.checkpoint_recorded(event)
+        elif isinstance(event, AttemptPhaseEntry):
+            attempt_phase_record(event)
         else:
             job_services.attempt_exited(event)
     for entry in sorted(latest.values(), key=lambda entry: entry.node):
