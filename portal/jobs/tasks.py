@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from portal.cluster.services import nodes_mark_offline
+from portal.jobs.blocks import metric_blocks_roll
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
 from portal.jobs.scheduling import schedule_pass
@@ -40,3 +41,9 @@ def model_dry_run(
     """The dry run of a job's model before it is queued (`portal.jobs.dry_run`); its caller
     waits for the answer (`portal.lib.calls`), hence `ignore_result=False`."""
     return dry_run_answer(model=model, input_shape=input_shape, task=task, num_classes=num_classes)
+
+
+@shared_task(name="portal.jobs.tasks.roll_metric_blocks", ignore_result=True)
+def roll_metric_blocks() -> int:
+    """Roll the new points of running jobs up into chart blocks (`portal.jobs.blocks`)."""
+    return metric_blocks_roll()
