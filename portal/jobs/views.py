@@ -202,6 +202,9 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         "attempt": latest.pk if latest else None,
         "terminal": sorted(Job.TERMINAL),
         "wsPath": f"/ws/jobs/{job.pk}/",
+        # Long runs' charts and the device timeline (static/js/job-charts.js).
+        "seriesUrl": reverse("jobs-api:metrics-series", kwargs={"job_id": job.pk}),
+        "timelineUrl": reverse("jobs-api:timeline", kwargs={"job_id": job.pk}),
     }
     return render(
         request,
