@@ -292,9 +292,7 @@ def node_samples_record(*, entries: Iterable[HealthEntry]) -> int:
     caller records heartbeats (`node_heartbeat`) first. Returns the readings offered."""
     step = settings.TRAINYARD_NODE_SAMPLE_S
     batch = list(entries)
-    node_ids = dict(
-        Node.objects.filter(name__in={e.node for e in batch}).values_list("name", "pk")
-    )
+    node_ids = dict(Node.objects.filter(name__in={e.node for e in batch}).values_list("name", "pk"))
     rows: list[NodeSample] = []
     for entry in batch:
         node_id = node_ids.get(entry.node)

@@ -22,6 +22,7 @@ SETTLED_AFTER = timedelta(hours=1)
 
 FINITE = "{col} < 'Infinity'::float8 AND {col} > '-Infinity'::float8"
 
+# Built from constants and table names; every value is a parameter.
 _ROLL_SQL = f"""
 INSERT INTO {MetricBlock._meta.db_table}
     (job_id, attempt_id, split, block, count, first_at, last_at,
@@ -37,7 +38,7 @@ FROM {MetricPoint._meta.db_table}
 WHERE attempt_id = %(attempt)s AND seq >= %(start)s AND seq < %(end)s
 GROUP BY job_id, attempt_id, split, seq / %(size)s
 ON CONFLICT DO NOTHING
-"""
+"""  # noqa: S608
 
 
 def metric_blocks_roll(*, attempt_ids: list[int] | None = None) -> int:
@@ -56,9 +57,7 @@ def metric_blocks_roll(*, attempt_ids: list[int] | None = None) -> int:
     ).filter(newest_seq__isnull=False)
     written = 0
     with connection.cursor() as cursor:
-        for attempt_id, last_block, newest_seq in due.values_list(
-            "pk", "last_block", "newest_seq"
-        ):
+        for attempt_id, last_block, newest_seq in due.values_list("pk", "last_block", "newest_seq"):
             start = 0 if last_block is None else (last_block + 1) * size
             end = (newest_seq // size - 1) * size
             if end <= start:

@@ -9,6 +9,9 @@ exact; past that the range is read from the attempts' blocks (`MetricBlock`, 512
 plus the raw points after the last block, so the cost follows the blocks, not the points.
 Within `MAX_BUCKETS` points there is no bucketing at all: one row per reported time.
 
+The SQL is assembled from this module's constants, table names and generated placeholder names
+(hence the `noqa: S608`); every value travels as a query parameter.
+
 The series stops at the job's newest point when it is read (`cursor`), which is where the
 page's socket then goes on from, so no point is drawn twice or missed.
 """
@@ -98,25 +101,24 @@ def _tails(job: Job) -> tuple[str, dict[str, Any]]:
 def _bucket_sql(source: str, *, by_time: bool) -> str:
     group = "s.t" if by_time else "width_bucket(extract(epoch FROM s.t), %(lo)s, %(hi)s, %(n)s)"
     columns = []
-    for metric, column in (("loss", "l"), ("accuracy", "a")):
+    for column in ("l", "a"):  # loss, then accuracy, as in VALUES
         for split in SPLITS:
             columns += [
                 f"min(s.{column}min) FILTER (WHERE s.split = '{split}')",
                 f"max(s.{column}max) FILTER (WHERE s.split = '{split}')",
             ]
     return (
-        f"SELECT extract(epoch FROM min(s.t)), sum(s.n), {', '.join(columns)} "
+        f"SELECT extract(epoch FROM min(s.t)), sum(s.n), {', '.join(columns)} "  # noqa: S608
         f"FROM ({source}) s GROUP BY {group} ORDER BY 1"
     )
 
 
 def _raw_source(tail: str = "") -> str:
-    finite_loss = FINITE.format(col="loss")
-    finite_acc = FINITE.format(col="accuracy")
+    loss = f"CASE WHEN {FINITE.format(col='loss')} THEN loss END"
+    accuracy = f"CASE WHEN {FINITE.format(col='accuracy')} THEN accuracy END"
     return (
-        f"SELECT reported_at AS t, split, 1 AS n, "
-        f"CASE WHEN {finite_loss} THEN loss END AS lmin, CASE WHEN {finite_loss} THEN loss END AS lmax, "
-        f"CASE WHEN {finite_acc} THEN accuracy END AS amin, CASE WHEN {finite_acc} THEN accuracy END AS amax "
+        f"SELECT reported_at AS t, split, 1 AS n, "  # noqa: S608
+        f"{loss} AS lmin, {loss} AS lmax, {accuracy} AS amin, {accuracy} AS amax "
         f"FROM {MetricPoint._meta.db_table} WHERE job_id = %(job)s "
         f"AND reported_at >= %(start)s AND reported_at <= %(end)s "
         f"AND (attempt_id, seq) <= (%(cursor_attempt)s, %(cursor_seq)s){tail}"
@@ -125,7 +127,7 @@ def _raw_source(tail: str = "") -> str:
 
 def _block_source(tails: str) -> str:
     return (
-        f"SELECT first_at AS t, split, count AS n, loss_min AS lmin, loss_max AS lmax, "
+        f"SELECT first_at AS t, split, count AS n, loss_min AS lmin, loss_max AS lmax, "  # noqa: S608
         f"accuracy_min AS amin, accuracy_max AS amax FROM {MetricBlock._meta.db_table} "
         f"WHERE job_id = %(job)s AND last_at >= %(start)s AND first_at <= %(end)s "
         f"UNION ALL " + _raw_source(f" AND ({tails})")
@@ -212,7 +214,7 @@ def metric_series(
 def _estimate(tails: str, params: dict[str, Any]) -> int:
     """Points in the range, counted from the blocks that overlap it and the raw tails."""
     query = (
-        f"SELECT (SELECT coalesce(sum(count), 0) FROM {MetricBlock._meta.db_table} "
+        f"SELECT (SELECT coalesce(sum(count), 0) FROM {MetricBlock._meta.db_table} "  # noqa: S608
         f"WHERE job_id = %(job)s AND last_at >= %(start)s AND first_at <= %(end)s) + "
         f"(SELECT count(*) FROM {MetricPoint._meta.db_table} WHERE job_id = %(job)s "
         f"AND reported_at >= %(start)s AND reported_at <= %(end)s AND ({tails}))"
@@ -232,13 +234,13 @@ def _summary(
     finite = FINITE.format(col="accuracy")
     with connection.cursor() as db:
         db.execute(
-            f"SELECT coalesce(sum(count), 0), max(accuracy_max) FILTER (WHERE split = 'val') "
+            f"SELECT coalesce(sum(count), 0), max(accuracy_max) FILTER (WHERE split = 'val') "  # noqa: S608
             f"FROM {blocks} WHERE job_id = %(job)s",
             {"job": job.pk},
         )
         block_count, block_best = db.fetchone() or (0, None)
         db.execute(
-            f"SELECT count(*), max(accuracy) FILTER (WHERE split = 'val' AND {finite}) "
+            f"SELECT count(*), max(accuracy) FILTER (WHERE split = 'val' AND {finite}) "  # noqa: S608
             f"FROM {points} WHERE job_id = %(job)s AND ({tails})",
             {**tail_params, "job": job.pk},
         )
@@ -259,7 +261,7 @@ def _last(
     """The newest `split` point's `metric`: from the raw tails, else from the newest block."""
     with connection.cursor() as db:
         db.execute(
-            f"SELECT {metric} FROM {MetricPoint._meta.db_table} WHERE job_id = %(job)s "
+            f"SELECT {metric} FROM {MetricPoint._meta.db_table} WHERE job_id = %(job)s "  # noqa: S608
             f"AND split = %(split)s AND ({tails}) ORDER BY attempt_id DESC, seq DESC LIMIT 1",
             {**tail_params, "job": job.pk, "split": split},
         )

@@ -81,18 +81,16 @@ def job_timeline(
                 "utilization": [],
                 "memory": [],
             }
-        device = (
-            "gpu IS NULL" if not placement.gpus else f"gpu = ANY(%(gpus_{i})s)"
-        )
+        device = "gpu IS NULL" if not placement.gpus else f"gpu = ANY(%(gpus_{i})s)"
         params |= {f"node_{i}": placement.node_id, f"from_{i}": begin, f"to_{i}": finish}
         params[f"gpus_{i}"] = [g for g in gpus if g is not None]
         terms.append(
-            f"SELECT {i} AS w, node_id, gpu, at, utilization, memory_used, memory_total "
+            f"SELECT {i} AS w, node_id, gpu, at, utilization, memory_used, memory_total "  # noqa: S608
             f"FROM {NodeSample._meta.db_table} WHERE node_id = %(node_{i})s AND {device} "
             f"AND at >= %(from_{i})s AND at <= %(to_{i})s"
         )
     query = (
-        "SELECT w, node_id, gpu, extract(epoch FROM min(at)), max(utilization), "
+        "SELECT w, node_id, gpu, extract(epoch FROM min(at)), max(utilization), "  # noqa: S608
         "max(100.0 * memory_used / nullif(memory_total, 0)) "
         f"FROM ({' UNION ALL '.join(terms)}) s "
         "GROUP BY w, node_id, gpu, width_bucket(extract(epoch FROM at), %(lo)s, %(hi)s, %(n)s) "

@@ -17,6 +17,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterator
+from typing import Literal
 
 import redis
 from django.conf import settings
@@ -37,7 +38,12 @@ from workers.messages import stream_name
 
 logger = logging.getLogger(__name__)
 
-STREAMS = ("metrics", "logs", "events", "health")
+STREAMS: tuple[Literal["metrics", "logs", "events", "health"], ...] = (
+    "metrics",
+    "logs",
+    "events",
+    "health",
+)
 
 
 class TrainyardCollector(Collector):

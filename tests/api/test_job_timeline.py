@@ -62,7 +62,7 @@ def test_the_timeline_comes_from_the_heartbeat_history_of_the_jobs_gpus(
     owner: User, client_for: TokenClient, step: int
 ) -> None:
     gpu_node = make_node("gpu-a", gpu_count=2)
-    other = make_node("gpu-b", gpu_count=2)
+    make_node("gpu-b", gpu_count=2)  # beating too, but the job is not on it
     job = make_job(owner, state="running", gpus_per_node=1)
     attempt = make_attempt(job, nodes=[gpu_node])
     Placement.objects.filter(attempt=attempt).update(

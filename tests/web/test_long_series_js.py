@@ -16,9 +16,11 @@ NODE = shutil.which("node")
 
 def run(script: str) -> Any:
     assert NODE is not None, "Node.js is required: it runs the front end's unit tests"
+    series = json.dumps((JS / "long-series.js").as_uri())
+    store = json.dumps((JS / "metrics.js").as_uri())
     source = (
-        f"import {{ LongSeries, timelineData }} from {json.dumps((JS / 'long-series.js').as_uri())};\n"
-        f"import {{ MetricStore }} from {json.dumps((JS / 'metrics.js').as_uri())};\n{script}"
+        f"import {{ LongSeries, timelineData }} from {series};\n"
+        f"import {{ MetricStore }} from {store};\n{script}"
     )
     result = subprocess.run(
         [NODE, "--input-type=module", "-e", source],
@@ -38,7 +40,10 @@ const series = {
   train_accuracy_min: [0.1, 0.2, null], train_accuracy_max: [0.2, 0.3, null],
   val_accuracy_min: [null, null, 0.8], val_accuracy_max: [null, null, 0.9],
   cursor: { attempt: 4, seq: 99 },
-  summary: { count: 100, best_val_accuracy: 0.9, final_val_accuracy: 0.85, last_train_loss: 0.4, last_epoch: 3 },
+  summary: {
+    count: 100, best_val_accuracy: 0.9, final_val_accuracy: 0.85, last_train_loss: 0.4,
+    last_epoch: 3,
+  },
 };
 """
 
@@ -71,7 +76,8 @@ const old = m.isNew({ attempt: 4, seq: 99 });
 const next = m.isNew({ attempt: 4, seq: 100 });
 const first = m.cursor();
 const add = m.add([{ attempt: 4, seq: 100, split: "train", step: 1, epoch: 3, loss: 0.1, ts: 1 }]);
-console.log(JSON.stringify({ old, next, first, add, count: m.count, best: m.bestVal, last: m.cursor() }));
+const last = m.cursor();
+console.log(JSON.stringify({ old, next, first, add, count: m.count, best: m.bestVal, last }));
 """
     )
     assert result["old"] is False and result["next"] is True

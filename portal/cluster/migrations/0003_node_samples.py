@@ -5,27 +5,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cluster', '0002_gpus_pools_cordon'),
+        ("cluster", "0002_gpus_pools_cordon"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NodeSample',
+            name="NodeSample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField()),
-                ('gpu', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('utilization', models.FloatField(null=True)),
-                ('memory_used', models.BigIntegerField()),
-                ('memory_total', models.BigIntegerField()),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='cluster.node')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField()),
+                ("gpu", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("utilization", models.FloatField(null=True)),
+                ("memory_used", models.BigIntegerField()),
+                ("memory_total", models.BigIntegerField()),
+                (
+                    "node",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="samples",
+                        to="cluster.node",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['node', 'at', 'gpu'],
-                'indexes': [models.Index(fields=['at'], name='nodesample_at')],
-                'constraints': [models.UniqueConstraint(fields=('node', 'at', 'gpu'), name='nodesample_node_at_gpu', nulls_distinct=False)],
+                "ordering": ["node", "at", "gpu"],
+                "indexes": [models.Index(fields=["at"], name="nodesample_at")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("node", "at", "gpu"),
+                        name="nodesample_node_at_gpu",
+                        nulls_distinct=False,
+                    )
+                ],
             },
         ),
     ]

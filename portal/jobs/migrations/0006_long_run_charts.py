@@ -5,52 +5,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0005_run_time_and_preemptible'),
+        ("jobs", "0005_run_time_and_preemptible"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MetricBlock',
+            name="MetricBlock",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('split', models.CharField(choices=[('train', 'Train'), ('val', 'Validation')], max_length=8)),
-                ('block', models.PositiveIntegerField()),
-                ('count', models.PositiveIntegerField()),
-                ('first_at', models.DateTimeField()),
-                ('last_at', models.DateTimeField()),
-                ('loss_min', models.FloatField(null=True)),
-                ('loss_max', models.FloatField(null=True)),
-                ('accuracy_min', models.FloatField(null=True)),
-                ('accuracy_max', models.FloatField(null=True)),
-                ('loss_last', models.FloatField()),
-                ('accuracy_last', models.FloatField(null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "split",
+                    models.CharField(
+                        choices=[("train", "Train"), ("val", "Validation")], max_length=8
+                    ),
+                ),
+                ("block", models.PositiveIntegerField()),
+                ("count", models.PositiveIntegerField()),
+                ("first_at", models.DateTimeField()),
+                ("last_at", models.DateTimeField()),
+                ("loss_min", models.FloatField(null=True)),
+                ("loss_max", models.FloatField(null=True)),
+                ("accuracy_min", models.FloatField(null=True)),
+                ("accuracy_max", models.FloatField(null=True)),
+                ("loss_last", models.FloatField()),
+                ("accuracy_last", models.FloatField(null=True)),
             ],
             options={
-                'ordering': ['attempt', 'block', 'split'],
+                "ordering": ["attempt", "block", "split"],
             },
         ),
         migrations.AddIndex(
-            model_name='metricpoint',
-            index=models.Index(fields=['job', 'reported_at'], name='metric_job_time'),
+            model_name="metricpoint",
+            index=models.Index(fields=["job", "reported_at"], name="metric_job_time"),
         ),
         migrations.AddField(
-            model_name='metricblock',
-            name='attempt',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_blocks', to='jobs.attempt'),
+            model_name="metricblock",
+            name="attempt",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="metric_blocks",
+                to="jobs.attempt",
+            ),
         ),
         migrations.AddField(
-            model_name='metricblock',
-            name='job',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_blocks', to='jobs.job'),
+            model_name="metricblock",
+            name="job",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="metric_blocks",
+                to="jobs.job",
+            ),
         ),
         migrations.AddIndex(
-            model_name='metricblock',
-            index=models.Index(fields=['job', 'first_at'], name='metricblock_job_time'),
+            model_name="metricblock",
+            index=models.Index(fields=["job", "first_at"], name="metricblock_job_time"),
         ),
         migrations.AddConstraint(
-            model_name='metricblock',
-            constraint=models.UniqueConstraint(fields=('attempt', 'block', 'split'), name='metricblock_attempt_block_split'),
+            model_name="metricblock",
+            constraint=models.UniqueConstraint(
+                fields=("attempt", "block", "split"), name="metricblock_attempt_block_split"
+            ),
         ),
     ]
