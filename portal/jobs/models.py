@@ -227,7 +227,7 @@ class MetricBlock(models.Model):
     Written by the beat task `roll_metric_blocks` only for blocks every point of which is stored,
     so a block never changes once written; the points after the last block are read raw."""
 
-    BLOCK_POINTS = 512
+    BLOCK_POINTS = 256
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_blocks")
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="metric_blocks")

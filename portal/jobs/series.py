@@ -5,7 +5,7 @@ A chart never receives more than about `MAX_BUCKETS` rows per request. The time 
 into buckets of equal width, and each bucket carries the minimum and maximum of each split's
 loss and accuracy, so a spike of one point among millions is still drawn. Where the range holds
 at most `RAW_LIMIT` points they are read raw (index `metric_job_time`) and every bucket is
-exact; past that the range is read from the attempts' blocks (`MetricBlock`, 512 points each)
+exact; past that the range is read from the attempts' blocks (`MetricBlock`, 256 seqs each)
 plus the raw points after the last block, so the cost follows the blocks, not the points.
 Within `MAX_BUCKETS` points there is no bucketing at all: one row per reported time.
 
@@ -28,7 +28,7 @@ from django.db.models import Max, Q
 from portal.jobs.models import Attempt, Job, MetricBlock, MetricPoint
 
 MAX_BUCKETS = 2000
-RAW_LIMIT = 50_000
+RAW_LIMIT = 10_000
 EXPORT_CHUNK = 5000
 
 FINITE = "{col} < 'Infinity'::float8 AND {col} > '-Infinity'::float8"

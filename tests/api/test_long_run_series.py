@@ -99,9 +99,9 @@ def test_blocks_keep_the_peaks_of_a_long_run_and_the_tail_is_read_raw(owner: Use
 
     written = metric_blocks_roll(attempt_ids=[attempt.pk])
 
-    # Blocks of 512 seqs; the newest block but one is left raw: 0..3583 rolled, 8 blocks x 2.
-    assert written == 16
-    assert MetricBlock.objects.filter(attempt=attempt).count() == 16
+    # Blocks of 256 seqs; the newest block but one stays raw: seqs 0..4607 rolled, 18 x 2.
+    assert written == 36
+    assert MetricBlock.objects.filter(attempt=attempt).count() == 36
     assert metric_blocks_roll(attempt_ids=[attempt.pk]) == 0  # nothing new is due
     series = metric_series(job=job, buckets=50, raw_limit=0)
     assert series["resolution"] == "blocks"
