@@ -82,15 +82,19 @@ def _seconds(at: datetime) -> float:
 def _tails(job: Job) -> tuple[str, dict[str, Any]]:
     """SQL for the job's points after its attempts' last blocks, and its parameters."""
     size = MetricBlock.BLOCK_POINTS
+    # `order_by()`: the models' default orderings would join the attempt and the job.
     rolled = dict(
         MetricBlock.objects.filter(job=job)
+        .order_by()
         .values("attempt_id")
         .annotate(last=Max("block"))
         .values_list("attempt_id", "last")
     )
     terms: list[str] = []
     params: dict[str, Any] = {}
-    for i, attempt_id in enumerate(Attempt.objects.filter(job=job).values_list("pk", flat=True)):
+    for i, attempt_id in enumerate(
+        Attempt.objects.filter(job_id=job.pk).order_by("pk").values_list("pk", flat=True)
+    ):
         terms.append(f"(attempt_id = %(tail_attempt_{i})s AND seq >= %(tail_seq_{i})s)")
         last = rolled.get(attempt_id)
         params[f"tail_attempt_{i}"] = attempt_id

@@ -74,7 +74,11 @@ class JobSeriesApi(APIView):
         query = parse_query(SeriesQuerySerializer, request)
         job = selectors.job_get_visible(user=request.user, job_id=job_id)
         series = metric_series(job=job, buckets=query["buckets"], **_range(query))
-        return Response(json_finite(series))
+        # The buckets hold finite values only (the selector leaves NaN out of the extremes);
+        # only the summary's last values may be NaN. Sparing the walk over thousands of rows
+        # is a tenth of a first load.
+        series["summary"] = json_finite(series["summary"])
+        return Response(series)
 
 
 class JobTimelineApi(APIView):
