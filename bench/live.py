@@ -104,23 +104,31 @@ def make_jobs(count: int) -> tuple[str, list[tuple[int, int]]]:
 
 
 async def open_sockets(url: str, paths: list[str], token: str, origin: str) -> list[Any]:
+    """Open every socket, in waves of 10 (each handshake reads PostgreSQL: permission, the
+    job's state, the backfill), retrying one that daphne dropped (its connect timeout is 5 s,
+    and a loaded 2-core machine misses it now and then)."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake
 
-    sockets = []
-    for start_at in range(0, len(paths), 50):  # handshakes in waves: daphne answers each
-        wave = paths[start_at : start_at + 50]
-        sockets += await asyncio.gather(
-            *(
-                connect(
+    async def one(path: str) -> Any:
+        for attempt in range(5):
+            try:
+                return await connect(
                     f"{url}{path}",
                     origin=origin,  # type: ignore[arg-type]
                     additional_headers={"Authorization": f"Bearer {token}"},
                     max_queue=None,
                     open_timeout=60,
                 )
-                for path in wave
-            )
-        )
+            except (InvalidHandshake, OSError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(1 + attempt)
+        raise AssertionError("unreachable")
+
+    sockets: list[Any] = []
+    for start_at in range(0, len(paths), 10):
+        sockets += await asyncio.gather(*(one(path) for path in paths[start_at : start_at + 10]))
     return sockets
 
 
@@ -196,7 +204,7 @@ def latency(
             )
             child.start()
             await asyncio.get_running_loop().run_in_executor(None, child.join)
-            await asyncio.sleep(3)  # the last points drain
+            await asyncio.sleep(args.drain)  # the last points drain
             stop.set()
             await asyncio.gather(*tasks)
             for ws in sockets:
@@ -311,6 +319,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="reports per second per job")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warm-up", type=int, default=20, help="reports per job not counted")
+    parser.add_argument("--drain", type=float, default=30.0, help="s to wait for the last points")
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--event-rate", type=float, default=2.0)

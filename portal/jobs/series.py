@@ -169,6 +169,7 @@ def metric_series(
     if newest is None:
         return series  # type: ignore[return-value]
     cursor_attempt, cursor_seq, newest_at, _epoch = newest
+    start_given, end_given = start, end
     series["cursor"] = {"attempt": cursor_attempt, "seq": cursor_seq}
     if start is None:
         first = (
@@ -195,7 +196,9 @@ def metric_series(
         "hi": hi,
         "n": buckets,
     }
-    estimate = _estimate(tails, params)
+    # The whole run holds what the summary counted; only a window needs counting.
+    whole = start_given is None and end_given is None
+    estimate = summary["count"] if whole else _estimate(tails, params)
     if estimate <= raw_limit:
         by_time = estimate <= buckets
         series["resolution"] = "points" if by_time else "buckets"
