@@ -26,9 +26,9 @@ import json
 import multiprocessing
 import os
 import socket
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
-
 from tables import table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,9 +82,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return (
-        ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-        if ordered
-        else float("nan")
+        ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
     )
 
 
@@ -216,11 +213,12 @@ def latency(
         ingest.terminate()
         ingest.wait(10)
     warm = args.warm_up
-    lat = [l for got in received for (_a, seq, l) in got if seq >= warm]
+    lat = [late for got in received for (_a, seq, late) in got if seq >= warm]
     per_job = [len({seq for (_a, seq, _l) in got}) for got in received]
     sent = int(args.rate * args.seconds)
     print(
-        f"\n{args.jobs} jobs x {args.rate:g} reports/s for {args.seconds:g} s ({args.jobs * args.rate:g} points/s); first {warm} reports per job not counted"
+        f"\n{args.jobs} jobs x {args.rate:g} reports/s for {args.seconds:g} s "
+        f"({args.jobs * args.rate:g} points/s); first {warm} reports per job not counted"
     )
     print(
         table(
@@ -230,7 +228,7 @@ def latency(
                 "p90",
                 "p99",
                 "max",
-                "points per job received (min..max of ~%d)" % sent,
+                f"points per job received (min..max of ~{sent})",
             ],
             [
                 [
@@ -288,12 +286,13 @@ def fanout(args: argparse.Namespace, env: dict[str, str], url: str, origin: str)
         return received, opened
 
     received, opened = asyncio.run(run())
-    lat = [l for got in received for (_a, _s, l) in got]
+    lat = [late for got in received for (_a, _s, late) in got]
     complete = sum(
         1 for got in received if sorted(s for (_a, s, _l) in got) == list(range(args.events))
     )
     print(
-        f"\n{args.viewers:,} viewers of one job on one daphne (opened in {opened:.1f} s); {args.events} events at {args.event_rate:g}/s"
+        f"\n{args.viewers:,} viewers of one job on one daphne (opened in {opened:.1f} s); "
+        f"{args.events} events at {args.event_rate:g}/s"
     )
     print(
         table(
@@ -329,10 +328,11 @@ def main() -> None:
         raise SystemExit("DATABASE_URL must be set: python -m portal.devservers run -- ...")
     scratch = f"bench_live_{os.getpid()}"
     prefix = f"bench-live-{uuid.uuid4().hex[:6]}"
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / scratch
+    logs = Path(tempfile.gettempdir()) / scratch
     logs.mkdir(parents=True, exist_ok=True)
     print(
-        f"live {args.which}: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, scratch database {scratch}, logs in {logs}"
+        f"live {args.which}: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"scratch database {scratch}, logs in {logs}"
     )
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as admin:

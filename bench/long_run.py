@@ -18,9 +18,7 @@ and once: the CSV export of every point (rows per second), and the rollup itself
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -30,7 +28,6 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
-
 from tables import table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +68,11 @@ def populate(points: int) -> tuple[Any, Any]:
                    seq / 2, seq / 20000,
                    (2.0 / (1 + (seq / 2) / 50000.0) + (seq * 7919 %% 1000) / 10000.0)
                      * CASE WHEN (seq / 2) %% 100000 = 12345 THEN 10 ELSE 1 END,
-                   least(1.0, 0.5 + (seq / 2) / (4.0 * %(points)s) + (seq * 104729 %% 100) / 2000.0),
+                   least(1.0, 0.5 + (seq / 2) / (4.0 * %(points)s)
+                              + (seq * 104729 %% 100) / 2000.0),
                    %(start)s::timestamptz + (seq / 2) * interval '10 milliseconds'
             FROM generate_series(0::bigint, 2 * %(points)s - 1) AS seq
-            """,
+            """,  # noqa: S608 - the table's name; values are parameters
             {"job": job.pk, "attempt": attempt.pk, "points": points, "start": START},
         )
     with connection.cursor() as cursor:
@@ -93,10 +91,11 @@ def timed(client: Any, url: str, params: dict[str, Any] | None = None) -> tuple[
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(args: argparse.Namespace) -> None:
+    from django.http import StreamingHttpResponse
     from django.test import Client
     from django.urls import reverse
 
@@ -108,13 +107,14 @@ def measure(args: argparse.Namespace) -> None:
     begin = time.perf_counter()
     blocks = metric_blocks_roll(attempt_ids=[attempt.pk])
     print(
-        f"  rolled {blocks:,} blocks in {time.perf_counter() - begin:.1f} s (beat does this as the run goes)"
+        f"  rolled {blocks:,} blocks in {time.perf_counter() - begin:.1f} s "
+        "(beat does this as the run goes)"
     )
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(job.owner)
     url = reverse("jobs-api:metrics-series", kwargs={"job_id": job.pk})
     span = args.points / 100  # seconds: one step per 10 ms
-    first, t0 = START.timestamp(), START.timestamp()
+    t0 = START.timestamp()
     zoom_1 = {"start": t0 + span * 0.40, "end": t0 + span * 0.41}
     zoom_01 = {"start": t0 + span * 0.70, "end": t0 + span * 0.701}
     timings: dict[str, list[float]] = {"first load": [], "zoom 1%": [], "zoom 0.1%": []}
@@ -147,7 +147,8 @@ def measure(args: argparse.Namespace) -> None:
         for name, v in (*timings.items(), ("first load, raw points only", raw_times))
     ]
     print(
-        f"\n{args.rounds} rounds, interleaved (raw-only: {args.raw_rounds} rounds, selector alone)\n"
+        f"\n{args.rounds} rounds, interleaved "
+        f"(raw-only: {args.raw_rounds} rounds, selector alone)\n"
     )
     print(table(["request", "p50", "p95", "n", "answer"], rows))
     body = client.get(url).json()
@@ -167,20 +168,23 @@ def measure(args: argparse.Namespace) -> None:
         if near and abs(max(near) - loss) < 1e-9:
             seen += 1
     print(
-        f"\nspikes (one point among {args.points:,}) that are their bucket's max in the first load: {seen} of {len(spikes)}"
+        f"\nspikes (one point among {args.points:,}) that are their bucket's max "
+        f"in the first load: {seen} of {len(spikes)}"
     )
     print(f"blocks: {MetricBlock.objects.filter(job=job).count():,} rows")
     if args.csv:
         begin = time.perf_counter()
         response = client.get(reverse("jobs-api:metrics-csv", kwargs={"job_id": job.pk}))
+        assert isinstance(response, StreamingHttpResponse)
         size = 0
-        lines = 0
+        lines = 0  # the export yields one CSV row per chunk
         for chunk in response.streaming_content:
             size += len(chunk)
             lines += 1
         elapsed = time.perf_counter() - begin
         print(
-            f"CSV export: {lines - 1:,} points, {size / 1e6:.0f} MB in {elapsed:.1f} s ({(lines - 1) / elapsed:,.0f} points/s)"
+            f"CSV export: {lines - 1:,} points, {size / 1e6:.0f} MB in {elapsed:.1f} s "
+            f"({(lines - 1) / elapsed:,.0f} points/s)"
         )
 
 
@@ -196,7 +200,8 @@ def main() -> None:
         raise SystemExit("DATABASE_URL must be set: python -m portal.devservers run -- ...")
     scratch = f"bench_long_run_{os.getpid()}"
     print(
-        f"long_run: {os.cpu_count()} CPUs, scratch database {scratch}, {args.points:,} points per series"
+        f"long_run: {os.cpu_count()} CPUs, scratch database {scratch}, "
+        f"{args.points:,} points per series"
     )
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as admin:
