@@ -15,7 +15,15 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from portal.accounts.http import AuthenticatedHttpRequest
-from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import (
+    Attempt,
+    Checkpoint,
+    Job,
+    LogLine,
+    MetricBlock,
+    MetricPoint,
+    Placement,
+)
 from portal.jobs.services import job_cancel
 from portal.lib.admin import ReadOnlyAdmin, ReadOnlyTabularInline
 
@@ -140,6 +148,15 @@ class PlacementAdmin(ReadOnlyAdmin[Placement]):
 @admin.register(MetricPoint)
 class MetricPointAdmin(ReadOnlyAdmin[MetricPoint]):
     list_display = ["job", "attempt", "seq", "split", "step", "epoch", "loss", "accuracy"]
+    list_filter = ["split"]
+    list_select_related = ["job", "attempt"]
+    search_fields = ["job__name"]
+    show_full_result_count = False
+
+
+@admin.register(MetricBlock)
+class MetricBlockAdmin(ReadOnlyAdmin[MetricBlock]):
+    list_display = ["job", "attempt", "block", "split", "count", "first_at", "loss_min", "loss_max"]
     list_filter = ["split"]
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name"]

@@ -81,7 +81,8 @@ function timelineOptions(labels, width, hooks) {
       width: i % 2 === 0 ? 2 : 1,
       dash: i % 2 === 0 ? undefined : [6, 3],
       spanGaps: false,
-      points: { show: false },
+      // A short job has a reading or two (one per 10 s): show them as dots.
+      points: { show: (u) => u.data[0].length < 60, size: 5 },
       value: (_, v) => pct(v),
     });
   });
@@ -149,6 +150,16 @@ export class JobCharts {
 
   render() {
     for (const kind of ["loss", "accuracy"]) this.renderMetric(kind);
+    this.alignTimeline();
+  }
+
+  /** The timeline shows the loss chart's time range: one time axis for the whole page. */
+  alignTimeline() {
+    const loss = this.charts.loss;
+    const timeline = this.charts.timeline;
+    if (!loss || !timeline || this.zoomed) return;
+    const { min, max } = loss.scales.x;
+    if (min != null && max != null) timeline.setScale("x", { min, max });
   }
 
   renderMetric(kind) {
@@ -194,6 +205,7 @@ export class JobCharts {
           this.charts.timeline.setData(data, !this.zoomed);
         }
         if (this.zoomed) this.charts.timeline.setScale("x", { min: this.zoomed.min, max: this.zoomed.max });
+        else this.alignTimeline();
       }
     } catch {
       // The next refresh tries again; the metric charts do not depend on it.
