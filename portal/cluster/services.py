@@ -298,11 +298,13 @@ def node_samples_record(*, entries: Iterable[HealthEntry]) -> int:
         node_id = node_ids.get(entry.node)
         if node_id is None:
             continue
-        at = datetime.fromtimestamp(entry.ts // step * step, tz=UTC)
+        at = datetime.fromtimestamp(entry.ts, tz=UTC)
+        slot = int(entry.ts // step)
         rows.append(
             NodeSample(
                 node_id=node_id,
                 at=at,
+                slot=slot,
                 gpu=None,
                 utilization=entry.cpu_percent,
                 memory_used=entry.memory_used,
@@ -313,6 +315,7 @@ def node_samples_record(*, entries: Iterable[HealthEntry]) -> int:
             NodeSample(
                 node_id=node_id,
                 at=at,
+                slot=slot,
                 gpu=gpu.index,
                 utilization=gpu.utilization,
                 memory_used=gpu.memory_used,

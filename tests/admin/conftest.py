@@ -31,7 +31,7 @@ def build_world() -> None:
     nodes = [make_node(f"cpu{n}-a"), make_node(f"cpu{n}-b")]
     NodeEvent.objects.create(node=nodes[0], kind=NodeEvent.Kind.CORDON, actor=owner, reason="hot")
     NodeSample.objects.bulk_create(
-        NodeSample(node=node, at=timezone.now(), gpu=None, memory_used=1, memory_total=2)
+        NodeSample(node=node, at=timezone.now(), slot=n, gpu=None, memory_used=1, memory_total=2)
         for node in nodes
     )
     job = make_job(owner, state=Job.State.RUNNING, nodes=2)
