@@ -249,6 +249,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.jobs.tasks.watch_jobs",
         "schedule": env.number("TRAINYARD_WATCH_TICK_S", 30.0, above=0.0),
     },
+    # Long runs' charts read blocks of points (portal.jobs.series), rolled up on this tick.
+    "roll-metric-blocks": {
+        "task": "portal.jobs.tasks.roll_metric_blocks",
+        "schedule": env.number("TRAINYARD_METRIC_ROLLUP_S", 10.0, above=0.0),
+    },
+    "prune-node-samples": {
+        "task": "portal.cluster.tasks.prune_node_samples",
+        "schedule": 600.0,
+    },
 }
 
 # A running job whose ranks report no step for max(factor x its median step time, minimum)
@@ -397,6 +406,15 @@ TRAINYARD_MODEL_CODE_MAX_BYTES = env.integer(
 TRAINYARD_DASHBOARD_SHOW_USERS = env.flag("TRAINYARD_DASHBOARD_SHOW_USERS", False)
 # Cluster samples older than this are deleted when the next one is written.
 TRAINYARD_SAMPLE_RETENTION_DAYS = env.integer("TRAINYARD_SAMPLE_RETENTION_DAYS", 35, minimum=1)
+# Nodes' health history (portal.cluster.models.NodeSample), behind each job's timeline: at
+# most one reading per node and device per step, kept this many hours.
+TRAINYARD_NODE_SAMPLE_S = env.integer("TRAINYARD_NODE_SAMPLE_S", 10, minimum=1, maximum=3600)
+TRAINYARD_NODE_SAMPLE_RETENTION_H = env.integer(
+    "TRAINYARD_NODE_SAMPLE_RETENTION_H", 7 * 24, minimum=1
+)
+# `/metrics` for Prometheus answers only a scrape that sends `Authorization: Bearer <this>`;
+# unset (the default), it answers 404 (docs/deploying.md).
+TRAINYARD_METRICS_TOKEN = env.optional("TRAINYARD_METRICS_TOKEN")
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from portal.audit import views as audit_views
 from portal.lib.static import static_not_found
+from portal.ops.prometheus import metrics_view
 
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.jobs.api_urls")),
@@ -29,6 +30,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("audit/", audit_views.audit_log, name="audit"),
+    # Prometheus's scrape, behind TRAINYARD_METRICS_TOKEN (docs/deploying.md).
+    path("metrics", metrics_view, name="metrics"),
     # WhiteNoise answers for every file it has; anything else under static/ is a plain 404,
     # for anonymous callers too (not a login redirect), however the path is encoded.
     path("static/<path:missing>", static_not_found),

@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from portal.cluster.models import Node, NodeEvent
+from portal.cluster.models import Node, NodeEvent, NodeSample
 from portal.cluster.services import node_set_cordoned, node_set_draining
 from portal.lib.admin import ReadOnlyAdmin
 
@@ -76,3 +76,14 @@ class NodeEventAdmin(ReadOnlyAdmin[NodeEvent]):
     list_select_related = ["node", "actor"]
     search_fields = ["node__name", "reason"]
     date_hierarchy = "at"
+
+
+@admin.register(NodeSample)
+class NodeSampleAdmin(ReadOnlyAdmin[NodeSample]):
+    """The health history behind jobs' timelines; ingest writes it, retention prunes it."""
+
+    list_display = ["node", "at", "gpu", "utilization", "memory_used", "memory_total"]
+    list_filter = ["node"]
+    list_select_related = ["node"]
+    date_hierarchy = "at"
+    show_full_result_count = False

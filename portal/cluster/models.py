@@ -99,3 +99,39 @@ class NodeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class NodeSample(models.Model):
+    """One reading from a node's heartbeat history: its host (`gpu` is None: CPU percent and
+    memory) or one of its GPUs. A job's timeline reads the samples of the nodes it ran on.
+
+    At most one per node, device and `TRAINYARD_NODE_SAMPLE_S` step (`slot` is the heartbeat's
+    time divided by the step, and the key is unique), kept `TRAINYARD_NODE_SAMPLE_RETENTION_H`."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField()  # when the node took the reading
+    slot = models.BigIntegerField()
+    gpu = models.PositiveSmallIntegerField(null=True, blank=True)  # NVML index
+    utilization = models.FloatField(null=True)  # percent; None where NVML cannot read it
+    memory_used = models.BigIntegerField()
+    memory_total = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["node", "at", "gpu"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "slot", "gpu"],
+                name="nodesample_node_slot_gpu",
+                nulls_distinct=False,
+            )
+        ]
+        indexes = [
+            # A job's timeline: one node's readings over a window.
+            models.Index(fields=["node", "at"], name="nodesample_node_at"),
+            # Retention deletes by age across nodes.
+            models.Index(fields=["at"], name="nodesample_at"),
+        ]
+
+    def __str__(self) -> str:
+        device = "host" if self.gpu is None else f"gpu{self.gpu}"
+        return f"{self.node_id} {device} at {self.at:%Y-%m-%d %H:%M:%S}"

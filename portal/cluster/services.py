@@ -8,7 +8,8 @@ both (ingest, the reaper task) call one after the other.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import redis
@@ -21,7 +22,7 @@ from django.utils import timezone
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
 from portal.cluster.events import node_health_changed
-from portal.cluster.models import Node, NodeEvent
+from portal.cluster.models import Node, NodeEvent, NodeSample
 from portal.lib.streams import health_backlog
 from portal.lib.ticks import request_schedule
 from workers.messages import HealthEntry
@@ -282,3 +283,52 @@ def nodes_mark_offline() -> list[Node]:
         # Waiting jobs' reasons name offline nodes.
         request_schedule()
     return reaped
+
+
+def node_samples_record(*, entries: Iterable[HealthEntry]) -> int:
+    """Add heartbeats to the nodes' health history (`NodeSample`): the host and each GPU, at
+    most one reading per node, device and `TRAINYARD_NODE_SAMPLE_S` step (the first stored
+    wins, so a re-delivered heartbeat changes nothing). Nodes without a row are skipped: the
+    caller records heartbeats (`node_heartbeat`) first. Returns the readings offered."""
+    step = settings.TRAINYARD_NODE_SAMPLE_S
+    batch = list(entries)
+    node_ids = dict(Node.objects.filter(name__in={e.node for e in batch}).values_list("name", "pk"))
+    rows: list[NodeSample] = []
+    for entry in batch:
+        node_id = node_ids.get(entry.node)
+        if node_id is None:
+            continue
+        at = datetime.fromtimestamp(entry.ts, tz=UTC)
+        slot = int(entry.ts // step)
+        rows.append(
+            NodeSample(
+                node_id=node_id,
+                at=at,
+                slot=slot,
+                gpu=None,
+                utilization=entry.cpu_percent,
+                memory_used=entry.memory_used,
+                memory_total=entry.memory_total,
+            )
+        )
+        rows += [
+            NodeSample(
+                node_id=node_id,
+                at=at,
+                slot=slot,
+                gpu=gpu.index,
+                utilization=gpu.utilization,
+                memory_used=gpu.memory_used,
+                memory_total=gpu.memory_total,
+            )
+            for gpu in entry.gpus
+        ]
+    NodeSample.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def node_samples_prune() -> int:
+    """Drop health readings older than `TRAINYARD_NODE_SAMPLE_RETENTION_H`; returns how many."""
+    cutoff = timezone.now() - timedelta(hours=settings.TRAINYARD_NODE_SAMPLE_RETENTION_H)
+    deleted, _ = NodeSample.objects.filter(at__lt=cutoff).delete()
+    return deleted

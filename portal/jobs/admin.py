@@ -21,6 +21,7 @@ from portal.jobs.models import (
     Job,
     JobLogVolume,
     LogLine,
+    MetricBlock,
     MetricPoint,
     Placement,
     RankSample,
@@ -153,6 +154,15 @@ class PlacementAdmin(ReadOnlyAdmin[Placement]):
 @admin.register(MetricPoint)
 class MetricPointAdmin(ReadOnlyAdmin[MetricPoint]):
     list_display = ["job", "attempt", "seq", "split", "step", "epoch", "loss", "accuracy"]
+    list_filter = ["split"]
+    list_select_related = ["job", "attempt"]
+    search_fields = ["job__name"]
+    show_full_result_count = False
+
+
+@admin.register(MetricBlock)
+class MetricBlockAdmin(ReadOnlyAdmin[MetricBlock]):
+    list_display = ["job", "attempt", "block", "split", "count", "first_at", "loss_min", "loss_max"]
     list_filter = ["split"]
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from portal.jobs import api, telemetry_api
+from portal.jobs import api, series_api, telemetry_api
 
 app_name = "jobs-api"
 urlpatterns = [
@@ -17,6 +17,17 @@ urlpatterns = [
         name="logs-download",
     ),
     path("jobs/<int:job_id>/ranks/", telemetry_api.JobRankSamplesApi.as_view(), name="ranks"),
+    path(
+        "jobs/<int:job_id>/metrics/series/",
+        series_api.JobSeriesApi.as_view(),
+        name="metrics-series",
+    ),
+    path(
+        "jobs/<int:job_id>/metrics.csv",
+        series_api.JobMetricsCsvApi.as_view(),
+        name="metrics-csv",
+    ),
+    path("jobs/<int:job_id>/timeline/", series_api.JobTimelineApi.as_view(), name="timeline"),
     path("jobs/<int:job_id>/checkpoints/", api.JobCheckpointsApi.as_view(), name="checkpoints"),
     path(
         "jobs/<int:job_id>/checkpoints/<int:checkpoint_id>/download/",

@@ -267,7 +267,11 @@ class MetricPoint(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["attempt", "seq"], name="metric_attempt_seq_unique")
         ]
-        indexes = [models.Index(fields=["job", "attempt", "seq"])]
+        indexes = [
+            models.Index(fields=["job", "attempt", "seq"]),
+            # A zoomed chart reads one time range of a long run (`portal.jobs.series`).
+            models.Index(fields=["job", "reported_at"], name="metric_job_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.split} step {self.step} of {self.attempt}"
@@ -301,6 +305,44 @@ class RankSample(models.Model):
 
     def __str__(self) -> str:
         return f"rank {self.rank} at step {self.step} of {self.attempt}"
+
+
+class MetricBlock(models.Model):
+    """The extremes of one block of `BLOCK_POINTS` consecutive seqs of an attempt, per split: what
+    a long run's chart reads instead of its millions of points (`portal.jobs.series`).
+
+    Written by the beat task `roll_metric_blocks` only for blocks every point of which is stored,
+    so a block never changes once written; the points after the last block are read raw."""
+
+    BLOCK_POINTS = 256
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_blocks")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="metric_blocks")
+    split = models.CharField(max_length=8, choices=MetricPoint.Split.choices)
+    block = models.PositiveIntegerField()  # seq // BLOCK_POINTS
+    count = models.PositiveIntegerField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    # Finite values only: a NaN loss would otherwise be every block's maximum.
+    loss_min = models.FloatField(null=True)
+    loss_max = models.FloatField(null=True)
+    accuracy_min = models.FloatField(null=True)
+    accuracy_max = models.FloatField(null=True)
+    # The block's last point, as reported (a NaN loss included): a page's "latest" figures.
+    loss_last = models.FloatField()
+    accuracy_last = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["attempt", "block", "split"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["attempt", "block", "split"], name="metricblock_attempt_block_split"
+            )
+        ]
+        indexes = [models.Index(fields=["job", "first_at"], name="metricblock_job_time")]
+
+    def __str__(self) -> str:
+        return f"{self.split} block {self.block} of {self.attempt}"
 
 
 class LogLine(models.Model):

@@ -8,6 +8,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 
 from portal.cluster.services import nodes_mark_offline
+from portal.jobs.blocks import metric_blocks_roll
 from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.reconciliation import attempts_lose_on_offline_nodes
 from portal.jobs.retention import log_lines_expire
@@ -70,3 +71,9 @@ def _warm_the_dry_run(**kwargs: Any) -> None:
     first job's dry run: a submit waits for that answer, and the first one after a restart
     would otherwise pay seconds of imports (docs/telemetry.md, "Phases")."""
     import workers.models  # noqa: F401
+
+
+@shared_task(name="portal.jobs.tasks.roll_metric_blocks", ignore_result=True)
+def roll_metric_blocks() -> int:
+    """Roll the new points of running jobs up into chart blocks (`portal.jobs.blocks`)."""
+    return metric_blocks_roll()

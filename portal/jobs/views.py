@@ -239,6 +239,9 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
         "terminal": sorted(Job.TERMINAL),
         "wsPath": f"/ws/jobs/{job.pk}/",
         "logsPath": reverse("jobs-api:logs", args=[job.pk]),
+        # Long runs' charts and the device timeline (static/js/job-charts.js).
+        "seriesUrl": reverse("jobs-api:metrics-series", kwargs={"job_id": job.pk}),
+        "timelineUrl": reverse("jobs-api:timeline", kwargs={"job_id": job.pk}),
     }
     return render(
         request,

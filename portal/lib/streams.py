@@ -85,3 +85,21 @@ def health_backlog(client: redis.Redis, *, prefix: str, wait_s: float = 0.0) -> 
             time.sleep(min(0.05, wait_s))
     except redis.RedisError as exc:
         return f"Redis is unavailable ({exc})"
+
+
+def stream_lag(client: redis.Redis, name: str) -> tuple[float, int, int] | None:
+    """How far the ingest group is behind on `name`: (seconds between the newest entry and the
+    newest one the group has read, entries read but not yet acknowledged, the stream's length);
+    None while the stream or the group does not exist. Stream ids begin with the milliseconds
+    Redis added them at, so the lag needs no clock of ours."""
+    try:
+        info = client.xinfo_stream(name)
+    except redis.ResponseError:
+        return None
+    group = next((g for g in client.xinfo_groups(name) if _text(g["name"]) == GROUP), None)
+    if group is None:
+        return None
+    newest = parse_stream_id(info["last-generated-id"])
+    delivered = parse_stream_id(group["last-delivered-id"])
+    lag_ms = max(0, newest[0] - delivered[0]) if delivered < newest else 0
+    return lag_ms / 1000.0, int(group["pending"]), int(info["length"])

@@ -5,7 +5,7 @@
 // (attempt, seq), contiguous from 0 within an attempt, so the page can tell when it missed
 // some: it reconnects with the last contiguous cursor and the server fills the hole.
 
-import uPlot from "../vendor/uplot/uPlot.esm.js";
+import { JobCharts } from "./job-charts.js";
 import { LiveSocket, readJson, statusIndicator, tickDurations } from "./live.js";
 import { MetricStore } from "./metrics.js";
 
@@ -14,85 +14,38 @@ const TERMINAL = new Set(config.terminal);
 const MAX_LOG_LINES = 5000;
 
 // ---- Metrics ---------------------------------------------------------------------------
+//
+// A long run is loaded as a downsampled series over HTTP (static/js/job-charts.js); the
+// socket then sends only the points after that series' cursor, which append to the charts.
 
 const metrics = new MetricStore();
+const charts = new JobCharts({
+  elements: {
+    loss: document.getElementById("chart-loss"),
+    accuracy: document.getElementById("chart-accuracy"),
+    timeline: document.getElementById("chart-timeline"),
+    reset: document.getElementById("charts-reset-zoom"),
+  },
+  urls: { series: config.seriesUrl, timeline: config.timelineUrl },
+  isLive: () => !TERMINAL.has(badge.dataset.state),
+});
 
 function onMetrics(points, socket) {
+  const fresh = points.filter((p) => metrics.isNew(p));
   const { added, reconnect } = metrics.add(points);
   if (reconnect) socket.reconnect();
-  if (added) scheduleRender();
-}
-
-// ---- Charts ----------------------------------------------------------------------------
-
-const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-const charts = { loss: null, accuracy: null };
-const chartEls = {
-  loss: document.getElementById("chart-loss"),
-  accuracy: document.getElementById("chart-accuracy"),
-};
-
-function chartOptions(kind, width) {
-  const grid = { stroke: css("--chart-grid"), width: 1 };
-  const axis = { stroke: css("--chart-axis"), grid, ticks: { stroke: css("--chart-grid") } };
-  const isAcc = kind === "accuracy";
-  const fmt = (v) => (v == null ? "—" : isAcc ? `${(v * 100).toFixed(1)}%` : v.toPrecision(4));
-  const line = (label, color, dash) => ({
-    label,
-    stroke: color,
-    width: 2,
-    dash,
-    spanGaps: true,
-    points: { show: false },
-    value: (_, v) => fmt(v),
-  });
-  return {
-    width,
-    height: 260,
-    cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: false }, y: isAcc ? { range: [0, 1] } : { auto: true } },
-    axes: [
-      { ...axis, label: "step", labelSize: 18, size: 36 },
-      isAcc
-        ? { ...axis, size: 52, values: (_, ticks) => ticks.map((v) => `${Math.round(v * 100)}%`) }
-        : { ...axis, size: 52 },
-    ],
-    series: [
-      { label: "step" },
-      line("train", css("--chart-train"), undefined),
-      line("val", css("--chart-val"), [6, 3]),
-    ],
-  };
-}
-
-function renderChart(kind) {
-  const element = chartEls[kind];
-  const data = metrics.series(kind);
-  const hasValues = data[1].some((v) => v !== null) || data[2].some((v) => v !== null);
-  const empty = element.querySelector(".chart-empty");
-  if (!hasValues) {
-    if (empty && metrics.count) {
-      empty.textContent = kind === "accuracy" ? "No accuracy reported for this loss." : "No points yet.";
-    }
-    return;
-  }
-  if (empty) empty.remove();
-  if (!charts[kind]) {
-    charts[kind] = new uPlot(chartOptions(kind, element.clientWidth || 600), data, element);
-  } else {
-    charts[kind].setData(data);
+  if (added) {
+    charts.append(fresh);
+    scheduleFigures();
   }
 }
 
 const percent = (v) => (v == null ? "—" : `${(v * 100).toFixed(1)}%`);
-let renderTimer = null;
-function scheduleRender() {
-  // Coalesce bursts of points into one redraw (timers, not rAF: they also run in hidden tabs).
-  if (renderTimer) return;
-  renderTimer = setTimeout(() => {
-    renderTimer = null;
-    renderChart("loss");
-    renderChart("accuracy");
+let figuresTimer = null;
+function scheduleFigures() {
+  if (figuresTimer) return;
+  figuresTimer = setTimeout(() => {
+    figuresTimer = null;
     document.getElementById("point-count").textContent = String(metrics.count);
     document.getElementById("final-val-acc").textContent = percent(metrics.finalVal?.accuracy);
     document.getElementById("best-val-acc").textContent = percent(metrics.bestVal);
@@ -101,12 +54,6 @@ function scheduleRender() {
     document.getElementById("last-epoch").textContent = metrics.lastEpoch ?? "—";
   }, 60);
 }
-
-new ResizeObserver(() => {
-  for (const kind of Object.keys(charts)) {
-    if (charts[kind]) charts[kind].setSize({ width: chartEls[kind].clientWidth, height: 260 });
-  }
-}).observe(chartEls.loss);
 
 // ---- State -----------------------------------------------------------------------------
 
@@ -280,15 +227,25 @@ function onLogs(lines, cursor) {
 
 // ---- Wiring ----------------------------------------------------------------------------
 
-new LiveSocket(config.wsPath, {
-  // Without a log cursor the server sends the tail of the log: what a fresh page wants.
-  query: () => ({ ...metrics.cursor(), log: logCursor }),
-  onStatus: statusIndicator(document.getElementById("live-status")),
-  onMessage: (message, socket) => {
-    if (message.type === "metrics") onMetrics(message.points || [], socket);
-    else if (message.type === "logs") onLogs(message.lines || [], message.cursor);
-    else if (message.type === "state") onState(message);
-  },
-}).start();
+async function startLive() {
+  try {
+    const series = await charts.load();
+    metrics.startAt(series.cursor, series.summary);
+    scheduleFigures();
+  } catch {
+    // Without the series the socket backfills every point from the beginning, as before.
+  }
+  new LiveSocket(config.wsPath, {
+    // Without a log cursor the server sends the tail of the log: what a fresh page wants.
+    query: () => ({ ...metrics.cursor(), log: logCursor }),
+    onStatus: statusIndicator(document.getElementById("live-status")),
+    onMessage: (message, socket) => {
+      if (message.type === "metrics") onMetrics(message.points || [], socket);
+      else if (message.type === "logs") onLogs(message.lines || [], message.cursor);
+      else if (message.type === "state") onState(message);
+    },
+  }).start();
+}
 
+startLive();
 tickDurations();

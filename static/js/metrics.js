@@ -22,6 +22,38 @@ export class MetricStore {
     this.finalVal = null; // {attempt, seq, accuracy}
     this.lastTrain = null; // {attempt, seq, loss}
     this.lastEpoch = null;
+    this.start = null; // where a page that loaded a downsampled series began (startAt)
+  }
+
+  /**
+   * Begin after `cursor`, the newest point of a downsampled series the page loaded over HTTP
+   * (static/js/long-series.js): the socket then sends only what follows, and `summary` holds
+   * the figures of everything up to it.
+   */
+  startAt(cursor, summary) {
+    if (cursor) {
+      this.start = { attempt: cursor.attempt, seq: cursor.seq };
+      this.frontier = { ...this.start };
+      this.latest = { ...this.start };
+      if (!this.attempts.includes(cursor.attempt)) this.attempts.push(cursor.attempt);
+    }
+    if (summary) {
+      this.count = summary.count;
+      this.bestVal = summary.best_val_accuracy;
+      this.lastEpoch = summary.last_epoch;
+      if (summary.final_val_accuracy != null && cursor) {
+        this.finalVal = { ...this.start, seq: -1, accuracy: summary.final_val_accuracy };
+      }
+      if (summary.last_train_loss != null && cursor) {
+        this.lastTrain = { ...this.start, seq: -1, loss: summary.last_train_loss };
+      }
+    }
+  }
+
+  /** Whether `p` is a point this store has not taken yet. */
+  isNew(p) {
+    if (this.start && !after(p, this.start)) return false;
+    return !this.seen.has(key(p.attempt, p.seq));
   }
 
   /** The query for the next connect; remembers it, to tell a real hole from a late one. */
@@ -55,7 +87,7 @@ export class MetricStore {
 
   addPoint(p) {
     const k = key(p.attempt, p.seq);
-    if (this.seen.has(k)) return false;
+    if (!this.isNew(p)) return false;
     this.seen.add(k);
     this.count += 1;
     if (!this.attempts.includes(p.attempt)) {

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from portal.accounts.models import ApiToken, Quota
 from portal.accounts.services import api_token_create
-from portal.cluster.models import NodeEvent
+from portal.cluster.models import NodeEvent, NodeSample
 from portal.dashboard.services import cluster_sample_record
-from portal.jobs.models import Checkpoint, Job, LogLine, MetricPoint
+from portal.jobs.models import Checkpoint, Job, LogLine, MetricBlock, MetricPoint
 from portal.registry.models import ModelVersion
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
@@ -32,6 +32,10 @@ def build_world() -> None:
     api_token_create(user=owner, name=f"ci{n}", scope=ApiToken.Scope.READ, expires_in=None)
     nodes = [make_node(f"cpu{n}-a"), make_node(f"cpu{n}-b")]
     NodeEvent.objects.create(node=nodes[0], kind=NodeEvent.Kind.CORDON, actor=owner, reason="hot")
+    NodeSample.objects.bulk_create(
+        NodeSample(node=node, at=timezone.now(), slot=n, gpu=None, memory_used=1, memory_total=2)
+        for node in nodes
+    )
     job = make_job(owner, state=Job.State.RUNNING, nodes=2)
     now = timezone.now()
     for number, state in ((1, "lost"), (2, "running")):
@@ -60,6 +64,18 @@ def build_world() -> None:
                 reported_at=now,
             )
             for rank in range(2)
+        )
+        MetricBlock.objects.create(
+            job=job,
+            attempt=attempt,
+            split="train",
+            block=0,
+            count=3,
+            first_at=now,
+            last_at=now,
+            loss_min=1.0,
+            loss_max=1.0,
+            loss_last=1.0,
         )
         Checkpoint.objects.create(
             job=job,

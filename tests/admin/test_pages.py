@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from portal.accounts.models import ApiToken, Quota, Team
 from portal.catalog.models import Dataset, ModelArchitecture
-from portal.cluster.models import Node, NodeEvent
-from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
+from portal.cluster.models import Node, NodeEvent, NodeSample
+from portal.jobs.models import Attempt, Job, LogLine, MetricBlock, MetricPoint, Placement
 from portal.registry.models import ModelVersion
 from tests.admin.test_registry import our_models
 from tests.factories import make_attempt, make_job, make_node, make_user
@@ -25,10 +25,12 @@ READ_ONLY: list[type[Model]] = [
     Quota,
     Node,
     NodeEvent,
+    NodeSample,
     Job,
     Attempt,
     Placement,
     MetricPoint,
+    MetricBlock,
     LogLine,
     ModelVersion,
 ]

@@ -364,6 +364,8 @@ def batch_apply(batch: Batch) -> Applied:
     for entry in sorted(latest.values(), key=lambda entry: entry.node):
         node = cluster_services.node_heartbeat(entry=entry)
         attempts_reconcile_with_heartbeat(node=node, entry=entry)
+    # Every heartbeat of the batch, not only the newest: the history behind jobs' timelines.
+    cluster_services.node_samples_record(entries=batch.health)
     fenced = fenced_points + fenced_ranks + fenced_lines
     if fenced:
         logger.info(
