@@ -30,7 +30,7 @@ from portal.cluster.dispatch import node_task_send_on_commit
 from portal.cluster.models import Node
 from portal.cluster.services import node_share_exited
 from portal.jobs import events, lifecycle, transitions
-from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer
+from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.models import Attempt, Checkpoint, Job, Placement
 from portal.jobs.scheduling import constraint_misses
 from portal.jobs.schemas import (
@@ -86,24 +86,31 @@ CUSTOM_CODE_NOT_CHECKED = (
 )
 
 
-def model_check(*, spec: ModelSpec, dataset: Dataset) -> ModelCheck:
+def model_check(*, spec: ModelSpec, dataset: Dataset, in_process: bool = False) -> ModelCheck:
     """Build the model for `dataset`'s shape on a control worker and count its parameters.
 
+    `in_process`: the caller *is* a control worker (a search launching its trials), which
+    builds the model itself: a task must not wait on another task's result.
     Raises ValidationError on `hyperparameters` for a shape the model cannot take, and
     `DryRunUnavailable` when no worker answers within TRAINYARD_DRY_RUN_TIMEOUT_S."""
     if isinstance(spec, CustomModel):
         return ModelCheck(parameter_count=None, note=CUSTOM_CODE_NOT_CHECKED)
+    kwargs = {
+        "model": msgspec.to_builtins(spec),
+        "input_shape": list(dataset.input_shape),
+        "task": dataset.task,
+        "num_classes": len(dataset.classes),
+    }
     try:
-        answer: DryRunAnswer = call_and_wait(
-            MODEL_DRY_RUN_TASK,
-            kwargs={
-                "model": msgspec.to_builtins(spec),
-                "input_shape": list(dataset.input_shape),
-                "task": dataset.task,
-                "num_classes": len(dataset.classes),
-            },
-            queue=settings.TRAINYARD_DRY_RUN_QUEUE,
-            timeout_s=settings.TRAINYARD_DRY_RUN_TIMEOUT_S,
+        answer: DryRunAnswer = (
+            dry_run_answer(**kwargs)
+            if in_process
+            else call_and_wait(
+                MODEL_DRY_RUN_TASK,
+                kwargs=kwargs,
+                queue=settings.TRAINYARD_DRY_RUN_QUEUE,
+                timeout_s=settings.TRAINYARD_DRY_RUN_TIMEOUT_S,
+            )
         )
     except WorkerUnavailable as exc:
         raise DryRunUnavailable(
@@ -209,9 +216,12 @@ def _capacity_errors(request: JobRequest) -> Errors:
     return {}
 
 
-def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
+def job_submit(
+    *, user: AbstractBaseUser, request: JobRequest, check_in_process: bool = False
+) -> Job:
     """Queue a job for `user`, or raise ValidationError keyed by dotted `JobRequest` paths
-    (`DryRunUnavailable` when the model could not be checked).
+    (`DryRunUnavailable` when the model could not be checked). `check_in_process`: the
+    caller runs on a control worker and does the dry run itself (see `model_check`).
 
     The hyperparameters are checked against the model's architecture (over its defaults),
     then the model is built for the dataset's shape on a control worker (`model_check`),
@@ -241,7 +251,7 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
     if errors:
         raise ValidationError(errors)
     assert dataset is not None and model is not None and spec is not None
-    check = model_check(spec=spec, dataset=dataset)
+    check = model_check(spec=spec, dataset=dataset, in_process=check_in_process)
     return _job_create(
         user=user, request=request, dataset=dataset, model=model, spec=spec, check=check
     )
