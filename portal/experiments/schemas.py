@@ -12,10 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
-from typing_extensions import Annotated, Self
 
 from portal.jobs.schemas import JobRequest, SafeName
 
@@ -181,7 +180,9 @@ def canonical(value: Any) -> str:
 
 def with_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The job request `base` (JSON) with each dotted dimension set to its value."""
-    request = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
+    request = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in base.items()
+    }
     for name, value in params.items():
         section, field = name.split(".", 1)
         request.setdefault(section, {})

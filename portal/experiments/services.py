@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from portal.accounts.models import Team
 from portal.catalog.models import Dataset, ModelArchitecture
-from portal.celery import app as celery_app
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
+from portal.celery import app as celery_app
 from portal.experiments import study
 from portal.experiments.models import Search, Trial
 from portal.experiments.schemas import (
@@ -69,7 +69,9 @@ def _value_errors(dimension: Dimension, model: ModelArchitecture, base: JobReque
     if section == "hyperparameters" and model.family != ModelArchitecture.Family.CUSTOM:
         known = set(model.default_params) - {"architecture"}
         if field not in known:
-            return [f"{model.name} has no hyperparameter {field}; it has {', '.join(sorted(known))}."]
+            return [
+                f"{model.name} has no hyperparameter {field}; it has {', '.join(sorted(known))}."
+            ]
     problems: list[str] = []
     for value in dimension.extremes():
         if section == "hyperparameters":
@@ -265,7 +267,8 @@ def _unfinished(trials: list[Trial]) -> int:
     return sum(
         1
         for trial in trials
-        if trial.state == Trial.State.RUNNING or (trial.job is not None and not trial.job.is_terminal)
+        if trial.state == Trial.State.RUNNING
+        or (trial.job is not None and not trial.job.is_terminal)
     )
 
 

@@ -157,6 +157,8 @@ def build(
 ) -> optuna.Study:
     """The study of `search` as its rows say, sampler seeded for trial `number`. `judged`
     (trial, epoch) adds that trial with its values up to that epoch only."""
+    # Optuna logs every study it creates at INFO; a search creates one per decision.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=f"search-{search.pk}",
         direction=search.direction,

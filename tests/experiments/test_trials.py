@@ -88,14 +88,20 @@ def test_the_search_ends_with_the_best_completed_trial(owner: Any, iris: Any, ml
     search = create(owner, iris, mlp, max_trials=3, parallelism=3)
     search_advance(search_id=search.pk)
     schedule_pass()
-    for trial, losses in zip(trials(search), [(0.6, 0.5, 0.45), (0.5, 0.2, 0.3), (1.0,)], strict=True):
+    for trial, losses in zip(
+        trials(search), [(0.6, 0.5, 0.45), (0.5, 0.2, 0.3), (1.0,)], strict=True
+    ):
         attempt = start(trial.job)
         report(attempt, *losses)
         finish(attempt, 0 if len(losses) == 3 else 1)
     search_advance(search_id=search.pk)
     search.refresh_from_db()
     done = trials(search)
-    assert [t.state for t in done] == [Trial.State.COMPLETED, Trial.State.COMPLETED, Trial.State.FAILED]
+    assert [t.state for t in done] == [
+        Trial.State.COMPLETED,
+        Trial.State.COMPLETED,
+        Trial.State.FAILED,
+    ]
     assert search.state == Search.State.SUCCEEDED
     # The best by its best epoch (the best checkpoint registering it would take): 0.2.
     assert search.best_trial_id == done[1].pk and done[1].best_value == 0.2
@@ -123,7 +129,9 @@ def test_a_succeeded_trial_waits_for_its_last_epoch_then_completes(
 
 
 @pytest.mark.parametrize("method", ["random", "tpe"])
-def test_a_seeded_search_samples_the_same_points(owner: Any, iris: Any, mlp: Any, method: str) -> None:
+def test_a_seeded_search_samples_the_same_points(
+    owner: Any, iris: Any, mlp: Any, method: str
+) -> None:
     node(cpu_slots=8)
     points = []
     for _ in range(2):

@@ -7,91 +7,198 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0002_quotas'),
-        ('catalog', '0003_dataset_validating_since'),
-        ('jobs', '0005_run_time_and_preemptible'),
+        ("accounts", "0002_quotas"),
+        ("catalog", "0003_dataset_validating_since"),
+        ("jobs", "0005_run_time_and_preemptible"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Search',
+            name="Search",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('base_request', models.JSONField()),
-                ('space', models.JSONField()),
-                ('method', models.CharField(choices=[('grid', 'Grid'), ('random', 'Random'), ('tpe', 'Bayesian (TPE)')], default='random', max_length=16)),
-                ('metric', models.CharField(default='val_loss', max_length=32)),
-                ('direction', models.CharField(choices=[('minimize', 'Minimize'), ('maximize', 'Maximize')], max_length=8)),
-                ('max_trials', models.PositiveIntegerField()),
-                ('parallelism', models.PositiveIntegerField()),
-                ('seed', models.PositiveIntegerField(default=0)),
-                ('pruner', models.CharField(choices=[('none', 'None'), ('successive_halving', 'Successive halving (ASHA)'), ('hyperband', 'Hyperband'), ('median', 'Median')], default='none', max_length=24)),
-                ('pruner_settings', models.JSONField(blank=True, default=dict)),
-                ('state', models.CharField(choices=[('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='running', max_length=16)),
-                ('state_reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='catalog.dataset')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='catalog.modelarchitecture')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='searches', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("base_request", models.JSONField()),
+                ("space", models.JSONField()),
+                (
+                    "method",
+                    models.CharField(
+                        choices=[("grid", "Grid"), ("random", "Random"), ("tpe", "Bayesian (TPE)")],
+                        default="random",
+                        max_length=16,
+                    ),
+                ),
+                ("metric", models.CharField(default="val_loss", max_length=32)),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("minimize", "Minimize"), ("maximize", "Maximize")], max_length=8
+                    ),
+                ),
+                ("max_trials", models.PositiveIntegerField()),
+                ("parallelism", models.PositiveIntegerField()),
+                ("seed", models.PositiveIntegerField(default=0)),
+                (
+                    "pruner",
+                    models.CharField(
+                        choices=[
+                            ("none", "None"),
+                            ("successive_halving", "Successive halving (ASHA)"),
+                            ("hyperband", "Hyperband"),
+                            ("median", "Median"),
+                        ],
+                        default="none",
+                        max_length=24,
+                    ),
+                ),
+                ("pruner_settings", models.JSONField(blank=True, default=dict)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("state_reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="catalog.dataset"
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="catalog.modelarchitecture"
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="searches",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'searches',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "searches",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Trial',
+            name="Trial",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('params', models.JSONField()),
-                ('state', models.CharField(choices=[('running', 'Running'), ('completed', 'Completed'), ('pruned', 'Pruned'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='running', max_length=16)),
-                ('state_reason', models.TextField(blank=True)),
-                ('intermediate', models.JSONField(blank=True, default=dict)),
-                ('cursor_attempt', models.BigIntegerField(default=0)),
-                ('cursor_seq', models.BigIntegerField(default=-1)),
-                ('judged_until', models.PositiveIntegerField(default=0)),
-                ('optuna_attrs', models.JSONField(blank=True, default=dict)),
-                ('pruned_step', models.PositiveIntegerField(blank=True, null=True)),
-                ('pruned_comparison', models.TextField(blank=True)),
-                ('best_value', models.FloatField(blank=True, null=True)),
-                ('final_value', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('job', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='trial', to='jobs.job')),
-                ('search', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trials', to='experiments.search')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("params", models.JSONField()),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("pruned", "Pruned"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("state_reason", models.TextField(blank=True)),
+                ("intermediate", models.JSONField(blank=True, default=dict)),
+                ("cursor_attempt", models.BigIntegerField(default=0)),
+                ("cursor_seq", models.BigIntegerField(default=-1)),
+                ("judged_until", models.PositiveIntegerField(default=0)),
+                ("optuna_attrs", models.JSONField(blank=True, default=dict)),
+                ("pruned_step", models.PositiveIntegerField(blank=True, null=True)),
+                ("pruned_comparison", models.TextField(blank=True)),
+                ("best_value", models.FloatField(blank=True, null=True)),
+                ("final_value", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "job",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="trial",
+                        to="jobs.job",
+                    ),
+                ),
+                (
+                    "search",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="trials",
+                        to="experiments.search",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['search', 'number'],
+                "ordering": ["search", "number"],
             },
         ),
         migrations.AddField(
-            model_name='search',
-            name='best_trial',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='experiments.trial'),
+            model_name="search",
+            name="best_trial",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="experiments.trial",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trial',
-            constraint=models.UniqueConstraint(fields=('search', 'number'), name='trial_search_number'),
+            model_name="trial",
+            constraint=models.UniqueConstraint(
+                fields=("search", "number"), name="trial_search_number"
+            ),
         ),
         migrations.AddIndex(
-            model_name='search',
-            index=models.Index(fields=['owner', '-created_at'], name='search_owner_newest'),
+            model_name="search",
+            index=models.Index(fields=["owner", "-created_at"], name="search_owner_newest"),
         ),
         migrations.AddIndex(
-            model_name='search',
-            index=models.Index(fields=['team', '-created_at'], name='search_team_newest'),
+            model_name="search",
+            index=models.Index(fields=["team", "-created_at"], name="search_team_newest"),
         ),
         migrations.AddIndex(
-            model_name='search',
-            index=models.Index(fields=['state'], name='search_state'),
+            model_name="search",
+            index=models.Index(fields=["state"], name="search_state"),
         ),
     ]
