@@ -13,7 +13,6 @@ from portal.experiments.services import search_advance
 from portal.jobs.models import Job
 from tests.api.conftest import TokenClient
 from tests.experiments.helpers import create, search_body
-from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.usefixtures("cpu_node")
 
@@ -104,7 +103,7 @@ def test_another_users_search_is_not_found(
         client: Any = client_for(outsider)
     else:
         client = Client()
-        assert client.login(username=outsider.username, password=PASSWORD)
+        client.force_login(outsider)
     answer = getattr(client, method)(path.format(id=search.pk))
     assert answer.status_code == 404
     assert Search.objects.get(pk=search.pk).state == Search.State.RUNNING
@@ -115,7 +114,7 @@ def test_the_search_page_shows_trials_and_the_new_form_starts_one(
     owner: Any, iris: Any, mlp: Any
 ) -> None:
     client = Client()
-    assert client.login(username=owner.username, password=PASSWORD)
+    client.force_login(owner)
     form = client.get(f"/searches/new/?model={mlp.pk}")
     assert form.status_code == 200
     assert b"hyperparameters.dropout" in form.content
@@ -157,7 +156,7 @@ def test_the_search_page_shows_trials_and_the_new_form_starts_one(
 
 def test_a_bad_space_field_is_shown_on_the_form(owner: Any, iris: Any, mlp: Any) -> None:
     client = Client()
-    assert client.login(username=owner.username, password=PASSWORD)
+    client.force_login(owner)
     answer = client.post(
         "/searches/new/",
         {
