@@ -298,7 +298,9 @@ TRAINYARD_DRY_RUN_QUEUE = env.text("TRAINYARD_DRY_RUN_QUEUE", "control")
 TRAINYARD_DRY_RUN_TIMEOUT_S = env.number("TRAINYARD_DRY_RUN_TIMEOUT_S", 10.0, above=0.0)
 # A search ends a succeeded trial once its last epoch's metric is stored, or this long after
 # the job ended (the exit and the last metric points travel on different streams).
-TRAINYARD_SEARCH_METRICS_GRACE_S = env.number("TRAINYARD_SEARCH_METRICS_GRACE_S", 15.0, at_least=0.0)
+TRAINYARD_SEARCH_METRICS_GRACE_S = env.number(
+    "TRAINYARD_SEARCH_METRICS_GRACE_S", 15.0, at_least=0.0
+)
 # Predictions: how long the web process waits for the predict worker (the first request for a
 # version also loads it), and how many loaded models each predict worker keeps (an LRU).
 TRAINYARD_PREDICT_TIMEOUT_S = env.number("TRAINYARD_PREDICT_TIMEOUT_S", 30.0, above=0.0)

@@ -15,7 +15,15 @@ from portal.lib.admin import ReadOnlyAdmin, ReadOnlyTabularInline
 class TrialInline(ReadOnlyTabularInline[Trial, Search]):
     model = Trial
     fields = ["number", "job", "state", "best_value", "final_value", "pruned_step", "params"]
-    readonly_fields = fields
+    readonly_fields = [
+        "number",
+        "job",
+        "state",
+        "best_value",
+        "final_value",
+        "pruned_step",
+        "params",
+    ]
     ordering = ["number"]
 
 

@@ -187,10 +187,10 @@ def search_advance(*, search_id: int, skip_locked: bool = False) -> Search | Non
         return search
 
 
-def _read_points(search: Search, trial: Trial) -> None:
+def _read_points(search: Search, trial: Trial, job_id: int) -> None:
     split, field = METRICS[search.metric]
     points = (
-        MetricPoint.objects.filter(job_id=trial.job_id, split=split)
+        MetricPoint.objects.filter(job_id=job_id, split=split)
         .filter(
             Q(attempt_id__gt=trial.cursor_attempt)
             | Q(attempt_id=trial.cursor_attempt, seq__gt=trial.cursor_seq)
@@ -217,7 +217,7 @@ def _follow(search: Search, trials: list[Trial], trial: Trial) -> None:
     job = trial.job
     assert job is not None  # a trial without a job failed when it was created
     now = timezone.now()
-    _read_points(search, trial)
+    _read_points(search, trial, job.pk)
     new_steps = sorted(s for s in study.intermediate_values(trial) if s > trial.judged_until)
     for step in new_steps:
         if search.pruner == Search.Pruner.NONE:

@@ -161,7 +161,7 @@ def build(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=f"search-{search.pk}",
-        direction=search.direction,
+        direction="maximize" if search.direction == Search.Direction.MAXIMIZE else "minimize",
         sampler=_sampler(search, number),
         pruner=_pruner(search),
     )

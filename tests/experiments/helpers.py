@@ -45,8 +45,9 @@ def create(user: User, iris: Dataset, mlp: ModelArchitecture, **changes: Any) ->
     )
 
 
-def start(job: Job) -> Attempt:
+def start(job: Job | None) -> Attempt:
     """The job's (placed) attempt, started on its node."""
+    assert job is not None
     attempt = job.attempts.get()
     attempt_started(started(placements(attempt)[0]))
     return attempt

@@ -41,6 +41,7 @@ def test_cancelling_a_search_cancels_every_trial(
     # Queued trials end at once; placed ones are stopping on their node.
     assert jobs_in(search, Job.State.CANCELLED) == 2 and jobs_in(search, Job.State.CANCELLING) == 2
     for trial in placed:
+        assert trial.job is not None
         finish(trial.job.attempts.get(), -15, cancelled=True)
     assert jobs_in(search, Job.State.CANCELLED) == 4
     # Nothing more is launched, and cancelling again changes nothing.
