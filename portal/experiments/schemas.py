@@ -78,8 +78,19 @@ class Dimension(_Strict):
             raise ValueError("Only an int range has a step.")
         return self
 
+    def grid_count(self) -> int | None:
+        """How many values the dimension has, or None when it is continuous (counted, not
+        listed: an int range may be huge)."""
+        if self.kind == "choice":
+            return len(self.choices or [])
+        if self.kind == "int":
+            assert self.low is not None and self.high is not None
+            return (int(self.high) - int(self.low)) // (self.step or 1) + 1
+        return None
+
     def grid_values(self) -> list[Any] | None:
-        """Every value of the dimension, or None when it is continuous."""
+        """Every value of the dimension (for a grid, whose size is bounded), or None when it
+        is continuous."""
         if self.kind == "choice":
             return list(self.choices or [])
         if self.kind == "int":
@@ -94,8 +105,8 @@ class Dimension(_Strict):
             return list(self.choices or [])
         assert self.low is not None and self.high is not None
         if self.kind == "int":
-            values = self.grid_values() or []
-            return [values[0], values[-1]]
+            low, step = int(self.low), self.step or 1
+            return [low, low + (int(self.high) - low) // step * step]
         return [float(self.low), float(self.high)]
 
 
@@ -138,7 +149,7 @@ class SearchRequest(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("Each dimension may appear once.")
         if self.method == "grid":
-            continuous = [d.name for d in self.space if d.grid_values() is None]
+            continuous = [d.name for d in self.space if d.grid_count() is None]
             if continuous:
                 raise ValueError(
                     f"A grid needs choices or int ranges; {', '.join(continuous)} is continuous."
@@ -157,7 +168,7 @@ class SearchRequest(_Strict):
 def grid_size(space: list[Dimension]) -> int:
     size = 1
     for dimension in space:
-        size *= len(dimension.grid_values() or [])
+        size *= dimension.grid_count() or 0
         if size > MAX_GRID:
             return size
     return size

@@ -44,7 +44,9 @@ def _distribution(dimension: Dimension) -> BaseDistribution:
         return CategoricalDistribution([canonical(value) for value in dimension.choices or []])
     assert dimension.low is not None and dimension.high is not None
     if dimension.kind == "int":
-        return IntDistribution(int(dimension.low), int(dimension.high), step=dimension.step or 1)
+        # The highest value on the step's lattice (Optuna warns and moves an unaligned high).
+        low, high = dimension.extremes()
+        return IntDistribution(low, high, step=dimension.step or 1)
     return FloatDistribution(dimension.low, dimension.high, log=dimension.kind == "log_uniform")
 
 

@@ -8,7 +8,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from portal.experiments.schemas import SearchRequest, grid_points
-from tests.experiments.helpers import create, search_body
+from portal.experiments.services import search_advance
+from tests.experiments.helpers import create, search_body, trials
 
 
 @pytest.mark.parametrize(
@@ -54,3 +55,16 @@ def test_a_grid_covers_every_combination(iris: Any, mlp: Any) -> None:
 def test_accuracy_is_maximised_by_default(iris: Any, mlp: Any) -> None:
     request = SearchRequest.model_validate(search_body(iris, mlp, metric="val_accuracy"))
     assert request.resolved_direction == "maximize"
+
+
+def test_an_int_range_samples_on_its_step(owner: Any, iris: Any, mlp: Any, cpu_node: Any) -> None:
+    space = [{"name": "training.batch_size", "kind": "int", "low": 8, "high": 30, "step": 8}]
+    search = create(owner, iris, mlp, space=space, parallelism=2)
+    search_advance(search_id=search.pk)
+    assert {t.params["training.batch_size"] for t in trials(search)} <= {8, 16, 24}
+
+
+def test_a_huge_int_grid_is_refused_without_listing_it(iris: Any, mlp: Any) -> None:
+    space = [{"name": "training.epochs", "kind": "int", "low": 1, "high": 1e15}]
+    with pytest.raises(ValueError, match="more than 10000 points"):
+        SearchRequest.model_validate(search_body(iris, mlp, method="grid", space=space))
