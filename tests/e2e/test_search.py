@@ -3,14 +3,17 @@ torchrun), with successive halving. Iris and a small MLP train a few epochs per 
 learning rate spans four decades with plain SGD, so some trials barely learn and the pruner
 (reduction factor 3: after epoch 1, a trial must be among the best third so far) stops at
 least one. The best trial is the best of the completed ones, and registering it creates a
-model version whose lineage is its job."""
+model version whose lineage is its job. The search page then draws in headless Chromium
+(the charts, the parallel coordinates, the sortable table) without a script error."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from portal.accounts.services import api_token_create
 from portal.catalog.models import Dataset, ModelArchitecture
@@ -19,9 +22,10 @@ from portal.cluster.models import Node
 from portal.experiments.models import Search, Trial
 from portal.jobs.models import Job
 from tests.e2e.conftest import Stack, wait_for
-from tests.factories import make_user
+from tests.e2e.test_browser import CHROMIUM_FLAGS, SCREENSHOTS
+from tests.factories import PASSWORD, make_user
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _post(stack: Stack, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -119,3 +123,41 @@ def test_a_random_search_prunes_and_registers_its_best_trial(stack: Stack) -> No
     assert version["hyperparameters"]["training"]["learning_rate"] == pytest.approx(
         best.params["training.learning_rate"]
     )
+
+    lowest = min(t.best_value for t in trials if t.best_value is not None)
+    # The page, in a browser (no ORM calls from here on: Playwright runs an event loop).
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("TRAINYARD_CHROMIUM", "/usr/bin/chromium"),
+            args=CHROMIUM_FLAGS,
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        try:
+            page.goto(f"{stack.base_url}/searches/{search_id}/")
+            page.fill("input[name=username]", "searcher")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.get_by_test_id("search-state")).to_have_text("Succeeded")
+            rows = page.locator("[data-testid=trials] tbody tr")
+            expect(rows).to_have_count(6)
+            expect(page.get_by_test_id("curves-chart").locator("canvas").first).to_be_visible()
+            expect(page.get_by_test_id("best-chart").locator("canvas").first).to_be_visible()
+            expect(page.get_by_test_id("parallel-chart")).to_be_visible()
+            expect(page.get_by_test_id("pruned-why").first).to_contain_text("rung")
+            expect(page.get_by_test_id("best-value")).to_have_text(f"{best.best_value:.4f}")
+            # Sorting by the best value puts the lowest first (a pruned trial's too: its
+            # values are what it reported).
+            page.locator("[data-testid=trials] th", has_text="Best").click()
+            shown = rows.first.locator("td").nth(2).get_attribute("data-value")
+            assert shown is not None and float(shown) == pytest.approx(lowest)
+            page.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(SCREENSHOTS / "search-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert errors == []
