@@ -189,7 +189,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
     # Jobs and datasets both have a `state`; each enum gets a name of its own.
-    "ENUM_NAME_OVERRIDES": {"DatasetStateEnum": "portal.catalog.models.Dataset.State"},
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStateEnum": "portal.catalog.models.Dataset.State",
+        "SearchStateEnum": "portal.experiments.models.Search.State",
+        "TrialStateEnum": "portal.experiments.models.Trial.State",
+        "SearchMethodEnum": "portal.experiments.models.Search.Method",
+        # A job's best_metric and a search's metric: the same two choices.
+        "ValidationMetricEnum": ["val_loss", "val_accuracy"],
+    },
 }
 
 CHANNEL_LAYERS = {

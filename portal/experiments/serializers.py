@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.experiments.models import Search, Trial
@@ -55,6 +56,12 @@ class TrialSerializer(serializers.ModelSerializer[Trial]):
         return values
 
 
+class BestTrialSerializer(serializers.Serializer[Any]):
+    number = serializers.IntegerField()
+    job = serializers.IntegerField(allow_null=True)
+    best_value = serializers.FloatField(allow_null=True)
+
+
 class SearchSerializer(serializers.ModelSerializer[Search]):
     owner = serializers.CharField(source="owner.username", read_only=True)
     team = serializers.CharField(source="team.name", read_only=True, allow_null=True)
@@ -93,6 +100,7 @@ class SearchSerializer(serializers.ModelSerializer[Search]):
         count = getattr(search, "trial_count", None)
         return int(count) if count is not None else search.trials.count()
 
+    @extend_schema_field(BestTrialSerializer(allow_null=True))
     def get_best_trial(self, search: Search) -> dict[str, Any] | None:
         """The best completed trial so far: its number, job and best value."""
         best = search.best_trial
@@ -108,6 +116,7 @@ class SearchDetailSerializer(SearchSerializer):
         fields = [*SearchSerializer.Meta.fields, "trials"]
         read_only_fields = fields
 
+    @extend_schema_field(TrialSerializer(many=True))
     def get_trials(self, search: Search) -> list[dict[str, Any]]:
         trials = self.context.get("trials")
         if trials is None:
