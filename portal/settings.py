@@ -189,7 +189,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
     # Jobs and datasets both have a `state`; each enum gets a name of its own.
-    "ENUM_NAME_OVERRIDES": {"DatasetStateEnum": "portal.catalog.models.Dataset.State"},
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStateEnum": "portal.catalog.models.Dataset.State",
+        "SearchStateEnum": "portal.experiments.models.Search.State",
+        "TrialStateEnum": "portal.experiments.models.Trial.State",
+        "SearchMethodEnum": "portal.experiments.models.Search.Method",
+        # A job's best_metric and a search's metric: the same two choices.
+        "ValidationMetricEnum": ["val_loss", "val_accuracy"],
+    },
 }
 
 CHANNEL_LAYERS = {
@@ -257,6 +264,12 @@ CELERY_BEAT_SCHEDULE = {
     "prune-node-samples": {
         "task": "portal.cluster.tasks.prune_node_samples",
         "schedule": 600.0,
+    },
+    # Searches: new metric points for the pruner, and trials to launch if a message was lost
+    # (portal.experiments.tasks).
+    "searches-tick": {
+        "task": "portal.experiments.tasks.searches_tick",
+        "schedule": env.number("TRAINYARD_SEARCH_TICK_S", 2.0, above=0.0),
     },
 }
 
@@ -393,6 +406,11 @@ TRAINYARD_NODE_FAILURES_TO_CORDON = env.integer("TRAINYARD_NODE_FAILURES_TO_CORD
 # shape; a submit waits this long for the answer, then says no worker answered (503).
 TRAINYARD_DRY_RUN_QUEUE = env.text("TRAINYARD_DRY_RUN_QUEUE", "control")
 TRAINYARD_DRY_RUN_TIMEOUT_S = env.number("TRAINYARD_DRY_RUN_TIMEOUT_S", 10.0, above=0.0)
+# A search ends a succeeded trial once its last epoch's metric is stored, or this long after
+# the job ended (the exit and the last metric points travel on different streams).
+TRAINYARD_SEARCH_METRICS_GRACE_S = env.number(
+    "TRAINYARD_SEARCH_METRICS_GRACE_S", 15.0, at_least=0.0
+)
 # Predictions: how long the web process waits for the predict worker (the first request for a
 # version also loads it), and how many loaded models each predict worker keeps (an LRU).
 TRAINYARD_PREDICT_TIMEOUT_S = env.number("TRAINYARD_PREDICT_TIMEOUT_S", 30.0, above=0.0)

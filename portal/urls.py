@@ -18,6 +18,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.dashboard.api_urls")),
     path("", include("portal.accounts.api_urls")),
     path("", include("portal.jobs.usage_api_urls")),
+    path("", include("portal.experiments.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI on the schema, for signed-in users (SERVE_PERMISSIONS). The split view serves
     # its start-up script as a file of its own rather than inline, so a strict CSP allows it.
@@ -40,6 +41,7 @@ urlpatterns = [
     path("catalog/", include("portal.catalog.urls")),
     path("cluster/", include("portal.cluster.urls")),
     path("trained-models/", include("portal.registry.urls")),
+    path("searches/", include("portal.experiments.urls")),
     path("account/", include("portal.accounts.urls")),
     path("", include("portal.jobs.usage_urls")),
 ]

@@ -239,6 +239,66 @@ POOLS = Endpoint(
     fields=("name", "nodes", "gpus", "gpus_free", "cpu_slots", "cpu_slots_free", "gpu_models"),
 )
 
+SEARCH_FIELDS = (
+    "id",
+    "name",
+    "owner",
+    "method",
+    "metric",
+    "direction",
+    "max_trials",
+    "parallelism",
+    "pruner",
+    "state",
+    "state_reason",
+    "trial_count",
+    "best_trial.number",
+    "best_trial.job",
+    "best_trial.best_value",
+    "created_at",
+)
+TRIAL_FIELDS = (
+    "trials.number",
+    "trials.job",
+    "trials.job_state",
+    "trials.params",
+    "trials.state",
+    "trials.best_value",
+    "trials.final_value",
+    "trials.pruned_comparison",
+)
+SEARCHES_LIST = Endpoint(
+    "GET",
+    "/api/v1/searches/",
+    params=LIST_PARAMS,
+    fields=(*PAGE, *(f"results.{name}" for name in SEARCH_FIELDS)),
+)
+SEARCH_CREATE = Endpoint(
+    "POST",
+    "/api/v1/searches/",
+    status=201,
+    body=(
+        "name",
+        "job.dataset",
+        "job.model",
+        "space.name",
+        "space.kind",
+        "method",
+        "metric",
+        "max_trials",
+        "parallelism",
+        "seed",
+        "early_stopping.kind",
+    ),
+    fields=SEARCH_FIELDS,
+)
+SEARCH_DETAIL = Endpoint(
+    "GET", "/api/v1/searches/{search_id}/", fields=(*SEARCH_FIELDS, *TRIAL_FIELDS)
+)
+SEARCH_CANCEL = Endpoint(
+    "POST", "/api/v1/searches/{search_id}/cancel/", status=202, fields=SEARCH_FIELDS
+)
+
 ENDPOINTS = (
     JOBS_LIST,
     JOB_SUBMIT,
@@ -253,6 +313,10 @@ ENDPOINTS = (
     MODELS,
     NODES,
     POOLS,
+    SEARCHES_LIST,
+    SEARCH_CREATE,
+    SEARCH_DETAIL,
+    SEARCH_CANCEL,
 )
 # The largest page the list endpoints are asked for: the CLI pages through the rest.
 PAGE_LIMIT = 100

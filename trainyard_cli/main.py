@@ -764,3 +764,93 @@ def nodes(as_json: Json = False) -> None:
         ("LAST HEARTBEAT", "last_heartbeat_at"),
     ]
     list_command(api.NODES, columns, as_json=as_json, empty="No nodes.")
+
+
+# ---- searches ---------------------------------------------------------------------------------
+
+searches_app = typer.Typer(
+    help="Hyperparameter searches: start one from a file, list, show, cancel.",
+    no_args_is_help=True,
+)
+app.add_typer(searches_app, name="searches")
+
+SearchId = Annotated[int, typer.Argument(help="The search's id.", min=1)]
+SEARCH_COLUMNS = [
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("METHOD", "method"),
+    ("METRIC", "metric"),
+    ("TRIALS", "trial_count"),
+    ("BEST", "best_trial.best_value"),
+    ("STATE", "state"),
+]
+TRIAL_COLUMNS = [
+    ("#", "number"),
+    ("JOB", "job"),
+    ("PARAMS", "params"),
+    ("BEST", "best_value"),
+    ("FINAL", "final_value"),
+    ("STATE", "state"),
+    ("WHY", "pruned_comparison"),
+]
+
+
+@searches_app.command("create")
+def searches_create(
+    spec: Annotated[Path, typer.Argument(help="A search request as YAML or JSON (docs/api.md).")],
+    as_json: Json = False,
+) -> None:
+    """Start a search; `job.dataset` and `job.model` may be names."""
+    with errors_handled(as_json), connect() as client:
+        body = spec_load(spec)
+        job = body.get("job")
+        if isinstance(job, dict):
+            for key, endpoint in (("dataset", api.DATASETS), ("model", api.MODELS)):
+                if key in job:
+                    job[key] = catalog_id(client, endpoint, job[key], key)
+        search = client.call(api.SEARCH_CREATE, json=body)
+        if as_json:
+            output.print_json(search)
+        else:
+            output.stdout().print(f"search {search['id']}: {search['state']}", markup=False)
+
+
+@searches_app.command("list")
+def searches_list(as_json: Json = False) -> None:
+    """List the searches you can see, newest first."""
+    with errors_handled(as_json), connect() as client:
+        items = client.pages(api.SEARCHES_LIST, limit=None)
+        if as_json:
+            output.print_json(items)
+        else:
+            output.print_table(items, SEARCH_COLUMNS, empty="No searches.")
+
+
+@searches_app.command("show")
+def searches_show(search_id: SearchId, as_json: Json = False) -> None:
+    """One search: its state, the best trial, and every trial."""
+    with errors_handled(as_json), connect() as client:
+        search = client.call(api.SEARCH_DETAIL, search_id=search_id)
+        if as_json:
+            output.print_json(search)
+            return
+        console = output.stdout()
+        best = search["best_trial"]
+        console.print(
+            f"search {search['id']} {search['name']}: {search['state']} "
+            f"({search['method']}, {search['direction']} {search['metric']}); best: "
+            + (f"trial {best['number']} = {best['best_value']}" if best else "none yet"),
+            markup=False,
+        )
+        output.print_table(search["trials"], TRIAL_COLUMNS, empty="No trials yet.")
+
+
+@searches_app.command("cancel")
+def searches_cancel(search_id: SearchId, as_json: Json = False) -> None:
+    """Cancel a search and every unfinished trial."""
+    with errors_handled(as_json), connect() as client:
+        search = client.call(api.SEARCH_CANCEL, search_id=search_id)
+        if as_json:
+            output.print_json(search)
+        else:
+            output.stdout().print(f"search {search['id']}: {search['state']}", markup=False)

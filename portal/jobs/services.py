@@ -29,7 +29,7 @@ from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.models import Node
 from portal.cluster.services import node_share_exited
 from portal.jobs import events, lifecycle, quotas, signals, transitions
-from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer
+from portal.jobs.dry_run import MODEL_DRY_RUN_TASK, DryRunAnswer, dry_run_answer
 from portal.jobs.models import Attempt, Checkpoint, Job, Placement
 from portal.jobs.scheduling import constraint_misses
 from portal.jobs.schemas import (
@@ -85,24 +85,31 @@ CUSTOM_CODE_NOT_CHECKED = (
 )
 
 
-def model_check(*, spec: ModelSpec, dataset: Dataset) -> ModelCheck:
+def model_check(*, spec: ModelSpec, dataset: Dataset, in_process: bool = False) -> ModelCheck:
     """Build the model for `dataset`'s shape on a control worker and count its parameters.
 
+    `in_process`: the caller *is* a control worker (a search launching its trials), which
+    builds the model itself: a task must not wait on another task's result.
     Raises ValidationError on `hyperparameters` for a shape the model cannot take, and
     `DryRunUnavailable` when no worker answers within TRAINYARD_DRY_RUN_TIMEOUT_S."""
     if isinstance(spec, CustomModel):
         return ModelCheck(parameter_count=None, note=CUSTOM_CODE_NOT_CHECKED)
+    kwargs = {
+        "model": msgspec.to_builtins(spec),
+        "input_shape": list(dataset.input_shape),
+        "task": dataset.task,
+        "num_classes": len(dataset.classes),
+    }
     try:
-        answer: DryRunAnswer = call_and_wait(
-            MODEL_DRY_RUN_TASK,
-            kwargs={
-                "model": msgspec.to_builtins(spec),
-                "input_shape": list(dataset.input_shape),
-                "task": dataset.task,
-                "num_classes": len(dataset.classes),
-            },
-            queue=settings.TRAINYARD_DRY_RUN_QUEUE,
-            timeout_s=settings.TRAINYARD_DRY_RUN_TIMEOUT_S,
+        answer: DryRunAnswer = (
+            dry_run_answer(**kwargs)
+            if in_process
+            else call_and_wait(
+                MODEL_DRY_RUN_TASK,
+                kwargs=kwargs,
+                queue=settings.TRAINYARD_DRY_RUN_QUEUE,
+                timeout_s=settings.TRAINYARD_DRY_RUN_TIMEOUT_S,
+            )
         )
     except WorkerUnavailable as exc:
         raise DryRunUnavailable(
@@ -222,9 +229,13 @@ class ValidSubmission:
     team: Team | None
 
 
-def job_validate(*, user: AbstractBaseUser, request: JobRequest) -> ValidSubmission:
+def job_validate(
+    *, user: AbstractBaseUser, request: JobRequest, check_in_process: bool = False
+) -> ValidSubmission:
     """Check a submission as `job_submit` does, storing nothing; raise ValidationError keyed
     by dotted `JobRequest` paths (`DryRunUnavailable` when the model could not be checked).
+    `check_in_process`: the caller runs on a control worker and does the dry run itself (see
+    `model_check`).
 
     The hyperparameters are checked against the model's architecture (over its defaults),
     then the model is built for the dataset's shape on a control worker (`model_check`),
@@ -260,11 +271,13 @@ def job_validate(*, user: AbstractBaseUser, request: JobRequest) -> ValidSubmiss
     if errors:
         raise ValidationError(errors)
     assert dataset is not None and model is not None and spec is not None
-    check = model_check(spec=spec, dataset=dataset)
+    check = model_check(spec=spec, dataset=dataset, in_process=check_in_process)
     return ValidSubmission(request, dataset, model, spec, check, team)
 
 
-def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
+def job_submit(
+    *, user: AbstractBaseUser, request: JobRequest, check_in_process: bool = False
+) -> Job:
     """Queue a job for `user`, or raise what `job_validate` raises.
 
     The job is charged to its team (`job_validate`): that team's members see it. The
@@ -272,7 +285,8 @@ def job_submit(*, user: AbstractBaseUser, request: JobRequest) -> Job:
     (`portal.jobs.quotas`, docs/quotas.md). `Job.spec` holds the request as it will run: the
     name resolved and the hyperparameters merged over the model's defaults.
     """
-    return _job_create(user=user, valid=job_validate(user=user, request=request))
+    valid = job_validate(user=user, request=request, check_in_process=check_in_process)
+    return _job_create(user=user, valid=valid)
 
 
 def job_unsaved(*, user: AbstractBaseUser, valid: ValidSubmission) -> Job:

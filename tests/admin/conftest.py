@@ -14,6 +14,7 @@ from portal.accounts.models import ApiToken, Quota
 from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent, NodeSample
 from portal.dashboard.services import cluster_sample_record
+from portal.experiments.models import Search, Trial
 from portal.jobs.models import Checkpoint, Job, LogLine, MetricBlock, MetricPoint
 from portal.registry.models import ModelVersion
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
@@ -112,6 +113,18 @@ def build_world() -> None:
             manifest_uri="file:///srv/model.json",
             manifest_sha256="3" * 64,
         )
+    search = Search.objects.create(
+        owner=owner,
+        name=f"search{n}",
+        dataset=job.dataset,
+        model=job.model,
+        base_request=job.spec,
+        space=[{"name": "training.learning_rate", "kind": "uniform", "low": 0.01, "high": 0.1}],
+        direction=Search.Direction.MINIMIZE,
+        max_trials=4,
+        parallelism=2,
+    )
+    Trial.objects.create(search=search, number=0, job=job, params={"training.learning_rate": 0.05})
     cluster_sample_record()
 
 

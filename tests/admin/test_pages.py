@@ -15,6 +15,7 @@ from django.urls import reverse
 from portal.accounts.models import ApiToken, Quota, Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node, NodeEvent, NodeSample
+from portal.experiments.models import Search, Trial
 from portal.jobs.models import Attempt, Job, LogLine, MetricBlock, MetricPoint, Placement
 from portal.registry.models import ModelVersion
 from tests.admin.test_registry import our_models
@@ -33,6 +34,8 @@ READ_ONLY: list[type[Model]] = [
     MetricBlock,
     LogLine,
     ModelVersion,
+    Search,
+    Trial,
 ]
 NOT_ADDED_OR_DELETED: list[type[Model]] = [*READ_ONLY, Dataset, ModelArchitecture]
 
