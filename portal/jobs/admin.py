@@ -15,7 +15,15 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from portal.accounts.http import AuthenticatedHttpRequest
-from portal.jobs.models import Attempt, Checkpoint, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import (
+    Attempt,
+    Checkpoint,
+    Job,
+    JobTemplate,
+    LogLine,
+    MetricPoint,
+    Placement,
+)
 from portal.jobs.services import job_cancel
 from portal.lib.admin import ReadOnlyAdmin, ReadOnlyTabularInline
 
@@ -173,3 +181,13 @@ class CheckpointAdmin(ReadOnlyAdmin[Checkpoint]):
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name", "name", "=sha256"]
     date_hierarchy = "created_at"
+
+
+@admin.register(JobTemplate)
+class JobTemplateAdmin(ReadOnlyAdmin[JobTemplate]):
+    """Read-only: templates are saved through `portal.jobs.job_templates` (validated specs)."""
+
+    list_display = ("name", "owner", "team", "updated_at")
+    list_filter = ("team",)
+    search_fields = ("name", "owner__username", "team__name")
+    list_select_related = ("owner", "team")
