@@ -15,6 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.cluster.api_urls")),
     path("", include("portal.registry.api_urls")),
     path("", include("portal.dashboard.api_urls")),
+    path("", include("portal.notifications.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI on the schema, for signed-in users (SERVE_PERMISSIONS). The split view serves
     # its start-up script as a file of its own rather than inline, so a strict CSP allows it.
@@ -36,4 +37,5 @@ urlpatterns = [
     path("cluster/", include("portal.cluster.urls")),
     path("trained-models/", include("portal.registry.urls")),
     path("account/", include("portal.accounts.urls")),
+    path("notifications/", include("portal.notifications.urls")),
 ]
