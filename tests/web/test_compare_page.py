@@ -8,11 +8,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 from portal.jobs.compare import MAX_COMPARED
-from portal.jobs.models import Attempt, Job, MetricPoint
-from tests.factories import make_attempt, make_job
+from portal.jobs.models import Job
+from tests.factories import make_job, make_metric_points
 
 URL = reverse("jobs:compare")
 
@@ -21,24 +20,7 @@ def with_points(owner: User, *, lr: float, losses: list[float], accuracies: list
     job = make_job(owner, state=Job.State.SUCCEEDED)
     job.spec["training"]["learning_rate"] = lr
     job.save(update_fields=["spec"])
-    attempt = make_attempt(job, state=Attempt.State.SUCCEEDED)
-    rows: list[MetricPoint] = []
-    for seq, (loss, accuracy) in enumerate(zip(losses, accuracies, strict=True)):
-        for split in ("train", "val"):
-            rows.append(
-                MetricPoint(
-                    job=job,
-                    attempt=attempt,
-                    seq=len(rows),
-                    split=split,
-                    step=seq * 10,
-                    epoch=seq,
-                    loss=loss + (0.1 if split == "train" else 0.0),
-                    accuracy=accuracy,
-                    reported_at=timezone.now(),
-                )
-            )
-    MetricPoint.objects.bulk_create(rows)
+    make_metric_points(job, losses=losses, accuracies=accuracies)
     return job
 
 
