@@ -15,7 +15,13 @@ from django.urls import reverse
 from portal.accounts.models import ApiToken, Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node, NodeEvent
-from portal.jobs.models import Attempt, Job, LogLine, MetricPoint, Placement
+from portal.jobs.models import Attempt, Job, JobTemplate, LogLine, MetricPoint, Placement
+from portal.notifications.models import (
+    Notification,
+    NotificationPreferences,
+    Webhook,
+    WebhookDelivery,
+)
 from portal.registry.models import ModelVersion
 from tests.admin.test_registry import our_models
 from tests.factories import make_attempt, make_job, make_node, make_user
@@ -30,6 +36,11 @@ READ_ONLY: list[type[Model]] = [
     MetricPoint,
     LogLine,
     ModelVersion,
+    JobTemplate,
+    Notification,
+    NotificationPreferences,
+    Webhook,
+    WebhookDelivery,
 ]
 NOT_ADDED_OR_DELETED: list[type[Model]] = [*READ_ONLY, Dataset, ModelArchitecture]
 

@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("url", models.URLField(max_length=500)),
+                ("url", models.CharField(max_length=500)),
                 ("secret", models.CharField(max_length=100)),
                 (
                     "events",
