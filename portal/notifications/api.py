@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -40,6 +40,32 @@ from portal.notifications.serializers import (
 
 API_PERMISSIONS = [IsAuthenticated, TokenScopePermission]
 NOT_FOUND = OpenApiResponse(description="No such webhook, or not yours.")
+
+
+def _dotted(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested errors (a list field's are keyed by index) as the error shape's dotted
+    paths: `{"events.0": ["..."]}`."""
+    if isinstance(errors, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in errors.items():
+            flat.update(_dotted(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(errors, list) and all(isinstance(item, str) for item in errors):
+        return {prefix or "__all__": [str(item) for item in errors]}
+    if isinstance(errors, list):
+        flat = {}
+        for index, item in enumerate(errors):
+            flat.update(_dotted(item, f"{prefix}.{index}"))
+        return flat
+    return {prefix or "__all__": [str(errors)]}
+
+
+def parse_data(serializer_class: type[serializers.Serializer[Any]], data: Any) -> Any:
+    """`data` validated by the serializer, or the 400 shape with dotted paths."""
+    parsed = serializer_class(data=data)
+    if not parsed.is_valid():
+        raise request_invalid(_dotted(parsed.errors))
+    return parsed.validated_data
 
 
 def _body(request: Request) -> Any:
