@@ -21,7 +21,6 @@ from portal.lib.drf import (
     BoundedJSONParser,
     ErrorsSerializer,
     django_errors,
-    parse_data,
     request_invalid,
 )
 from portal.notifications import selectors, services
