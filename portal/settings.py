@@ -98,6 +98,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The nav's unread notification count.
+                "portal.notifications.context_processors.unread_notifications",
             ],
         },
     },
@@ -240,6 +242,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-datasets": {
         "task": "portal.catalog.tasks.requeue_stale_datasets",
         "schedule": 60.0,
+    },
+    # Webhook deliveries whose task was lost, or whose worker died mid-try, are sent again.
+    "resend-webhook-deliveries": {
+        "task": "portal.notifications.tasks.webhook_deliveries_resend",
+        "schedule": 30.0,
     },
     # The dashboard's history: one cluster sample per tick (portal.dashboard.tasks).
     "sample-cluster": {
@@ -483,6 +490,33 @@ CACHES = {
         "KEY_PREFIX": "trainyard-cache",
     }
 }
+# Notifications (docs/notifications.md). Outgoing webhooks: each try waits at most
+# TIMEOUT_S and reads at most MAX_RESPONSE_BYTES of the answer; a failed try is retried after
+# BACKOFF_S, doubling up to BACKOFF_MAX_S, MAX_ATTEMPTS tries in all. Private and loopback
+# addresses are refused (SSRF) unless ALLOW_PRIVATE, for development and tests.
+TRAINYARD_WEBHOOK_ALLOW_PRIVATE = env.flag("TRAINYARD_WEBHOOK_ALLOW_PRIVATE", False)
+TRAINYARD_WEBHOOK_TIMEOUT_S = env.number("TRAINYARD_WEBHOOK_TIMEOUT_S", 5.0, above=0.0)
+TRAINYARD_WEBHOOK_MAX_RESPONSE_BYTES = env.integer(
+    "TRAINYARD_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024, minimum=1
+)
+TRAINYARD_WEBHOOK_MAX_ATTEMPTS = env.integer("TRAINYARD_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+TRAINYARD_WEBHOOK_BACKOFF_S = env.number("TRAINYARD_WEBHOOK_BACKOFF_S", 10.0, above=0.0)
+TRAINYARD_WEBHOOK_BACKOFF_MAX_S = env.number("TRAINYARD_WEBHOOK_BACKOFF_MAX_S", 3600.0, above=0.0)
+# Where the portal is reached from outside ("https://trainyard.example.org"): links in
+# webhook bodies and emails are absolute when set, paths otherwise.
+TRAINYARD_PUBLIC_URL = (env.optional("TRAINYARD_PUBLIC_URL") or "").rstrip("/")
+# Email through Django's mail backend: sent only when TRAINYARD_NOTIFY_EMAIL is on, to users
+# with an address who did not turn email off.
+TRAINYARD_NOTIFY_EMAIL = env.flag("TRAINYARD_NOTIFY_EMAIL", False)
+EMAIL_BACKEND = env.text("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.text("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env.integer("DJANGO_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env.text("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.text("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.flag("DJANGO_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env.integer("DJANGO_EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env.text("DJANGO_DEFAULT_FROM_EMAIL", "trainyard@localhost")
+
 # Job submissions per user, from the API and the form together ("30/minute"; empty: no limit).
 _submit_rate = env.optional("TRAINYARD_SUBMIT_RATE") or "30/minute"
 TRAINYARD_SUBMIT_RATE = None if _submit_rate.lower() in {"off", "none"} else _submit_rate

@@ -19,6 +19,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("portal.accounts.api_urls")),
     path("", include("portal.jobs.usage_api_urls")),
     path("", include("portal.experiments.api_urls")),
+    path("", include("portal.notifications.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI on the schema, for signed-in users (SERVE_PERMISSIONS). The split view serves
     # its start-up script as a file of its own rather than inline, so a strict CSP allows it.
@@ -44,4 +45,5 @@ urlpatterns = [
     path("searches/", include("portal.experiments.urls")),
     path("account/", include("portal.accounts.urls")),
     path("", include("portal.jobs.usage_urls")),
+    path("notifications/", include("portal.notifications.urls")),
 ]

@@ -13,7 +13,7 @@ from portal.accounts.models import Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
 from portal.cluster.models import Node
-from portal.jobs.models import Attempt, Job, Placement
+from portal.jobs.models import Attempt, Job, MetricPoint, Placement
 from portal.jobs.schemas import JobRequest
 from workers.messages import HealthEntry
 
@@ -166,3 +166,29 @@ def small_csv(rows: int = 12) -> bytes:
     lines = ["height,width,label"]
     lines += [f"{i + 0.5},{(i * 7) % 5},{'big' if i % 2 else 'small'}" for i in range(rows)]
     return ("\n".join(lines) + "\n").encode()
+
+
+def make_metric_points(
+    job: Job, *, losses: list[float], accuracies: list[float], attempt: Attempt | None = None
+) -> Attempt:
+    """A train and a val point per epoch (step 10 per epoch; train loss 0.1 above val), as
+    ingest stores them, under `attempt` (a new succeeded one when None)."""
+    attempt = attempt or make_attempt(job, state=Attempt.State.SUCCEEDED)
+    rows: list[MetricPoint] = []
+    for epoch, (loss, accuracy) in enumerate(zip(losses, accuracies, strict=True)):
+        for split in ("train", "val"):
+            rows.append(
+                MetricPoint(
+                    job=job,
+                    attempt=attempt,
+                    seq=len(rows),
+                    split=split,
+                    step=epoch * 10,
+                    epoch=epoch,
+                    loss=loss + (0.1 if split == "train" else 0.0),
+                    accuracy=accuracy,
+                    reported_at=timezone.now(),
+                )
+            )
+    MetricPoint.objects.bulk_create(rows)
+    return attempt

@@ -298,6 +298,25 @@ SEARCH_DETAIL = Endpoint(
 SEARCH_CANCEL = Endpoint(
     "POST", "/api/v1/searches/{search_id}/cancel/", status=202, fields=SEARCH_FIELDS
 )
+TEMPLATE_FIELDS = ("id", "name", "owner", "team", "spec", "updated_at")
+TEMPLATES = Endpoint(
+    "GET",
+    "/api/v1/job-templates/",
+    params=LIST_PARAMS,
+    fields=(*PAGE, *(f"results.{name}" for name in TEMPLATE_FIELDS)),
+)
+TEMPLATE_SAVE = Endpoint(
+    "POST",
+    "/api/v1/job-templates/",
+    status=201,
+    body=("name", "team", "spec", "from_job", "replace"),
+    fields=TEMPLATE_FIELDS,
+)
+# The body is the overrides themselves, any part of a job request.
+TEMPLATE_SUBMIT = Endpoint(
+    "POST", "/api/v1/job-templates/{template_id}/submit/", status=201, fields=JOB_FIELDS
+)
+TEMPLATE_DELETE = Endpoint("DELETE", "/api/v1/job-templates/{template_id}/", status=204)
 
 ENDPOINTS = (
     JOBS_LIST,
@@ -317,6 +336,10 @@ ENDPOINTS = (
     SEARCH_CREATE,
     SEARCH_DETAIL,
     SEARCH_CANCEL,
+    TEMPLATES,
+    TEMPLATE_SAVE,
+    TEMPLATE_SUBMIT,
+    TEMPLATE_DELETE,
 )
 # The largest page the list endpoints are asked for: the CLI pages through the rest.
 PAGE_LIMIT = 100

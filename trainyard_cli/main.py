@@ -854,3 +854,121 @@ def searches_cancel(search_id: SearchId, as_json: Json = False) -> None:
             output.print_json(search)
         else:
             output.stdout().print(f"search {search['id']}: {search['state']}", markup=False)
+
+
+# ---- job templates ----------------------------------------------------------------------------
+
+templates_app = typer.Typer(
+    help="Job specs saved under a name (yours or a team's): list, save, submit, delete.",
+    no_args_is_help=True,
+)
+app.add_typer(templates_app, name="templates")
+TemplateRef = Annotated[str, typer.Argument(help="The template's id or name.")]
+TEMPLATE_COLUMNS = [("ID", "id"), ("NAME", "name"), ("TEAM", "team"), ("OWNER", "owner")]
+
+
+def template_id(client: Client, ref: str) -> int:
+    """A template by id, or by name among those you can see (yours before a team's)."""
+    if ref.isdigit():
+        return int(ref)
+    found = [t for t in client.pages(api.TEMPLATES, limit=None) if t["name"] == ref]
+    if not found:
+        raise CliError(f"no template named {ref!r}", ExitCode.USAGE)
+    found.sort(key=lambda t: t["team"] is not None)
+    return int(found[0]["id"])
+
+
+def overrides_from(pairs: list[str]) -> dict[str, Any]:
+    """`--set training.epochs=5 --set hyperparameters.hidden_sizes=[8,8]` as an object; each
+    value is read as YAML, so numbers, booleans and lists keep their types."""
+    body: dict[str, Any] = {}
+    for pair in pairs:
+        dotted, sep, text = pair.partition("=")
+        if not sep or not dotted:
+            raise CliError(f"--set takes path=value, not {pair!r}", ExitCode.USAGE)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CliError(f"--set {dotted}: {exc}", ExitCode.USAGE) from exc
+        put(body, dotted, value)
+    return body
+
+
+@templates_app.command("list")
+def templates_list(as_json: Json = False) -> None:
+    """List the templates you can use: yours and your teams'."""
+    list_command(api.TEMPLATES, TEMPLATE_COLUMNS, as_json=as_json, empty="No templates.")
+
+
+@templates_app.command("save")
+def templates_save(
+    name: Annotated[str, typer.Argument(help="The template's name.")],
+    spec: Annotated[
+        Path | None, typer.Argument(help="A job request as YAML or JSON (docs/api.md).")
+    ] = None,
+    from_job: Annotated[
+        int | None, typer.Option(help="Save this job's spec instead of a file.", min=1)
+    ] = None,
+    team: Annotated[str | None, typer.Option(help="Share it with one of your teams.")] = None,
+    replace: Annotated[bool, typer.Option(help="Overwrite a template of that name.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Save a spec file, or a job's spec, as a template."""
+    with errors_handled(as_json), connect() as client:
+        if (spec is None) == (from_job is None):
+            raise CliError("give a spec file or --from-job, not both", ExitCode.USAGE)
+        body: dict[str, Any] = {"name": name, "replace": replace}
+        if team:
+            body["team"] = team
+        if from_job is not None:
+            body["from_job"] = from_job
+        else:
+            assert spec is not None
+            request = spec_load(spec)
+            for key, endpoint in (("dataset", api.DATASETS), ("model", api.MODELS)):
+                if key in request:
+                    request[key] = catalog_id(client, endpoint, request[key], key)
+            body["spec"] = request
+        template = client.call(api.TEMPLATE_SAVE, json=body)
+        if as_json:
+            output.print_json(template)
+        else:
+            output.stdout().print(
+                f"template {template['id']} saved: {template['name']}", markup=False
+            )
+
+
+@templates_app.command("submit")
+def templates_submit(
+    ref: TemplateRef,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set training.epochs=5 (repeatable)."),
+    ] = None,
+    follow_job: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then follow it, as `trainyard follow`.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Submit a job from a template, with overrides."""
+    with errors_handled(as_json), connect() as client:
+        overrides = overrides_from(set_ or [])
+        job = client.call(api.TEMPLATE_SUBMIT, json=overrides, template_id=template_id(client, ref))
+        if as_json:
+            output.print_json(job)
+        else:
+            output.stdout().print(f"job {job['id']} submitted: {job['state']}", markup=False)
+        if follow_job:
+            raise typer.Exit(int(follow_stream(client, job, as_json=as_json)))
+
+
+@templates_app.command("delete")
+def templates_delete(ref: TemplateRef, as_json: Json = False) -> None:
+    """Delete a template."""
+    with errors_handled(as_json), connect() as client:
+        found = template_id(client, ref)
+        client.call(api.TEMPLATE_DELETE, template_id=found)
+        if as_json:
+            output.print_json({"deleted": found})
+        else:
+            output.stdout().print(f"template {found} deleted", markup=False)

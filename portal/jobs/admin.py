@@ -20,6 +20,7 @@ from portal.jobs.models import (
     Checkpoint,
     Job,
     JobLogVolume,
+    JobTemplate,
     LogLine,
     MetricBlock,
     MetricPoint,
@@ -220,3 +221,13 @@ class CheckpointAdmin(ReadOnlyAdmin[Checkpoint]):
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name", "name", "=sha256"]
     date_hierarchy = "created_at"
+
+
+@admin.register(JobTemplate)
+class JobTemplateAdmin(ReadOnlyAdmin[JobTemplate]):
+    """Read-only: templates are saved through `portal.jobs.job_templates` (validated specs)."""
+
+    list_display = ("name", "owner", "team", "updated_at")
+    list_filter = ("team",)
+    search_fields = ("name", "owner__username", "team__name")
+    list_select_related = ("owner", "team")

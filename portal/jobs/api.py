@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.accounts.authentication import TokenScopePermission, authenticated_user
-from portal.jobs import selectors, services
+from portal.jobs import selectors, services, specs
 from portal.jobs.models import Job
 from portal.jobs.preview import job_preview
 from portal.jobs.schemas import JobRequest, dotted_errors
@@ -49,6 +49,15 @@ NOT_FOUND = OpenApiResponse(description="No such job, or not one you can see.")
 
 def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> Any:
     return parse_data(serializer_class, request.query_params)
+
+
+def copy_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    """`copy_from` and the overrides of a "run again with changes" body."""
+    overrides = dict(data)
+    source = overrides.pop("copy_from")
+    if isinstance(source, bool) or not isinstance(source, int):
+        raise request_invalid({"copy_from": ["Give the id of a job to copy, as a number."]})
+    return {"source_id": source, "overrides": overrides}
 
 
 class JobListCreateApi(generics.ListAPIView[Job]):
@@ -86,7 +95,11 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         "Numbers must be JSON numbers: strings are not converted. `hyperparameters` is checked "
         "against the chosen model's architecture, and the model is built for the dataset's "
         "shape on a control worker first (a dry run): a shape it cannot take is a 400 on "
-        "`hyperparameters`, and no worker answering in time is a 503 (nothing was queued).",
+        "`hyperparameters`, and no worker answering in time is a 503 (nothing was queued).\n\n"
+        "**Run again with changes**: a body with `copy_from: <job id>` (a job you can see; "
+        "404 otherwise) submits a copy of that job's stored spec with the rest of the body "
+        "deep-merged over it (objects merge key by key; anything else replaces), so "
+        '`{"copy_from": 7, "training": {"epochs": 5}}` changes only the epochs.',
         request=JobRequest,
         responses={
             201: JobSerializer,
@@ -102,17 +115,23 @@ class JobListCreateApi(generics.ListAPIView[Job]):
             data = request.data  # parses here, so malformed JSON gets the usual 400 shape
         except exceptions.ParseError as exc:
             raise request_invalid({"__all__": [str(exc.detail)]}) from exc
+        user = authenticated_user(request)
         try:
-            # Strict: a script that sends "0.01" for a float has a bug worth hearing about.
-            job_request = JobRequest.model_validate(data, strict=True)
-        except pydantic.ValidationError as exc:
-            raise request_invalid(dotted_errors(exc)) from exc
-        dry_run = parse_query(DryRunQuerySerializer, request)["dry_run"]
-        try:
-            if dry_run:
-                preview = job_preview(user=authenticated_user(request), request=job_request)
+            if isinstance(data, dict) and "copy_from" in data:
+                # Run again with changes: the source's stored spec, the body over it.
+                arguments = copy_arguments(data)
+                source = selectors.job_get_visible(user=user, job_id=arguments["source_id"])
+                job_request = specs.request_from_spec(source.spec, arguments["overrides"])
+            else:
+                # Strict: a script that sends "0.01" for a float has a bug worth hearing about.
+                try:
+                    job_request = JobRequest.model_validate(data, strict=True)
+                except pydantic.ValidationError as exc:
+                    raise request_invalid(dotted_errors(exc)) from exc
+            if parse_query(DryRunQuerySerializer, request)["dry_run"]:
+                preview = job_preview(user=user, request=job_request)
                 return Response(PlanPreviewSerializer(preview).data)
-            job = services.job_submit(user=authenticated_user(request), request=job_request)
+            job = services.job_submit(user=user, request=job_request)
         except DjangoValidationError as exc:
             raise request_invalid(django_errors(exc)) from exc
         except services.DryRunUnavailable as exc:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from portal.jobs import api, series_api, telemetry_api
+from portal.jobs import api, series_api, telemetry_api, templates_api
 
 app_name = "jobs-api"
 urlpatterns = [
@@ -33,5 +33,16 @@ urlpatterns = [
         "jobs/<int:job_id>/checkpoints/<int:checkpoint_id>/download/",
         api.JobCheckpointDownloadApi.as_view(),
         name="checkpoint-download",
+    ),
+    path("job-templates/", templates_api.JobTemplateListCreateApi.as_view(), name="templates"),
+    path(
+        "job-templates/<int:template_id>/",
+        templates_api.JobTemplateDetailApi.as_view(),
+        name="template",
+    ),
+    path(
+        "job-templates/<int:template_id>/submit/",
+        templates_api.JobTemplateSubmitApi.as_view(),
+        name="template-submit",
     ),
 ]

@@ -24,6 +24,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.selectors import datasets_visible_to, models_visible_to
 from portal.cluster.selectors import PoolCapacity, pools_with_capacity
 from portal.jobs.schemas import JobRequest, Resources, TrainingParams
+from portal.jobs.specs import spec_merged
 from workers.hyperparameters import ParameterField, architecture_of, parameter_fields
 
 HP_PREFIX = "hp_"
@@ -356,9 +357,23 @@ class JobForm(forms.Form):
         user: AbstractBaseUser | AnonymousUser,
         selected_model: str | None = None,
         selected_dataset: str | None = None,
+        source: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # A stored spec the form starts from (a job to run again, a template): its fields
+        # prefill the form, and what the form does not show (labels, team, scheduling) is
+        # kept, so the new request differs from it only where the user changed a field.
+        self.source = source if isinstance(source, dict) else None
+        if self.source is not None and not self.is_bound:
+            selected_model = str(self.source.get("model", "")) or selected_model
+            selected_dataset = str(self.source.get("dataset", "")) or selected_dataset
+            for field_name, path in FIELD_PATHS.items():
+                value: Any = self.source
+                for part in path:
+                    value = value.get(part) if isinstance(value, dict) else None
+                if value is not None:
+                    self.initial[field_name] = value
         dataset_field = self.fields["dataset"]
         model_field = self.fields["model"]
         assert isinstance(dataset_field, forms.ModelChoiceField)
@@ -388,9 +403,21 @@ class JobForm(forms.Form):
         if self.architecture is not None:
             if not self.is_bound:
                 self.initial.setdefault("model", self.architecture.pk)
+            stored = (self.source or {}).get("hyperparameters")
+            from_source = (
+                isinstance(stored, dict)
+                and self.source is not None
+                and self.source.get("model") == self.architecture.pk
+            )
             for name, field in hyperparameter_fields(self.architecture).items():
                 self.fields[f"{HP_PREFIX}{name}"] = field
                 self.hyperparameter_names.append(name)
+                if from_source and not self.is_bound:
+                    assert isinstance(stored, dict)
+                    if name == CUSTOM_HPARAMS:
+                        self.initial[f"{HP_PREFIX}{name}"] = stored
+                    elif name in stored:
+                        self.initial[f"{HP_PREFIX}{name}"] = stored[name]
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
         hyper = [self[f"{HP_PREFIX}{name}"] for name in self.hyperparameter_names]
@@ -427,6 +454,14 @@ class JobForm(forms.Form):
                     payload["hyperparameters"].update(value)
                 else:
                     payload["hyperparameters"][name] = value
+        if self.source is not None:
+            # What the form shows replaces the source's; the rest of the source stays.
+            source = dict(self.source)
+            if source.get("model") != payload.get("model"):
+                source.pop("hyperparameters", None)  # another model's do not apply
+            payload = spec_merged(source, payload)
+            if "hyperparameters" in payload and CUSTOM_HPARAMS in self.hyperparameter_names:
+                payload["hyperparameters"] = cleaned.get(f"{HP_PREFIX}{CUSTOM_HPARAMS}") or {}
         try:
             self.job_request = JobRequest.model_validate(payload)
         except pydantic.ValidationError as exc:

@@ -428,3 +428,59 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} of job {self.job_id}"
+
+
+class JobTemplate(models.Model):
+    """A job spec saved under a name, to submit again with overrides (`portal.jobs.templates`).
+
+    Personal (`owner` set) or a team's (`team` set, every member may use and change it): one of
+    the two, never both. Names are unique within their owner's or team's templates. `spec` is a
+    whole validated `JobRequest`, as JSON.
+    """
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="job_templates",
+    )
+    team = models.ForeignKey(
+        "accounts.Team",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="job_templates",
+    )
+    spec = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(owner__isnull=False, team__isnull=True)
+                    | models.Q(owner__isnull=True, team__isnull=False)
+                ),
+                name="job_template_owner_xor_team",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=models.Q(team__isnull=True),
+                name="job_template_owner_name_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "name"],
+                condition=models.Q(owner__isnull=True),
+                name="job_template_team_name_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.team.name if self.team else 'personal'})"

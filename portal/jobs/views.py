@@ -1,5 +1,5 @@
-"""Job pages: the list (filtered, sorted, paged by keyset), the submit form, one job's page,
-and cancelling one job or several."""
+"""Job pages: the list (filtered, sorted, paged by keyset), the submit form (blank, a copy of
+a job, or from a template), one job's page, comparing jobs, and cancelling one job or several."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -18,8 +18,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.http import AuthenticatedHttpRequest
+from portal.accounts.models import Team
+from portal.jobs import compare
 from portal.jobs.filters import JobFilterForm
 from portal.jobs.forms import CHOICE_LABELS, JobForm
+from portal.jobs.job_templates import (
+    job_template_delete,
+    job_template_get_visible,
+    job_template_save,
+    job_templates_visible_to,
+)
 from portal.jobs.listing import PAGE_SIZE, SORTS, jobs_listed, jobs_page
 from portal.jobs.models import Job
 from portal.jobs.phases import phase_bars
@@ -152,44 +160,70 @@ def job_cancel_many(request: AuthenticatedHttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(back)
 
 
+def _form_source(request: AuthenticatedHttpRequest) -> tuple[dict[str, object] | None, str]:
+    """The spec the form starts from, and what it is (for the page): a job's (`?from=<id>`,
+    "run again with changes") or a template's (`?template=<id>`); a 404 for one the user may
+    not see. The form carries the choice as a hidden field, so the POST sees it too."""
+    params = request.POST if request.method == "POST" else request.GET
+    for key in ("from", "template"):
+        value = params.get(key, "")
+        if not value:
+            continue
+        if not value.isdigit() or int(value) >= 2**63:
+            raise Http404("No such job or template.")
+        if key == "from":
+            job = job_get_visible(user=request.user, job_id=int(value))
+            return job.spec, f"a copy of job #{job.pk} ({job.name})"
+        template = job_template_get_visible(user=request.user, template_id=int(value))
+        return template.spec, f"template {template.name}"
+    return None, ""
+
+
 @require_http_methods(["GET", "POST"])
 def job_new(request: AuthenticatedHttpRequest) -> HttpResponse:
+    source, source_label = _form_source(request)
     form = JobForm(
         request.POST or None,
         user=request.user,
         selected_model=request.GET.get("model"),
         selected_dataset=request.GET.get("dataset"),
+        source=source,
     )
+    context: dict[str, object] = {
+        "form": form,
+        "source_label": source_label,
+        "source_fields": {
+            key: request.POST.get(key) or request.GET.get(key, "") for key in ("from", "template")
+        },
+        "teams": Team.objects.filter(members=request.user.pk).order_by("name"),
+    }
     retry_after = submit_retry_after(request) if request.method == "POST" else None
-    if retry_after is not None:
+    if retry_after is not None and "save_template" not in request.POST:
         form.add_error(
             None,
             f"You are submitting jobs too fast; try again in {retry_after} seconds.",
         )
-        response = render(
-            request,
-            "jobs/new.html",
-            {"form": form},
-            status=429,
-        )
+        response = render(request, "jobs/new.html", context, status=429)
         response["Retry-After"] = str(retry_after)
         return response
     if request.method == "POST" and form.is_valid():
         assert form.job_request is not None
+        if "save_template" in request.POST:
+            return _save_template_from_form(request, form, context)
         try:
             job = job_submit(user=request.user, request=form.job_request)
         except ValidationError as exc:
             form.add_submit_errors(exc)
         except DryRunUnavailable as exc:
             form.add_error(None, str(exc))
-            return render(request, "jobs/new.html", {"form": form}, status=503)
+            return render(request, "jobs/new.html", context, status=503)
         else:
             messages.success(request, f"Submitted {job.name or f'job #{job.pk}'}.")
             return redirect("jobs:detail", job_id=job.pk)
     return render(
         request,
         "jobs/new.html",
-        {"form": form},
+        context,
         status=400 if form.is_bound and form.errors else 200,
     )
 
@@ -214,6 +248,27 @@ def job_preview_view(request: AuthenticatedHttpRequest) -> HttpResponse:
         for message in messages
     ]
     return render(request, "jobs/_plan_preview.html", {"preview": preview, "errors": errors})
+
+
+def _save_template_from_form(
+    request: AuthenticatedHttpRequest, form: JobForm, context: dict[str, object]
+) -> HttpResponse:
+    assert form.job_request is not None
+    try:
+        template = job_template_save(
+            user=request.user,
+            name=request.POST.get("template_name", ""),
+            spec=form.job_request,
+            team=request.POST.get("template_team") or None,
+            replace=request.POST.get("template_replace") == "on",
+        )
+    except ValidationError as exc:
+        for messages_ in exc.message_dict.values():
+            for message in messages_:
+                form.add_error(None, f"The template was not saved: {message}")
+        return render(request, "jobs/new.html", context, status=400)
+    messages.success(request, f"Saved template {template.name}.")
+    return redirect("jobs:templates")
 
 
 @require_http_methods(["GET"])
@@ -276,6 +331,7 @@ def job_detail(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
             "why_estimate": datetime.fromisoformat(estimate) if estimate else None,
             "preempted": preempted,
             "config": config,
+            "teams": Team.objects.filter(members=request.user.pk).order_by("name"),
         },
     )
 
@@ -289,3 +345,67 @@ def job_cancel_view(request: AuthenticatedHttpRequest, job_id: int) -> HttpRespo
         job = job_cancel(user=request.user, job=job)
         messages.success(request, f"Cancelling job #{job.pk}.")
     return redirect("jobs:detail", job_id=job.pk)
+
+
+@require_http_methods(["GET"])
+def job_compare(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """`/jobs/compare/?jobs=3,5,8`: the curves overlaid, the settings diffed, the metrics side
+    by side. A 404 unless the viewer may see every job named."""
+    ids = compare.compare_ids(request.GET.get("jobs", ""))
+    jobs = compare.jobs_compared(user=request.user, job_ids=ids)
+    summaries = compare.metric_summaries(jobs)
+    config = {
+        "jobs": [
+            {
+                "id": job.pk,
+                "name": job.name,
+                "metrics": reverse("jobs-api:metrics", kwargs={"job_id": job.pk}),
+            }
+            for job in jobs
+        ]
+    }
+    return render(
+        request,
+        "jobs/compare.html",
+        {
+            "jobs": jobs,
+            "rows": compare.settings_diff(jobs),
+            "summaries": [(job, summaries[job.pk]) for job in jobs],
+            "config": config,
+            "max_compared": compare.MAX_COMPARED,
+        },
+    )
+
+
+@require_http_methods(["GET"])
+def job_template_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    templates = job_templates_visible_to(request.user)
+    return render(request, "jobs/templates.html", {"templates": templates})
+
+
+@require_POST
+def job_template_from_job(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
+    """ "Save as template" on a job page: the job's stored spec under a name."""
+    job = job_get_visible(user=request.user, job_id=job_id)
+    try:
+        template = job_template_save(
+            user=request.user,
+            name=request.POST.get("name", ""),
+            spec=job.spec,
+            team=request.POST.get("team") or None,
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("jobs:detail", job_id=job.pk)
+    messages.success(request, f"Saved template {template.name}.")
+    return redirect("jobs:templates")
+
+
+@require_POST
+def job_template_delete_view(
+    request: AuthenticatedHttpRequest, template_id: int
+) -> HttpResponseRedirect:
+    template = job_template_get_visible(user=request.user, template_id=template_id)
+    job_template_delete(user=request.user, template=template)
+    messages.success(request, f"Deleted template {template.name}.")
+    return redirect("jobs:templates")

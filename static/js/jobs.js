@@ -1,5 +1,6 @@
 // The jobs list: state badges change in place as /ws/jobs/ reports them, and the checkboxes
-// that "Cancel selected" posts (the form itself is plain HTML: it works without this script).
+// that "Cancel selected" posts (the form itself is plain HTML: it works without this script)
+// and "Compare" links to (/jobs/compare/?jobs=3,5,8).
 
 import { LiveSocket, readJson, statusIndicator, tickDurations } from "./live.js";
 
@@ -32,8 +33,9 @@ function onState(message) {
   const duration = row.querySelector('[data-role="duration"]');
   if (duration && TERMINAL.has(message.state)) delete duration.dataset.started;
   if (TERMINAL.has(message.state)) {
-    // A finished job can no longer be cancelled: its checkbox goes.
-    row.querySelector('[data-role="select"]')?.remove();
+    // A finished job can no longer be cancelled (it can still be compared).
+    const box = row.querySelector('[data-role="select"]');
+    if (box) delete box.dataset.cancellable;
     updateSelection();
   }
   if (duration && message.state === "running" && !duration.dataset.started && duration.textContent.trim() === "—") {
@@ -45,13 +47,23 @@ function onState(message) {
 
 const selectAll = document.getElementById("select-all");
 const cancelSelected = document.getElementById("cancel-selected");
+const compareSelected = document.getElementById("compare-selected");
 const selectedCount = document.getElementById("selected-count");
 const boxes = () => [...document.querySelectorAll('input[data-role="select"]')];
+const MAX_COMPARED = 10;
 
 function updateSelection() {
   const all = boxes();
-  const chosen = all.filter((box) => box.checked).length;
-  if (cancelSelected) cancelSelected.disabled = chosen === 0;
+  const picked = all.filter((box) => box.checked);
+  const chosen = picked.length;
+  if (cancelSelected) cancelSelected.disabled = !picked.some((box) => "cancellable" in box.dataset);
+  if (compareSelected) {
+    const ok = chosen >= 2 && chosen <= MAX_COMPARED;
+    compareSelected.setAttribute("aria-disabled", String(!ok));
+    compareSelected.title = ok ? "" : `Pick 2 to ${MAX_COMPARED} jobs to compare`;
+    if (ok) compareSelected.href = `${compareSelected.dataset.base}?jobs=${picked.map((b) => b.value).join(",")}`;
+    else compareSelected.removeAttribute("href");
+  }
   if (selectedCount) selectedCount.textContent = chosen ? `${chosen} selected` : "None selected";
   if (selectAll) {
     selectAll.checked = chosen > 0 && chosen === all.length;
@@ -68,7 +80,7 @@ document.getElementById("jobs-table")?.addEventListener("change", (event) => {
   if (event.target.matches('input[data-role="select"]')) updateSelection();
 });
 document.getElementById("bulk-cancel")?.addEventListener("submit", (event) => {
-  const chosen = boxes().filter((box) => box.checked).length;
+  const chosen = boxes().filter((box) => box.checked && "cancellable" in box.dataset).length;
   if (!chosen) event.preventDefault();
 });
 updateSelection();

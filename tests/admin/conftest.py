@@ -15,7 +15,14 @@ from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent, NodeSample
 from portal.dashboard.services import cluster_sample_record
 from portal.experiments.models import Search, Trial
-from portal.jobs.models import Checkpoint, Job, LogLine, MetricBlock, MetricPoint
+from portal.jobs.models import Checkpoint, Job, JobTemplate, LogLine, MetricBlock, MetricPoint
+from portal.notifications.models import (
+    Event,
+    Notification,
+    NotificationPreferences,
+    Webhook,
+    WebhookDelivery,
+)
 from portal.registry.models import ModelVersion
 from tests.factories import make_attempt, make_job, make_node, make_team, make_user
 
@@ -126,6 +133,18 @@ def build_world() -> None:
     )
     Trial.objects.create(search=search, number=0, job=job, params={"training.learning_rate": 0.05})
     cluster_sample_record()
+    _notifications_world(owner, job)
+
+
+def _notifications_world(owner: User, job: Job) -> None:
+    """A template, a notification, preferences, and a webhook with a delivery."""
+    JobTemplate.objects.create(name=f"template of {owner}", owner=owner, spec=job.spec)
+    Notification.objects.create(user=owner, event=Event.JOB_FAILED, title="failed", url="/jobs/1/")
+    NotificationPreferences.objects.create(user=owner)
+    webhook = Webhook.objects.create(
+        owner=owner, url="https://hooks.example.com/", secret="whsec_x", events=[Event.JOB_FAILED]
+    )
+    WebhookDelivery.objects.create(webhook=webhook, event=Event.JOB_FAILED, payload={})
 
 
 @pytest.fixture

@@ -16,7 +16,21 @@ from portal.accounts.models import ApiToken, Quota, Team
 from portal.catalog.models import Dataset, ModelArchitecture
 from portal.cluster.models import Node, NodeEvent, NodeSample
 from portal.experiments.models import Search, Trial
-from portal.jobs.models import Attempt, Job, LogLine, MetricBlock, MetricPoint, Placement
+from portal.jobs.models import (
+    Attempt,
+    Job,
+    JobTemplate,
+    LogLine,
+    MetricBlock,
+    MetricPoint,
+    Placement,
+)
+from portal.notifications.models import (
+    Notification,
+    NotificationPreferences,
+    Webhook,
+    WebhookDelivery,
+)
 from portal.registry.models import ModelVersion
 from tests.admin.test_registry import our_models
 from tests.factories import make_attempt, make_job, make_node, make_user
@@ -36,6 +50,11 @@ READ_ONLY: list[type[Model]] = [
     ModelVersion,
     Search,
     Trial,
+    JobTemplate,
+    Notification,
+    NotificationPreferences,
+    Webhook,
+    WebhookDelivery,
 ]
 NOT_ADDED_OR_DELETED: list[type[Model]] = [*READ_ONLY, Dataset, ModelArchitecture]
 

@@ -219,12 +219,21 @@ def test_cancel_selected_needs_a_post_and_the_csrf_token(owner: User) -> None:
     assert Job.objects.get(pk=job.pk).state == Job.State.QUEUED
 
 
-def test_only_unfinished_jobs_get_a_checkbox(client: Client, owner: User) -> None:
+def test_every_job_gets_a_checkbox_and_only_unfinished_ones_can_be_cancelled(
+    client: Client, owner: User
+) -> None:
     queued = make_job(owner)
     done = make_job(owner, state=Job.State.FAILED)
     client.force_login(owner)
 
     content = client.get(LIST).content.decode()
 
-    assert f'name="job" value="{queued.pk}"' in content
-    assert f'name="job" value="{done.pk}"' not in content
+    # A finished job can be picked to compare, but "Cancel selected" counts only the others.
+    assert (
+        f'name="job" value="{queued.pk}" form="bulk-cancel" data-role="select" data-cancellable'
+        in content
+    )
+    assert (
+        f'name="job" value="{done.pk}" form="bulk-cancel" data-role="select" aria-label' in content
+    )
+    assert 'data-testid="compare-selected"' in content
