@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import pydantic
@@ -158,6 +159,19 @@ def search_advance_on_commit(search_id: int) -> None:
 
 
 # ---- advance ---------------------------------------------------------------------------------
+
+
+def searches_follow_jobs(*, job_ids: Collection[int]) -> None:
+    """Advance, after the commit, the searches whose running trials are among `job_ids`:
+    ingest calls it for the jobs a batch stored validation points of, so a pruner judges an
+    epoch as it lands rather than at the next tick (one query per batch)."""
+    searches = (
+        Trial.objects.filter(job_id__in=list(job_ids), state=Trial.State.RUNNING)
+        .values_list("search_id", flat=True)
+        .distinct()
+    )
+    for search_id in searches:
+        search_advance_on_commit(search_id)
 
 
 def search_advance(*, search_id: int, skip_locked: bool = False) -> Search | None:

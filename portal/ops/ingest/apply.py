@@ -34,6 +34,7 @@ from psycopg import sql
 
 from portal.cluster import services as cluster_services
 from portal.cluster.models import Node
+from portal.experiments.services import searches_follow_jobs
 from portal.jobs import services as job_services
 from portal.jobs.events import (
     LogLinePayload,
@@ -366,6 +367,11 @@ def batch_apply(batch: Batch) -> Applied:
         attempts_reconcile_with_heartbeat(node=node, entry=entry)
     # Every heartbeat of the batch, not only the newest: the history behind jobs' timelines.
     cluster_services.node_samples_record(entries=batch.health)
+    # A trial's validation points are what its search's pruner judges: its search hears now,
+    # not at its next tick (portal.experiments).
+    validated = [job for job, new in points.items() if any(p["split"] == "val" for p in new)]
+    if validated:
+        searches_follow_jobs(job_ids=validated)
     fenced = fenced_points + fenced_ranks + fenced_lines
     if fenced:
         logger.info(
