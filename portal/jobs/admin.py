@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from portal.accounts.http import AuthenticatedHttpRequest
 from portal.jobs.models import (
     Attempt,
+    AttemptPhase,
     Checkpoint,
     Job,
     JobLogVolume,
@@ -176,6 +177,14 @@ class LogLineAdmin(ReadOnlyAdmin[LogLine]):
     list_filter = ["stream"]
     list_select_related = ["job", "attempt"]
     search_fields = ["job__name", "line"]
+    show_full_result_count = False
+
+
+@admin.register(AttemptPhase)
+class AttemptPhaseAdmin(ReadOnlyAdmin[AttemptPhase]):
+    list_display = ["attempt", "node_rank", "phase", "at"]
+    list_select_related = ["attempt"]
+    list_filter = ["phase"]
     show_full_result_count = False
 
 

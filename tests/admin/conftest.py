@@ -15,7 +15,17 @@ from portal.accounts.services import api_token_create
 from portal.cluster.models import NodeEvent, NodeSample
 from portal.dashboard.services import cluster_sample_record
 from portal.experiments.models import Search, Trial
-from portal.jobs.models import Checkpoint, Job, JobTemplate, LogLine, MetricBlock, MetricPoint
+from portal.jobs.models import (
+    AttemptPhase,
+    Checkpoint,
+    Job,
+    JobLogVolume,
+    JobTemplate,
+    LogLine,
+    MetricBlock,
+    MetricPoint,
+    RankSample,
+)
 from portal.notifications.models import (
     Event,
     Notification,
@@ -73,6 +83,25 @@ def build_world() -> None:
             )
             for rank in range(2)
         )
+        AttemptPhase.objects.bulk_create(
+            AttemptPhase(attempt=attempt, node_rank=rank, phase="first_step", at=now)
+            for rank in range(2)
+        )
+        RankSample.objects.bulk_create(
+            RankSample(
+                job=job,
+                attempt=attempt,
+                node_rank=rank,
+                rank=rank,
+                local_rank=0,
+                step=3,
+                steps=3,
+                step_time_s=0.01,
+                samples_per_s=1600.0,
+                reported_at=now,
+            )
+            for rank in range(2)
+        )
         MetricBlock.objects.create(
             job=job,
             attempt=attempt,
@@ -120,6 +149,7 @@ def build_world() -> None:
             manifest_uri="file:///srv/model.json",
             manifest_sha256="3" * 64,
         )
+    JobLogVolume.objects.create(job=job, bytes=64, lines=4)
     search = Search.objects.create(
         owner=owner,
         name=f"search{n}",

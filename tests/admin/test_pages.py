@@ -18,12 +18,15 @@ from portal.cluster.models import Node, NodeEvent, NodeSample
 from portal.experiments.models import Search, Trial
 from portal.jobs.models import (
     Attempt,
+    AttemptPhase,
     Job,
+    JobLogVolume,
     JobTemplate,
     LogLine,
     MetricBlock,
     MetricPoint,
     Placement,
+    RankSample,
 )
 from portal.notifications.models import (
     Notification,
@@ -47,6 +50,9 @@ READ_ONLY: list[type[Model]] = [
     MetricPoint,
     MetricBlock,
     LogLine,
+    AttemptPhase,
+    RankSample,
+    JobLogVolume,
     ModelVersion,
     Search,
     Trial,
