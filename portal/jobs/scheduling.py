@@ -558,12 +558,22 @@ def _preempt_for_waiting(
     The room its victims free is kept for it by the reservation the next pass gives it: their
     releases are due within the grace (`cluster_state`)."""
     preempter: preemption.Preempter | None = None
+    # The schedulable nodes of each placement class, worked out once: a room is a view of its
+    # node's state, so the rooms one job holds are held for every later job too.
+    rooms_of: dict[tuple[object, ...], list[_Room]] = {}
     for wait in waits:
         if wait.kind not in ("capacity", "reservation"):
             continue
         preempter = preempter or preemption.Preempter(now=now)
-        rooms = [_Room(n) for n in nodes if n.schedulable and not misses(n, wait.ask)]
-        if note := preempter.preempt_for(queue.rows[wait.ask.id].as_job(), rooms):
+        ask = wait.ask
+        if not preempter.may_act_for(ask.id, ask.priority):
+            continue
+        rooms = rooms_of.get(ask.placement_class)
+        if rooms is None:
+            rooms = rooms_of[ask.placement_class] = [
+                _Room(n) for n in nodes if n.schedulable and not misses(n, ask)
+            ]
+        if note := preempter.preempt_for(queue.rows[ask.id].as_job(), rooms):
             wait.detail = note
 
 
