@@ -605,6 +605,8 @@ def _explain_waiting(
     """
     budget = settings.TRAINYARD_WHY_PENDING_WRITES
     headlines: dict[tuple[object, ...], tuple[str, str]] = {}
+    # The record of each shape but its position fields (a quota's limits are per job).
+    templates: dict[tuple[object, ...], WhyPending] = {}
     changed: list[dict[str, object]] = []
     told: list[tuple[int, str]] = []
     for wait in waits:
@@ -636,10 +638,20 @@ def _explain_waiting(
         elif len(changed) >= budget:
             # Only its position or the jobs ahead moved: it catches up in a later pass.
             continue
-        limits = admission.limits(row.as_job()) if wait.kind == "quota" else []
-        changed.append(
-            {"id": row.id, "reason": text, "why": record(wait, limits), "digest": digest}
-        )
+        if wait.kind == "quota":
+            why = record(wait, admission.limits(row.as_job()))
+        else:
+            key = (shape, wait.queue, wait.nodes_total, wait.nodes_fit, *wait.constraints)
+            template = templates.get(key)
+            if template is None:
+                template = templates[key] = record(wait)
+            why = {
+                **template,
+                "position": wait.position,
+                "queue_length": wait.queue_length,
+                "ahead": list(wait.ahead),
+            }
+        changed.append({"id": row.id, "reason": text, "why": why, "digest": digest})
     if not changed:
         return
     # One statement for any number of rows (the table name is the model's; every value is in
