@@ -9,7 +9,6 @@ tasks).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -26,25 +25,9 @@ logger = logging.getLogger(__name__)
 GroupMessage = tuple[str, Any]
 
 
-# How many groups one fan-out sends to side by side (each on its own Redis connection).
-_GROUPS_AT_ONCE = 16
-
-
 async def _group_send_all(layer: Any, messages: Sequence[GroupMessage]) -> None:
-    # A scheduler pass tells thousands of job pages at once, and a group send costs a few
-    # round trips: the groups are sent to side by side, a few at a time, while each group
-    # still receives its messages in the order given.
-    by_group: dict[str, list[Any]] = {}
     for group, message in messages:
-        by_group.setdefault(group, []).append(message)
-
-    async def send(group: str, batch: list[Any]) -> None:
-        for message in batch:
-            await layer.group_send(group, message)
-
-    groups = list(by_group.items())
-    for at in range(0, len(groups), _GROUPS_AT_ONCE):
-        await asyncio.gather(*(send(g, batch) for g, batch in groups[at : at + _GROUPS_AT_ONCE]))
+        await layer.group_send(group, message)
 
 
 def send_on_commit(messages: Sequence[GroupMessage]) -> None:
