@@ -188,12 +188,13 @@ def start_placed() -> None:
 
 
 PROFILE: cProfile.Profile | None = None
+PROFILE_FILL = bool(os.environ.get("BENCH_PROFILE_FILL"))
 
 
 def timed_pass(*, steady: bool = False) -> tuple[float, int]:
     from portal.jobs.scheduling import schedule_pass
 
-    profiling = PROFILE is not None and steady
+    profiling = PROFILE is not None and (steady or PROFILE_FILL)
     begin = time.perf_counter()
     if profiling:
         PROFILE.enable()
