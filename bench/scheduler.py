@@ -194,13 +194,14 @@ PROFILE_FILL = bool(os.environ.get("BENCH_PROFILE_FILL"))
 def timed_pass(*, steady: bool = False) -> tuple[float, int]:
     from portal.jobs.scheduling import schedule_pass
 
-    profiling = PROFILE is not None and (steady or PROFILE_FILL)
+    # The steady passes only, unless BENCH_PROFILE_FILL is set.
+    profile = PROFILE if steady or PROFILE_FILL else None
     begin = time.perf_counter()
-    if profiling:
-        PROFILE.enable()
+    if profile is not None:
+        profile.enable()
     placed = schedule_pass()
-    if profiling:
-        PROFILE.disable()
+    if profile is not None:
+        profile.disable()
     return time.perf_counter() - begin, placed
 
 
