@@ -22,7 +22,9 @@ quota ledger is built on another branch; the protocol is asked for every start a
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import statistics
 import sys
@@ -185,11 +187,21 @@ def start_placed() -> None:
     Job.objects.filter(state=Job.State.SCHEDULED).update(state=Job.State.RUNNING, started_at=now)
 
 
-def timed_pass() -> tuple[float, int]:
+PROFILE: cProfile.Profile | None = None
+PROFILE_FILL = bool(os.environ.get("BENCH_PROFILE_FILL"))
+
+
+def timed_pass(*, steady: bool = False) -> tuple[float, int]:
     from portal.jobs.scheduling import schedule_pass
 
+    # The steady passes only, unless BENCH_PROFILE_FILL is set.
+    profile = PROFILE if steady or PROFILE_FILL else None
     begin = time.perf_counter()
+    if profile is not None:
+        profile.enable()
     placed = schedule_pass()
+    if profile is not None:
+        profile.disable()
     return time.perf_counter() - begin, placed
 
 
@@ -207,7 +219,7 @@ def scenario(world: World, *, nodes: int, queued: int, rounds: int) -> dict[str,
         missing = queued - Job.objects.filter(state=Job.State.QUEUED).count()
         if missing > 0:
             world.jobs(missing)
-        seconds, placed = timed_pass()
+        seconds, placed = timed_pass(steady=True)
         start_placed()
         durations.append(seconds)
         placed_total += placed
@@ -251,7 +263,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20, help="steady passes per scenario")
     parser.add_argument("--only", action="store_true", help="just --nodes x --queued")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cProfile the main case's steady passes; print the top N by cumulative time",
+    )
     args = parser.parse_args()
+    global PROFILE
+    if args.profile:
+        PROFILE = cProfile.Profile()
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
         raise SystemExit("DATABASE_URL must be set: source /work/devstate/env.sh")
@@ -273,6 +295,11 @@ def main() -> None:
         print(f"\n{args.nodes:,} nodes x 8 GPUs in {POOLS} pools, {args.queued:,} queued, ", end="")
         print(f"{args.users} users in 20 teams; {args.rounds} steady passes")
         print(table(headers, [row(f"{args.nodes:,} x {args.queued:,}", main_result)]))
+        if PROFILE is not None:
+            stats = pstats.Stats(PROFILE, stream=sys.stdout).sort_stats("cumulative")
+            stats.print_stats(args.profile)
+            stats.sort_stats("tottime").print_stats(args.profile)
+            PROFILE = None
         if not args.only:
             small = max(1, args.nodes // 10)
             few = max(1, args.queued // 10)

@@ -221,6 +221,10 @@ class _Cluster:
         self._eligible: dict[tuple[object, ...], list[NodeState]] = {}
         self._summaries: dict[tuple[object, ...], _ClassSummary] = {}
         self._queues: dict[tuple[object, ...], str] = {}
+        # Per placement class and kind: the schedulable eligible nodes that may still have
+        # room (in `eligible`'s order). Capacity only shrinks within a pass, so a node found
+        # with nothing free is dropped for good and later jobs no longer look at it.
+        self._open: dict[tuple[object, ...], list[NodeState]] = {}
 
     def eligible(self, ask: Ask) -> list[NodeState]:
         key = ask.placement_class
@@ -250,11 +254,21 @@ class _Cluster:
         """`ask.nodes` distinct nodes with room now that no reservation forbids, tightest fit
         first (then by name), or None: a gang is placed whole or not at all."""
         ends = self.now + timedelta(seconds=ask.max_run_time_s)
-        fits = [
-            n
-            for n in self.eligible(ask)
-            if n.schedulable and n.free(ask.gpu) >= ask.per_node and self.allows(n, ask, ends)
-        ]
+        key = (*ask.placement_class, ask.gpu)
+        gpu, need = ask.gpu, ask.per_node
+        candidates = self._open.get(key) if need > 0 else None
+        if candidates is None:
+            candidates = [n for n in self.eligible(ask) if n.schedulable]
+        still_open = []
+        fits = []
+        for n in candidates:
+            free = len(n.free_gpus if gpu else n.free_slots)
+            if free or need <= 0:
+                still_open.append(n)
+                if free >= need and self.allows(n, ask, ends):
+                    fits.append(n)
+        if need > 0:
+            self._open[key] = still_open
         if len(fits) < ask.nodes:
             return None
         fits.sort(key=lambda n: (n.free(ask.gpu) - ask.per_node, n.name))

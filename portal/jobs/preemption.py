@@ -72,6 +72,38 @@ class Preempter:
     def __init__(self, *, now: datetime) -> None:
         self.now = now
         self._shares: list[_Share] | None = None
+        # Derived from `_shares` (rebuilt when it changes): the shares each waiting job's
+        # earlier preemption still stops, and the lowest priority an attempt that may still be
+        # preempted has (None: there is none), so a long queue of jobs no attempt could make
+        # room for costs one comparison each.
+        self._stopping: dict[int, list[_Share]] | None = None
+        self._lowest: int | None = None
+
+    def _index(self) -> dict[int, list[_Share]]:
+        if self._stopping is None:
+            min_run_s = settings.TRAINYARD_PREEMPT_MIN_RUN_S
+            self._stopping = defaultdict(list)
+            self._lowest = None
+            for share in self._read():
+                if share.preempted_by is not None:
+                    self._stopping[share.preempted_by].append(share)
+                elif (
+                    share.preemptible
+                    and share.started_at is not None
+                    and (self.now - share.started_at).total_seconds() >= min_run_s
+                    and (self._lowest is None or share.priority < self._lowest)
+                ):
+                    self._lowest = share.priority
+        return self._stopping
+
+    def may_act_for(self, job_id: int, priority: int) -> bool:
+        """Whether `preempt_for` could do anything for this job: its earlier victims still
+        stop, or some attempt it may preempt (`victims.may_preempt`) runs somewhere. When
+        False, `preempt_for` would return None, so the pass need not ask it."""
+        stopping = self._index()
+        if job_id in stopping:
+            return True
+        return self._lowest is not None and self._lowest < priority
 
     def _read(self) -> list[_Share]:
         if self._shares is None:
@@ -125,7 +157,7 @@ class Preempter:
         """Preempt for `job` (queued, too little free room on `rooms`: the schedulable nodes
         that meet its constraints) if that lets it start; the line its reason should say, or
         None when it waits as usual."""
-        stopping = [share for share in self._read() if share.preempted_by == job.pk]
+        stopping = self._index().get(job.pk, [])
         if stopping:
             # Its earlier victims still stop: preempt no more, and keep the room it could use
             # (what its victims freed already, what was free before) from the jobs after it.
@@ -159,6 +191,7 @@ class Preempter:
             replace(share, preempted_by=job.pk) if share.attempt_id in ids else share
             for share in self._read()
         ]
+        self._stopping = None
         for room in rooms:
             room.hold()
         grace = settings.TRAINYARD_PREEMPT_GRACE_S

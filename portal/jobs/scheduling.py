@@ -558,12 +558,22 @@ def _preempt_for_waiting(
     The room its victims free is kept for it by the reservation the next pass gives it: their
     releases are due within the grace (`cluster_state`)."""
     preempter: preemption.Preempter | None = None
+    # The schedulable nodes of each placement class, worked out once: a room is a view of its
+    # node's state, so the rooms one job holds are held for every later job too.
+    rooms_of: dict[tuple[object, ...], list[_Room]] = {}
     for wait in waits:
         if wait.kind not in ("capacity", "reservation"):
             continue
         preempter = preempter or preemption.Preempter(now=now)
-        rooms = [_Room(n) for n in nodes if n.schedulable and not misses(n, wait.ask)]
-        if note := preempter.preempt_for(queue.rows[wait.ask.id].as_job(), rooms):
+        ask = wait.ask
+        if not preempter.may_act_for(ask.id, ask.priority):
+            continue
+        rooms = rooms_of.get(ask.placement_class)
+        if rooms is None:
+            rooms = rooms_of[ask.placement_class] = [
+                _Room(n) for n in nodes if n.schedulable and not misses(n, ask)
+            ]
+        if note := preempter.preempt_for(queue.rows[ask.id].as_job(), rooms):
             wait.detail = note
 
 
@@ -595,6 +605,8 @@ def _explain_waiting(
     """
     budget = settings.TRAINYARD_WHY_PENDING_WRITES
     headlines: dict[tuple[object, ...], tuple[str, str]] = {}
+    # The record of each shape but its position fields (a quota's limits are per job).
+    templates: dict[tuple[object, ...], WhyPending] = {}
     changed: list[dict[str, object]] = []
     told: list[tuple[int, str]] = []
     for wait in waits:
@@ -626,10 +638,20 @@ def _explain_waiting(
         elif len(changed) >= budget:
             # Only its position or the jobs ahead moved: it catches up in a later pass.
             continue
-        limits = admission.limits(row.as_job()) if wait.kind == "quota" else []
-        changed.append(
-            {"id": row.id, "reason": text, "why": record(wait, limits), "digest": digest}
-        )
+        if wait.kind == "quota":
+            why = record(wait, admission.limits(row.as_job()))
+        else:
+            key = (shape, wait.queue, wait.nodes_total, wait.nodes_fit, *wait.constraints)
+            template = templates.get(key)
+            if template is None:
+                template = templates[key] = record(wait)
+            why = {
+                **template,
+                "position": wait.position,
+                "queue_length": wait.queue_length,
+                "ahead": list(wait.ahead),
+            }
+        changed.append({"id": row.id, "reason": text, "why": why, "digest": digest})
     if not changed:
         return
     # One statement for any number of rows (the table name is the model's; every value is in

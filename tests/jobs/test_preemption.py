@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from portal.jobs.models import Attempt, Job
+from portal.jobs.preemption import Preempter
 from portal.jobs.scheduling import schedule_pass
 from portal.jobs.services import attempt_exited, attempt_started
 from portal.jobs.signals import job_flagged
@@ -206,3 +207,23 @@ def test_a_preempted_job_that_is_cancelled_meanwhile_ends_cancelled(
     attempt_exited(exited(share, 1, cancelled=True))
     victim.refresh_from_db()
     assert (victim.state, victim.preemptions) == (Job.State.CANCELLED, 0)
+
+
+def test_the_pass_asks_only_about_jobs_an_attempt_could_be_preempted_for(
+    owner, iris, mlp, settings
+):
+    settings.TRAINYARD_PREEMPT_MIN_RUN_S = 300.0
+    node(cpu_slots=4)
+    preemptible = {"scheduling": {"preemptible": True}}
+    run(owner, iris, mlp, ran_s=3600, priority=1, **cpu_request(procs=2), **preemptible)
+    # Lower still, but it has not run long enough to be preempted.
+    young = run(owner, iris, mlp, ran_s=10, priority=0, **cpu_request(procs=2), **preemptible)
+    waiting_id = 10**9  # no job: the answer depends on the running attempts only
+
+    preempter = Preempter(now=timezone.now())
+    assert not preempter.may_act_for(waiting_id, 1)
+    assert preempter.may_act_for(waiting_id, 2)
+
+    Attempt.objects.filter(job=young).update(started_at=timezone.now() - timedelta(hours=1))
+    assert Preempter(now=timezone.now()).may_act_for(waiting_id, 1)
+    assert not Preempter(now=timezone.now()).may_act_for(waiting_id, 0)
