@@ -198,6 +198,8 @@ SPECTACULAR_SETTINGS = {
         "SearchMethodEnum": "portal.experiments.models.Search.Method",
         # A job's best_metric and a search's metric: the same two choices.
         "ValidationMetricEnum": ["val_loss", "val_accuracy"],
+        # What a notification, a preference or a webhook names (portal.notifications).
+        "NotificationEventEnum": "portal.notifications.models.Event",
     },
 }
 

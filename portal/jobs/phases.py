@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 
-from django.db.models import Exists, OuterRef
-
 from portal.jobs.models import Attempt, AttemptPhase, Job
+from portal.jobs.selectors import attempt_is_current
 from workers.messages import AttemptPhaseEntry
 
 logger = logging.getLogger(__name__)
@@ -74,14 +73,7 @@ def attempt_phase_record(entry: AttemptPhaseEntry) -> bool:
     """A node reached a phase of an attempt. Fenced like checkpoints: the attempt must be its
     job's latest and not lost. The first report of a phase per node rank wins, so a repeated
     delivery changes nothing. True if it was accepted (or already stored)."""
-    newer = Attempt.objects.filter(job=OuterRef("job"), number__gt=OuterRef("number"))
-    current = (
-        Attempt.objects.filter(pk=entry.attempt, job_id=entry.job)
-        .exclude(state=Attempt.State.LOST)
-        .filter(~Exists(newer))
-        .exists()
-    )
-    if not current:
+    if not attempt_is_current(attempt_id=entry.attempt, job_id=entry.job):
         logger.info("ignoring phase %s of superseded attempt %s", entry.phase, entry.attempt)
         return False
     AttemptPhase.objects.bulk_create(

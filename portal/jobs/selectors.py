@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from portal.accounts.models import Team
@@ -167,3 +167,15 @@ def why_pending_visible(
         {**record, "ahead": [ahead(job_id) for job_id in record["ahead"]]} if record else None
         for record in records
     ]
+
+
+def attempt_is_current(*, attempt_id: int, job_id: int) -> bool:
+    """Whether `attempt_id` is `job_id`'s latest attempt and not lost: the fence for reports
+    that add to a job's record (a checkpoint, a phase) from a node."""
+    newer = Attempt.objects.filter(job=OuterRef("job"), number__gt=OuterRef("number"))
+    return (
+        Attempt.objects.filter(pk=attempt_id, job_id=job_id)
+        .exclude(state=Attempt.State.LOST)
+        .filter(~Exists(newer))
+        .exists()
+    )

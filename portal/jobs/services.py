@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -39,7 +39,7 @@ from portal.jobs.schemas import (
     model_params,
     model_spec_for,
 )
-from portal.jobs.selectors import jobs_visible_to
+from portal.jobs.selectors import attempt_is_current, jobs_visible_to
 from portal.jobs.stopping import attempt_stop_unfinished
 from portal.lib.calls import WorkerUnavailable, call_and_wait
 from portal.lib.ticks import request_schedule
@@ -519,14 +519,7 @@ def checkpoint_recorded(entry: CheckpointSavedEntry) -> bool:
             "ignoring checkpoint %r of attempt %s: not its own", entry.name, entry.attempt
         )
         return False
-    newer = Attempt.objects.filter(job=OuterRef("job"), number__gt=OuterRef("number"))
-    current = (
-        Attempt.objects.filter(pk=entry.attempt, job_id=entry.job)
-        .exclude(state=Attempt.State.LOST)
-        .filter(~Exists(newer))
-        .exists()
-    )
-    if not current:
+    if not attempt_is_current(attempt_id=entry.attempt, job_id=entry.job):
         logger.info("ignoring checkpoint %r of superseded attempt %s", entry.name, entry.attempt)
         return False
     Checkpoint.objects.bulk_create(

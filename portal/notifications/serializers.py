@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from portal.notifications.models import (
     ALL_EVENTS,
+    Event,
     Notification,
     NotificationPreferences,
     Webhook,
@@ -48,7 +49,7 @@ class MarkedSerializer(serializers.Serializer[Any]):
 
 class PreferencesSerializer(serializers.ModelSerializer[NotificationPreferences]):
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=ALL_EVENTS),
+        child=serializers.ChoiceField(choices=Event.choices),
         max_length=len(ALL_EVENTS),
         help_text=EVENTS_HELP,
     )
@@ -71,7 +72,7 @@ class WebhookSerializer(serializers.ModelSerializer[Webhook]):
 class WebhookCreateSerializer(serializers.Serializer[Any]):
     url = serializers.CharField(max_length=500, help_text="http(s); public hosts only.")
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=ALL_EVENTS),
+        child=serializers.ChoiceField(choices=Event.choices),
         min_length=1,
         max_length=len(ALL_EVENTS),
         help_text=EVENTS_HELP,

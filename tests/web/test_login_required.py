@@ -1,7 +1,8 @@
 """Every page sends an anonymous visitor to the login page, and acts on nothing.
 
 The routes come from the URL resolver, not a hand-kept list, so a new page cannot slip past the
-check. Left out: the admin site and the API (each has its own authentication), the login and
+check. Left out: the admin site, the API and Prometheus' `/metrics` (each has its own
+authentication: `/metrics` a bearer token, tests/ops/test_prometheus.py), the login and
 logout pages themselves, and static files. Which pages only admins may see is tested with each page.
 """
 
@@ -22,7 +23,7 @@ from portal.jobs.models import Job
 from tests.factories import PASSWORD, make_job, make_node, make_team, make_user
 
 # static/: a file WhiteNoise does not have is a plain 404 for anyone (tests/web/test_hardening.py).
-EXEMPT_PREFIXES = ("admin/", "api/", "static/")
+EXEMPT_PREFIXES = ("admin/", "api/", "static/", "metrics")
 EXEMPT_NAMES = {"login", "logout"}
 PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 

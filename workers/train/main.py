@@ -593,6 +593,9 @@ def train(spec: AttemptSpec, shards: Shards, gang: Gang, reporters: Reporters | 
         reporters.phase(spec, "last_step", last)
     if is_reporting(gang):
         export(spec, run, gang)
+    # The ranks leave together: one that tears its process group down while a peer still
+    # works (rank 0's export) can take gloo down with an abort at exit.
+    dist.barrier()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
