@@ -134,6 +134,7 @@ class JobLogDownloadApi(APIView):
         parameters=[LogsFilterSerializer],
         responses={
             (200, "text/plain"): OpenApiResponse(description="The log."),
+            400: ErrorsSerializer,
             404: NOT_FOUND,
         },
     )
