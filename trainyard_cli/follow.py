@@ -51,7 +51,10 @@ class JobStream:
         self.job_id = int(job["id"])
         self.path = str(job["urls"]["websocket"])
         self.cursor: tuple[int, int] = (0, -1)
-        self.log_cursor: int | None = None
+        # The server's log cursor (`<attempt>.<node_rank>.<seq>,...`), and the last seq shown
+        # of each node share.
+        self.log_cursor: str | None = None
+        self.log_seen: dict[tuple[int, int], int] = {}
         # The cursor we last reconnected from for a hole; a second hole there is accepted.
         self.hole: tuple[int, int] | None = None
 
@@ -134,13 +137,17 @@ class JobStream:
                 if points:
                     yield {**message, "points": points}
             elif kind == "logs":
-                lines = [
-                    line
-                    for line in message["lines"]
-                    if self.log_cursor is None or line["id"] > self.log_cursor
-                ]
+                # Lines are ordered by (attempt, node_rank, seq) per node share; a reconnect
+                # may repeat some: keep only those past what each share already showed.
+                lines = []
+                for line in message["lines"]:
+                    share = (line["attempt"], line["node_rank"])
+                    if line["seq"] > self.log_seen.get(share, -1):
+                        self.log_seen[share] = line["seq"]
+                        lines.append(line)
+                if message.get("cursor"):
+                    self.log_cursor = message["cursor"]
                 if lines:
-                    self.log_cursor = max(line["id"] for line in lines)
                     yield {**message, "lines": lines}
             elif kind == "state":
                 yield message

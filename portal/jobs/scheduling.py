@@ -179,6 +179,7 @@ _QUEUED_FIELDS = (
     "max_run_time_s",
     "preemptible",
     "restarts",
+    "preemptions",
     "state_reason",
     "why_pending_digest",
 )
@@ -203,6 +204,7 @@ class QueuedRow:
     max_run_time_s: int
     preemptible: bool
     restarts: int
+    preemptions: int
     state_reason: str
     why_pending_digest: str
 
@@ -262,7 +264,9 @@ def queue_state(now: datetime) -> Queue:
         values[0]: QueuedRow(*values)
         for values in Job.objects.filter(state=Job.State.QUEUED).values_list(*_QUEUED_FIELDS)
     }
-    requeued = [row.id for row in rows.values() if row.restarts]
+    # Requeued after a failure (a restart) or a preemption (which uses no restart): its next
+    # attempt's number follows its latest.
+    requeued = [row.id for row in rows.values() if row.restarts or row.preemptions]
     latest: dict[int, tuple[int, int]] = {}
     not_before: dict[int, datetime] = {}
     backing_off: dict[int, str] = {}
