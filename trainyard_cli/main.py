@@ -818,12 +818,7 @@ def searches_create(
 @searches_app.command("list")
 def searches_list(as_json: Json = False) -> None:
     """List the searches you can see, newest first."""
-    with errors_handled(as_json), connect() as client:
-        items = client.pages(api.SEARCHES_LIST, limit=None)
-        if as_json:
-            output.print_json(items)
-        else:
-            output.print_table(items, SEARCH_COLUMNS, empty="No searches.")
+    list_command(api.SEARCHES_LIST, SEARCH_COLUMNS, as_json=as_json, empty="No searches.")
 
 
 @searches_app.command("show")
