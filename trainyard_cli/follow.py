@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -33,7 +33,7 @@ BACKOFF_S = (0.5, 15.0)
 MAX_FAILURES = 8  # consecutive failed connects before giving up (about a minute)
 
 
-def websocket_url(base_url: str, path: str, query: dict[str, int]) -> str:
+def websocket_url(base_url: str, path: str, query: Mapping[str, int | str]) -> str:
     parts = urlsplit(base_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
@@ -61,7 +61,7 @@ class JobStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         failures = 0
         while True:
-            query = {"attempt": self.cursor[0], "seq": self.cursor[1]}
+            query: dict[str, int | str] = {"attempt": self.cursor[0], "seq": self.cursor[1]}
             if self.log_cursor is not None:
                 query["log"] = self.log_cursor
             url = websocket_url(self.client.url, self.path, query)
