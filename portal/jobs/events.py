@@ -11,7 +11,7 @@ forwarding. Call these helpers from synchronous code only (services, ingest, tas
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal, TypedDict
 
 from portal.cluster.events import CLUSTER_CHANGED, CLUSTER_GROUP
@@ -190,15 +190,28 @@ def job_state_changed(job: Job, *, attempt_id: int | LatestAttempt | None = LATE
     job_states_changed([(job_state_event(job, attempt_id=attempt_id), job.owner_id)])
 
 
+def telemetry_added(
+    points: Mapping[int, Iterable[MetricPointPayload]],
+    lines: Mapping[int, Iterable[LogLinePayload]],
+) -> None:
+    """Tell each job's page of its new metric points and log lines (by job id), once the
+    transaction commits: one event per job and kind, all of them in one fan-out (ingest
+    touches a hundred jobs in a batch; a fan-out per job would cost it a hundred)."""
+    messages: list[GroupMessage] = []
+    for job_id, job_points in points.items():
+        if batch := list(job_points):
+            metrics: JobMetricsEvent = {"type": "job.metrics", "job": job_id, "points": batch}
+            messages.append((job_group(job_id), metrics))
+    for job_id, job_lines in lines.items():
+        if logged := list(job_lines):
+            logs: JobLogsEvent = {"type": "job.logs", "job": job_id, "lines": logged}
+            messages.append((job_group(job_id), logs))
+    send_on_commit(messages)
+
+
 def job_metrics_added(job_id: int, points: Iterable[MetricPointPayload]) -> None:
-    batch = list(points)
-    if batch:
-        event: JobMetricsEvent = {"type": "job.metrics", "job": job_id, "points": batch}
-        send_on_commit([(job_group(job_id), event)])
+    telemetry_added({job_id: points}, {})
 
 
 def job_logs_added(job_id: int, lines: Iterable[LogLinePayload]) -> None:
-    batch = list(lines)
-    if batch:
-        event: JobLogsEvent = {"type": "job.logs", "job": job_id, "lines": batch}
-        send_on_commit([(job_group(job_id), event)])
+    telemetry_added({}, {job_id: lines})

@@ -339,12 +339,10 @@ class Ingestor:
         return sum(len(entry_ids) for entry_ids in ids.values())
 
     def _fan_out(self, applied: Applied) -> None:
-        # One event per job per batch. The helpers send on commit (we are past it, so at
-        # once) and swallow channel-layer failures: browsers backfill from PostgreSQL.
-        for job_id, points in applied.points.items():
-            events.job_metrics_added(job_id, points)
-        for job_id, lines in applied.lines.items():
-            events.job_logs_added(job_id, lines)
+        # One event per job per batch, in one fan-out. It is sent on commit (we are past it,
+        # so at once), and a channel-layer failure is swallowed: browsers backfill from
+        # PostgreSQL.
+        events.telemetry_added(applied.points, applied.lines)
 
     def reclaim_and_trim(self) -> None:
         """Take over entries a dead consumer left pending, and trim what every group acked."""
