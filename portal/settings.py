@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django_stubs_ext
@@ -203,8 +204,21 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-CHANNEL_LAYERS = {
-    "default": {
+# The channel layer carries live events to browsers (lossy by design: pages catch up from
+# PostgreSQL). Two channels-redis layers, chosen by measurement (bench/RESULTS.md, "Channel
+# layers side by side"):
+# - "pubsub" (the default): one PUBLISH per group event, and each web process takes one copy
+#   of it off Redis and hands it to its own sockets of that group. Nothing is kept for a
+#   consumer that is not listening; a page that misses an event sees a gap in its cursor and
+#   reconnects.
+# - "core": a Redis list per consumer channel, one copy per group member (so 1,000 viewers of
+#   a job cost 1,000 writes per event), bounded by `capacity` and `expiry`.
+TRAINYARD_CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
+    "pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL}]},
+    },
+    "core": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # channels_redis waits in BZPOPMIN for 5 s, and redis-py 8's default socket timeout
@@ -213,8 +227,15 @@ CHANNEL_LAYERS = {
             "capacity": 1000,
             "expiry": 30,
         },
-    }
+    },
 }
+_channel_layer = env.text("TRAINYARD_CHANNEL_LAYER", "pubsub")
+if _channel_layer not in TRAINYARD_CHANNEL_LAYERS:
+    raise ImproperlyConfigured(
+        f"TRAINYARD_CHANNEL_LAYER must be one of {', '.join(TRAINYARD_CHANNEL_LAYERS)}, "
+        f"not {_channel_layer!r}"
+    )
+CHANNEL_LAYERS = {"default": TRAINYARD_CHANNEL_LAYERS[_channel_layer]}
 
 # Celery: the control app. JSON only, so nothing that crosses the broker is ever unpickled.
 CELERY_BROKER_URL = REDIS_URL

@@ -23,6 +23,7 @@ from portal.catalog.models import Dataset, ModelArchitecture
 from portal.catalog.services import IRIS_SLUG, MLP_SLUG, catalog_ensure_builtins
 from portal.cluster.models import Node
 from tests.factories import make_node, make_team, make_user
+from tests.jobs.helpers import open_listeners
 from workers import signing
 from workers.messages import CANCEL_ATTEMPT_TASK, RUN_ATTEMPT_TASK
 
@@ -135,19 +136,14 @@ def broker() -> Iterator[Broker]:
 
 
 @pytest.fixture
-def channel_layer(settings: Any) -> Any:
-    """The real Redis channel layer, under a prefix of this test's own."""
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [django_settings.REDIS_URL],
-                "prefix": f"test-asgi-{uuid.uuid4().hex[:10]}",
-                "expiry": 10,
-            },
-        }
-    }
-    return get_channel_layer()
+def channel_layer(settings: Any) -> Iterator[Any]:
+    """The real Redis channel layer the settings name, under a prefix of this test's own."""
+    default = dict(settings.CHANNEL_LAYERS["default"])
+    default["CONFIG"] = {**default["CONFIG"], "prefix": f"test-asgi-{uuid.uuid4().hex[:10]}"}
+    settings.CHANNEL_LAYERS = {"default": default}
+    yield get_channel_layer()
+    while open_listeners:
+        open_listeners.pop().close()
 
 
 @pytest.fixture(autouse=True)

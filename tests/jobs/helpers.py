@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 
 from portal.catalog.models import Dataset, ModelArchitecture
@@ -69,20 +70,62 @@ def exited(
     )
 
 
-def listen(layer: Any, *groups: str) -> str:
-    """A new channel on `layer` that has joined `groups`."""
-    channel: str = async_to_sync(layer.new_channel)()
-    for group in groups:
-        async_to_sync(layer.group_add)(group, channel)
-    return channel
+class Listener:
+    """A channel of `layer` that has joined some groups, read from one event loop of its own.
+
+    A Redis pub/sub layer subscribes per event loop (each `async_to_sync` call runs a new one,
+    whose subscriptions end with it), and the core layer buffers per loop, so joining and
+    reading happen in one loop, on a thread, for the listener's whole life."""
+
+    def __init__(self, layer: Any, groups: tuple[str, ...]) -> None:
+        self.layer = layer
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.channel: str = self._run(self._join(groups))
+
+    def _run(self, coroutine: Any, timeout: float = 15.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    async def _join(self, groups: tuple[str, ...]) -> str:
+        channel: str = await self.layer.new_channel()
+        for group in groups:
+            await self.layer.group_add(group, channel)
+        # A message to itself comes back only once Redis has taken every subscription before it.
+        await self.layer.send(channel, {"type": "listener.ready"})
+        assert await self.layer.receive(channel) == {"type": "listener.ready"}
+        return channel
+
+    def receive(self, count: int) -> list[Any]:
+        async def read() -> list[Any]:
+            return [await self.layer.receive(self.channel) for _ in range(count)]
+
+        messages: list[Any] = self._run(read())
+        return messages
+
+    def close(self) -> None:
+        """Leave the groups, close the layer's connections of this loop, and the loop."""
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        # (The pub/sub layer flushes its connections of this loop when the loop closes; the
+        # core layer needs telling.)
+        self.loop.run_until_complete(self.layer.flush())
+        self.loop.close()
 
 
-def layer_receive(layer: Any, channel: str, count: int) -> list[Any]:
-    """The next `count` messages on `channel`, read in one event loop (channels_redis keeps a
-    receive buffer per loop: reading from several loops can hand a message out twice)."""
+# Closed by the `channel_layer` fixture when its test ends.
+open_listeners: list[Listener] = []
 
-    async def read() -> list[Any]:
-        return [await layer.receive(channel) for _ in range(count)]
 
-    messages: list[Any] = async_to_sync(read)()
-    return messages
+def listen(layer: Any, *groups: str) -> Listener:
+    """A new channel on `layer` that has joined `groups`, ready to receive."""
+    listener = Listener(layer, groups)
+    open_listeners.append(listener)
+    return listener
+
+
+def layer_receive(layer: Any, channel: Listener, count: int) -> list[Any]:
+    """The next `count` messages `channel` receives (within 15 s)."""
+    assert channel.layer is layer
+    return channel.receive(count)
