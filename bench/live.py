@@ -8,10 +8,15 @@ personal access token, in this process.
     python -m portal.devservers run -- python bench/live.py latency   # 100 jobs x 10 reports/s
     python -m portal.devservers run -- python bench/live.py fanout    # 1,000 viewers of one job
 
-latency: a child process runs one `StreamReporter` per job (as the trainer's rank 0 does, with
-its default flush interval) and calls `report()` 10 times a second per job; each entry's `ts`
-is the time of the call. One socket per job; a point's latency is its arrival at the socket
-minus its `ts` (same machine, same clock).
+Each runs once per channel layer (`--layer both`, the default: the web process, ingest and the
+bench's own sends on `TRAINYARD_CHANNEL_LAYER=core`, then on `pubsub`, alternating over
+`--rounds`), so the layers are compared side by side in one run.
+
+latency: a child process writes each job's steps as the trainer's reporting rank does (a
+`StepWriter` appending 72-byte records to the attempt's spool) 10 times a second per job, and
+runs one `Shipper` per job, as each attempt's launcher does (tailing the spool every 20 ms and
+shipping to Redis); each point's `ts` is the time of the write. One socket per job; a point's
+latency is its arrival at the socket minus its `ts` (same machine, same clock).
 
 fanout: 1,000 sockets watch one job. The bench sends `job.metrics` events to the job's group
 through the channel layer, as ingest does after a commit, each carrying one point whose `ts`
@@ -91,7 +96,7 @@ def make_jobs(count: int) -> tuple[str, list[tuple[int, int]]]:
     from portal.jobs.models import Job
     from tests.factories import make_attempt, make_job, make_user
 
-    user = make_user(f"bench-live-{os.getpid()}")
+    user = make_user(f"bench-live-{uuid.uuid4().hex[:8]}")
     token = api_token_create(user=user, name="bench", expires_in=timedelta(hours=2)).plaintext
     jobs = []
     for _ in range(count):
@@ -144,42 +149,61 @@ async def collect(ws: Any, into: list[tuple[int, int, float]], stop: asyncio.Eve
 
 
 def report_loop(
-    redis_url: str, stream: str, jobs: list[tuple[int, int]], rate: float, seconds: float
+    redis_url: str, prefix: str, jobs: list[tuple[int, int]], rate: float, seconds: float
 ) -> None:
-    """The child: a reporter per job, `rate` reports a second each, for `seconds`."""
-    sys.path.insert(0, str(ROOT))
-    from workers.messages import MetricEntry
-    from workers.reporter import StreamReporter
+    """The child: per job, the reporting rank's spool writer and the launcher's shipper;
+    `rate` steps a second each, for `seconds`."""
+    import shutil
 
-    reporters = [StreamReporter(redis_url=redis_url, stream=stream) for _ in jobs]
+    sys.path.insert(0, str(ROOT))
+    from tests.workers.support import IRIS, iris_spec
+    from workers.shipper import Shipper
+    from workers.spool import METRIC_TRAIN, StepWriter
+
+    root = Path(tempfile.mkdtemp(prefix="bench-live-spool-"))
+    writers, shippers = [], []
+    for job, attempt in jobs:
+        directory = root / str(attempt)
+        directory.mkdir()
+        writers.append(StepWriter(directory, rank=0, local_rank=0))
+        shippers.append(
+            Shipper(
+                spec=iris_spec(
+                    node_name="bench",
+                    attempt_id=attempt,
+                    job_id=job,
+                    checkpoint_dir=root,
+                    data=IRIS,
+                ),
+                directory=directory,
+                redis_url=redis_url,
+                prefix=prefix,
+                stream_maxlen=1_000_000,
+            )
+        )
     period = 1.0 / rate
     begin = time.monotonic()
     seq = 0
     while (elapsed := time.monotonic() - begin) < seconds:
-        for (job, attempt), reporter in zip(jobs, reporters, strict=True):
-            reporter.report(
-                MetricEntry(
-                    job=job,
-                    attempt=attempt,
-                    seq=seq,
-                    split="train",
-                    step=seq,
-                    epoch=0,
-                    loss=1.0 / (seq + 1),
-                    accuracy=None,
-                    ts=time.time(),
-                )
-            )
+        for writer in writers:
+            writer.step(flags=METRIC_TRAIN, seq=seq, step=seq, epoch=0, loss=1.0 / (seq + 1))
         seq += 1
         time.sleep(max(0.0, (seq * period) - (time.monotonic() - begin)))
-    for reporter in reporters:
-        reporter.close()
-    print(f"  reporter child: {seq} reports per job in {elapsed:.1f} s", flush=True)
+    shipped = all([shipper.close(timeout=30.0) for shipper in shippers])
+    for writer in writers:
+        writer.close()
+    shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"  reporter child: {seq} steps per job in {elapsed:.1f} s"
+        + ("" if shipped else " (some shippers did not drain)"),
+        flush=True,
+    )
 
 
 def latency(
     args: argparse.Namespace, env: dict[str, str], url: str, origin: str, logs: Path
-) -> None:
+) -> list[str]:
+    """One round: the measured row (points, percentiles, points per job received)."""
     token, jobs = make_jobs(args.jobs)
     ingest_log = logs / "ingest.log"
     ingest = start([sys.executable, "manage.py", "ingest", "--consumer", "bench"], env, ingest_log)
@@ -195,9 +219,15 @@ def latency(
                 asyncio.ensure_future(collect(ws, got, stop))
                 for ws, got in zip(sockets, received, strict=True)
             ]
-            stream = f"{env['TRAINYARD_STREAM_PREFIX']}:metrics"
             child = multiprocessing.get_context("spawn").Process(
-                target=report_loop, args=(env["REDIS_URL"], stream, jobs, args.rate, args.seconds)
+                target=report_loop,
+                args=(
+                    env["REDIS_URL"],
+                    env["TRAINYARD_STREAM_PREFIX"],
+                    jobs,
+                    args.rate,
+                    args.seconds,
+                ),
             )
             child.start()
             await asyncio.get_running_loop().run_in_executor(None, child.join)
@@ -215,39 +245,38 @@ def latency(
     warm = args.warm_up
     lat = [late for got in received for (_a, seq, late) in got if seq >= warm]
     per_job = [len({seq for (_a, seq, _l) in got}) for got in received]
+    return [
+        f"{len(lat):,}",
+        *(f"{pct(lat, q) * 1000:.0f} ms" for q in (0.5, 0.9, 0.99)),
+        f"{max(lat, default=float('nan')) * 1000:.0f} ms",
+        f"{min(per_job)}..{max(per_job)}",
+    ]
+
+
+def latency_header(args: argparse.Namespace) -> tuple[str, list[str]]:
     sent = int(args.rate * args.seconds)
-    print(
-        f"\n{args.jobs} jobs x {args.rate:g} reports/s for {args.seconds:g} s "
-        f"({args.jobs * args.rate:g} points/s); first {warm} reports per job not counted"
-    )
-    print(
-        table(
-            [
-                "points measured",
-                "p50",
-                "p90",
-                "p99",
-                "max",
-                f"points per job received (min..max of ~{sent})",
-            ],
-            [
-                [
-                    f"{len(lat):,}",
-                    f"{pct(lat, 0.5) * 1000:.0f} ms",
-                    f"{pct(lat, 0.9) * 1000:.0f} ms",
-                    f"{pct(lat, 0.99) * 1000:.0f} ms",
-                    f"{max(lat) * 1000:.0f} ms",
-                    f"{min(per_job)}..{max(per_job)}",
-                ]
-            ],
-        )
+    return (
+        f"{args.jobs} jobs x {args.rate:g} reports/s for {args.seconds:g} s "
+        f"({args.jobs * args.rate:g} points/s); first {args.warm_up} reports per job not counted",
+        [
+            "points measured",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            f"points per job received (min..max of ~{sent})",
+        ],
     )
 
 
-def fanout(args: argparse.Namespace, env: dict[str, str], url: str, origin: str) -> None:
-    from channels.layers import get_channel_layer
+def fanout(args: argparse.Namespace, layer_name: str, url: str, origin: str) -> list[str]:
+    """One round: the measured row (deliveries, complete viewers, percentiles, opening)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
 
     from portal.jobs.events import job_group
+
+    config: dict[str, Any] = settings.TRAINYARD_CHANNEL_LAYERS[layer_name]
 
     token, [(job, attempt)] = make_jobs(1)
 
@@ -262,7 +291,8 @@ def fanout(args: argparse.Namespace, env: dict[str, str], url: str, origin: str)
             for ws, got in zip(sockets, received, strict=True)
         ]
         await asyncio.sleep(2)
-        layer = get_channel_layer()
+        # The web process's layer: the same backend and configuration, so the same groups.
+        layer = import_string(config["BACKEND"])(**config["CONFIG"])
         for seq in range(args.events):
             point = {
                 "attempt": attempt,
@@ -290,25 +320,42 @@ def fanout(args: argparse.Namespace, env: dict[str, str], url: str, origin: str)
     complete = sum(
         1 for got in received if sorted(s for (_a, s, _l) in got) == list(range(args.events))
     )
-    print(
-        f"\n{args.viewers:,} viewers of one job on one daphne (opened in {opened:.1f} s); "
-        f"{args.events} events at {args.event_rate:g}/s"
+    return [
+        f"{len(lat):,} of {args.viewers * args.events:,}",
+        f"{complete:,} of {args.viewers:,}",
+        *(f"{pct(lat, q) * 1000:.0f} ms" for q in (0.5, 0.9, 0.99)),
+        f"{max(lat, default=float('nan')) * 1000:.0f} ms",
+        f"{opened:.1f} s",
+    ]
+
+
+def fanout_header(args: argparse.Namespace) -> tuple[str, list[str]]:
+    return (
+        f"{args.viewers:,} viewers of one job on one daphne; "
+        f"{args.events} events at {args.event_rate:g}/s",
+        ["deliveries", "viewers with every event", "p50", "p90", "p99", "max", "sockets opened in"],
     )
-    print(
-        table(
-            ["deliveries", "viewers with every event", "p50", "p90", "p99", "max"],
-            [
-                [
-                    f"{len(lat):,} of {args.viewers * args.events:,}",
-                    f"{complete:,} of {args.viewers:,}",
-                    f"{pct(lat, 0.5) * 1000:.0f} ms",
-                    f"{pct(lat, 0.9) * 1000:.0f} ms",
-                    f"{pct(lat, 0.99) * 1000:.0f} ms",
-                    f"{max(lat) * 1000:.0f} ms",
-                ]
-            ],
-        )
+
+
+def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """daphne serving `portal.asgi` (one web process) on a free port, once it listens."""
+    port = free_port()
+    daphne = start(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "portal.asgi:application",
+        ],
+        env,
+        log,
     )
+    wait_port(port, daphne, log)
+    return daphne, port
 
 
 def main() -> None:
@@ -322,6 +369,8 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--event-rate", type=float, default=2.0)
+    parser.add_argument("--layer", choices=["both", "core", "pubsub"], default="both")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every layer, alternating")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
@@ -347,28 +396,27 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="portal.settings", PYTHONPATH=str(ROOT))
-        port = free_port()
-        daphne_log = logs / "daphne.log"
-        daphne = start(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "portal.asgi:application",
-            ],
-            env,
-            daphne_log,
-        )
-        wait_port(port, daphne, daphne_log)
-        url, origin = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
-        if args.which == "latency":
-            latency(args, env, url, origin, logs)
-        else:
-            fanout(args, env, url, origin)
+        layers = ["core", "pubsub"] if args.layer == "both" else [args.layer]
+        rows = []
+        for round_ in range(args.rounds):
+            for layer in layers if round_ % 2 == 0 else layers[::-1]:
+                layer_env = dict(env, TRAINYARD_CHANNEL_LAYER=layer)
+                log = logs / f"daphne-{layer}-{round_}.log"
+                daphne, port = serve(layer_env, log)
+                url, origin = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
+                load = os.getloadavg()[0]
+                if args.which == "latency":
+                    row = latency(args, layer_env, url, origin, logs)
+                else:
+                    row = fanout(args, layer, url, origin)
+                daphne.terminate()
+                daphne.wait(10)
+                daphne = None
+                rows.append([layer, str(round_ + 1), f"{load:.1f}", *row])
+                print(f"  {layer}, round {round_ + 1}: {', '.join(row)}", flush=True)
+        title, header = latency_header(args) if args.which == "latency" else fanout_header(args)
+        print(f"\n{title}")
+        print(table(["layer", "round", "load", *header], rows))
     finally:
         if daphne is not None:
             daphne.terminate()
