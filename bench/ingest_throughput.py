@@ -125,22 +125,35 @@ def raw_copy(database_url: str, points: list[MetricEntry]) -> float:
         return len(rows) / (time.perf_counter() - begin)
 
 
-def ingest_child(prefix: str, consumer: str, batch: int) -> None:
-    """One ingest process: set up, say `ready`, wait for `go`, ingest until SIGTERM."""
+def ingest_child(prefix: str, consumer: str, batch: int, parser: str) -> None:
+    """One ingest process: set up, say `ready`, wait for `go`, ingest until SIGTERM.
+
+    `parser` "python" makes its Redis client parse replies in redis-py's own Python code
+    (what redis-py does without `hiredis`); "default" leaves redis-py's choice (hiredis when
+    installed, as it is with this project's dependencies)."""
     import signal
 
     django_setup()
+    from redis._parsers import _RESP2Parser
+
     from portal.ops.ingest import IngestConfig, Ingestor
 
-    ingestor = Ingestor(
-        IngestConfig(
-            redis_url=os.environ["REDIS_URL"],
-            prefix=prefix,
-            consumer=consumer,
-            batch=batch,
-            block_ms=100,
-        )
+    config = IngestConfig(
+        redis_url=os.environ["REDIS_URL"],
+        prefix=prefix,
+        consumer=consumer,
+        batch=batch,
+        block_ms=100,
     )
+    client = None
+    if parser == "python":
+        client = redis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=config.block_ms / 1000 + 10,
+            socket_connect_timeout=5,
+            parser_class=_RESP2Parser,
+        )
+    ingestor = Ingestor(config, client=client)
     ingestor.ensure_groups()
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
     from django.db import connection
@@ -151,10 +164,12 @@ def ingest_child(prefix: str, consumer: str, batch: int) -> None:
     ingestor.run()
 
 
-def ingest(processes: int, prefix: str, attempt_id: int, count: int, batch: int) -> float:
+def ingest(
+    processes: int, prefix: str, attempt_id: int, count: int, batch: int, parser: str
+) -> float:
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", prefix, f"bench-{i}", str(batch)],
+            [sys.executable, __file__, "--child", prefix, f"bench-{i}", str(batch), parser],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -240,7 +255,12 @@ def bench(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
 
     call_command("migrate", verbosity=0)
     client = redis.Redis.from_url(redis_url)
-    names = ["raw COPY (the limit)", "1 ingest process", "2 ingest processes"]
+    names = [
+        "raw COPY (the limit)",
+        "1 ingest process, Python reply parser",
+        "1 ingest process",
+        "2 ingest processes",
+    ]
     rates: dict[str, list[float]] = {name: [] for name in names}
     prefixes: list[str] = []
     try:
@@ -256,7 +276,10 @@ def bench(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
                 prefixes.append(prefix)
                 fill(client, f"{prefix}:metrics", points)
                 processes = int(name[0])
-                rates[name].append(ingest(processes, prefix, attempt.pk, args.points, args.batch))
+                parser = "python" if "Python" in name else "default"
+                rates[name].append(
+                    ingest(processes, prefix, attempt.pk, args.points, args.batch, parser)
+                )
                 if stored(attempt.pk) != args.points:
                     raise RuntimeError(f"{name}: stored {stored(attempt.pk)} of {args.points}")
     finally:
@@ -292,10 +315,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--points", type=int, default=100_000, help="per variant per round")
     parser.add_argument("--batch", type=int, default=500, help="ingest --batch")
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        ingest_child(args.child[0], args.child[1], int(args.child[2]))
+        ingest_child(args.child[0], args.child[1], int(args.child[2]), args.child[3])
         return
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not database_url or not redis_url:
