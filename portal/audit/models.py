@@ -26,6 +26,8 @@ class AuditEvent(models.Model):
         MODEL_VERSION_REGISTERED = "model_version_registered", "Registered a model version"
         TEAM_CHANGED = "team_changed", "Changed a team or its members"
         QUOTA_SET = "quota_set", "Set a quota"
+        WEBHOOK_CREATED = "webhook_created", "Created a webhook"
+        WEBHOOK_DELETED = "webhook_deleted", "Deleted a webhook"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(

@@ -23,6 +23,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_record
 from portal.notifications import webhooks
 from portal.notifications.messages import DeliveryBody, EventData
 from portal.notifications.models import (
@@ -143,12 +145,27 @@ def webhook_create(*, user: AbstractBaseUser, url: str, events: Collection[str])
             raise ValidationError({"url": [f"You have {MAX_WEBHOOKS} webhooks already."]})
         secret = f"whsec_{secrets.token_urlsafe(32)}"
         webhook = Webhook.objects.create(owner_id=user.pk, url=url, secret=secret, events=chosen)
+        # A webhook sends the user's job events out of the cluster: who pointed it where.
+        audit_record(
+            action=AuditEvent.Action.WEBHOOK_CREATED,
+            actor=user,
+            target=url,
+            details={"webhook": webhook.pk, "events": chosen},
+        )
     return IssuedWebhook(webhook=webhook, secret=secret)
 
 
 def webhook_delete(*, user: AbstractBaseUser, webhook: Webhook) -> None:
     """Delete one of the user's webhooks, and its delivery log."""
-    Webhook.objects.filter(pk=webhook.pk, owner=user.pk).delete()
+    with transaction.atomic():
+        deleted, _ = Webhook.objects.filter(pk=webhook.pk, owner=user.pk).delete()
+        if deleted:
+            audit_record(
+                action=AuditEvent.Action.WEBHOOK_DELETED,
+                actor=user,
+                target=webhook.url,
+                details={"webhook": webhook.pk},
+            )
 
 
 def webhook_test(*, user: AbstractBaseUser, webhook: Webhook) -> WebhookDelivery:

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from portal.audit.models import AuditEvent
 from portal.jobs.models import Job
 from portal.jobs.signals import job_finished
 from portal.notifications.models import Webhook
@@ -113,3 +114,23 @@ def test_the_page_adds_a_webhook_and_shows_its_secret_once(owner: User) -> None:
     secret = Webhook.objects.get().secret
     assert secret in made.content.decode()
     assert secret not in browser.get(reverse("notifications:list")).content.decode()
+
+
+def test_creating_and_deleting_a_webhook_is_audited(owner: User, client_for: Any) -> None:
+    api = client_for(owner)
+    made = api.post(
+        "/api/v1/webhooks/",
+        {"url": "https://hooks.example.com/audit", "events": ["job.failed"]},
+        format="json",
+    ).json()
+    assert api.delete(f"/api/v1/webhooks/{made['id']}/").status_code == 204
+    events = list(
+        AuditEvent.objects.filter(actor=owner, action__startswith="webhook_").order_by("pk")
+    )
+    assert [(event.action, event.target, event.details["webhook"]) for event in events] == [
+        (AuditEvent.Action.WEBHOOK_CREATED, "https://hooks.example.com/audit", made["id"]),
+        (AuditEvent.Action.WEBHOOK_DELETED, "https://hooks.example.com/audit", made["id"]),
+    ]
+    assert events[0].details["events"] == ["job.failed"]
+    # The secret never reaches the audit log.
+    assert made["secret"] not in str([event.details for event in events])
