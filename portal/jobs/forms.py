@@ -366,8 +366,10 @@ class JobForm(forms.Form):
         # kept, so the new request differs from it only where the user changed a field.
         self.source = source if isinstance(source, dict) else None
         if self.source is not None and not self.is_bound:
-            selected_model = str(self.source.get("model", "")) or selected_model
-            selected_dataset = str(self.source.get("dataset", "")) or selected_dataset
+            # A model or dataset picked on the page (`?model=`, the form reloading for another
+            # model) wins over the source's; the rest of the source still fills the form.
+            selected_model = selected_model or str(self.source.get("model", ""))
+            selected_dataset = selected_dataset or str(self.source.get("dataset", ""))
             for field_name, path in FIELD_PATHS.items():
                 value: Any = self.source
                 for part in path:
@@ -399,10 +401,11 @@ class JobForm(forms.Form):
         self.architecture = _model_or_first(self.models, wanted)
         self.hyperparameter_names: list[str] = []
         if not self.is_bound and selected_dataset:
-            self.initial.setdefault("dataset", selected_dataset)
+            self.initial["dataset"] = selected_dataset
         if self.architecture is not None:
             if not self.is_bound:
-                self.initial.setdefault("model", self.architecture.pk)
+                # The model select shows the architecture whose fields the form has.
+                self.initial["model"] = self.architecture.pk
             stored = (self.source or {}).get("hyperparameters")
             from_source = (
                 isinstance(stored, dict)

@@ -1,5 +1,6 @@
 // The new-job form. The hyperparameter fields are the selected model's, rendered by the
-// server: picking another model reloads the form for it (keeping the chosen dataset).
+// server: picking another model reloads the form for it (keeping the chosen dataset, and the
+// job or template the form was filled from).
 
 const form = document.getElementById("job-form");
 const modelSelect = form.elements.namedItem("model");
@@ -12,6 +13,10 @@ modelSelect?.addEventListener("change", () => {
   if (modelSelect.value === rendered) return;
   const query = new URLSearchParams({ model: modelSelect.value });
   if (datasetSelect?.value) query.set("dataset", datasetSelect.value);
+  for (const key of ["from", "template"]) {
+    const source = form.elements.namedItem(key)?.value;
+    if (source) query.set(key, source);
+  }
   window.location.search = query.toString();
 });
 form.querySelector(".has-error input, .has-error select, .has-error textarea")?.focus();

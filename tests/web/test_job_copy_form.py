@@ -10,6 +10,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from portal.catalog.models import ModelArchitecture
+from portal.catalog.services import SEED_MLP_SLUG
 from portal.jobs.models import Job
 from portal.jobs.schemas import JobRequest
 from portal.jobs.services import job_submit
@@ -89,3 +91,22 @@ def test_a_job_you_cannot_see_is_a_404(
     client.force_login(outsider)
     assert client.get(reverse("jobs:new"), {"from": job.pk}).status_code == 404
     assert client.get(reverse("jobs:new"), {"from": "x"}).status_code == 404
+
+
+def test_picking_another_model_keeps_the_copy_and_its_training_settings(
+    client: Client, owner: User, iris: Any, mlp: Any, cpu_node: Any
+) -> None:
+    job = source_job(owner, iris, mlp)
+    other = ModelArchitecture.objects.get(slug=SEED_MLP_SLUG)
+    client.force_login(owner)
+
+    # What the form's script loads when the model select changes on a copy.
+    page = client.get(reverse("jobs:new"), {"from": job.pk, "model": other.pk})
+
+    assert page.status_code == 200
+    form = page.context["form"]
+    assert form.architecture == other
+    posted = as_posted(form)
+    assert (posted["model"], posted["dataset"]) == (str(other.pk), str(iris.pk))
+    assert (posted["epochs"], posted["learning_rate"], posted["optimizer"]) == ("4", "0.02", "sgd")
+    assert f'<input type="hidden" name="from" value="{job.pk}">' in page.content.decode()
