@@ -26,7 +26,7 @@ class Command(BaseCommand):
             "ingest process on a host its own, and keep it stable across restarts so a "
             "restarted ingest resumes its own pending entries.",
         )
-        parser.add_argument("--batch", type=int, default=500, help="Entries per stream per read.")
+        parser.add_argument("--batch", type=int, default=2000, help="Entries per stream per read.")
         parser.add_argument(
             "--block-ms", type=int, default=1000, help="How long one read waits for entries."
         )
