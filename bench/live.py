@@ -21,6 +21,8 @@ latency is its arrival at the socket minus its `ts` (same machine, same clock).
 fanout: 1,000 sockets watch one job. The bench sends `job.metrics` events to the job's group
 through the channel layer, as ingest does after a commit, each carrying one point whose `ts`
 is the send time; every socket must receive every event, and the latency is arrival - `ts`.
+After the last event it waits (up to `--drain`) until every delivery is in or none has come
+for 5 s, so a late delivery is counted late, not lost.
 """
 
 from __future__ import annotations
@@ -308,7 +310,17 @@ def fanout(args: argparse.Namespace, layer_name: str, url: str, origin: str) -> 
                 job_group(job), {"type": "job.metrics", "job": job, "points": [point]}
             )
             await asyncio.sleep(1.0 / args.event_rate)
-        await asyncio.sleep(5)
+        # Late is not lost: wait until every delivery is in, or nothing has come for 5 s
+        # (what is missing then is lost), within `--drain`.
+        expected, last, quiet_since = args.viewers * args.events, -1, time.monotonic()
+        drain_until = time.monotonic() + args.drain
+        while time.monotonic() < drain_until:
+            got = sum(len(into) for into in received)
+            if got >= expected or (got == last and time.monotonic() - quiet_since > 5):
+                break
+            if got != last:
+                last, quiet_since = got, time.monotonic()
+            await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*tasks)
         for ws in sockets:
