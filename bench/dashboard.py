@@ -19,34 +19,14 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import psycopg
-from psycopg import sql
 
 # bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from scratch import scratch_database
 from tables import table
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ.setdefault("TRAINYARD_STORAGE_ROOT", tempfile.mkdtemp(prefix="bench-storage-"))
-    import django
-
-    django.setup()
 
 
 def populate(args: argparse.Namespace) -> dict[str, Any]:
@@ -295,20 +275,12 @@ def main() -> None:
         "--slowest", action="store_true", help="print each page's two slowest queries"
     )
     args = parser.parse_args()
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        raise SystemExit("DATABASE_URL must be set: source /work/devstate/env.sh")
     scratch = f"bench_dashboard_{os.getpid()}"
     print(f"dashboard: {os.cpu_count()} CPUs, scratch database {scratch}")
     started = time.perf_counter()
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    try:
-        os.environ["DATABASE_URL"] = with_database(database_url, scratch)
-        django_setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    # The built-in catalog's files, written by populate(), go to a directory of their own.
+    os.environ.setdefault("TRAINYARD_STORAGE_ROOT", tempfile.mkdtemp(prefix="bench-storage-"))
+    with scratch_database(scratch):
         begin = time.perf_counter()
         world = populate(args)
         print(
@@ -318,16 +290,6 @@ def main() -> None:
         print(f"{args.rounds} rounds per page, order rotating\n")
         rows = measure(args, world)
         print(table(["page", "p50", "p95", "queries"], rows))
-    finally:
-        from django.apps import apps
-
-        if apps.ready:
-            from django.db import connections
-
-            connections.close_all()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(scratch)))
     print(f"\ntotal {time.perf_counter() - started:.1f} s (scratch database dropped)")
 
 

@@ -31,15 +31,14 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import psycopg
 import redis
 from psycopg import sql
 
 # bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from scratch import django_setup, scratch_database
 from tables import table
 
 from workers.messages import MetricEntry, encode
@@ -47,23 +46,10 @@ from workers.messages import MetricEntry, encode
 if TYPE_CHECKING:
     from portal.jobs.models import Attempt
 
-ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("metrics", "ranks", "logs", "events", "health")
 COLUMNS = (
     "job_id", "attempt_id", "seq", "split", "step", "epoch", "loss", "accuracy", "reported_at"
 )  # fmt: skip
-
-
-def with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-
-    django.setup()
 
 
 def make_attempt(tag: str) -> Attempt:
@@ -252,9 +238,6 @@ def layer_cost(redis_url: str, events: int) -> list[list[str]]:
 
 
 def bench(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
     client = redis.Redis.from_url(redis_url)
     names = [
         "raw COPY (the limit)",
@@ -321,28 +304,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.child is not None:
         ingest_child(args.child[0], args.child[1], int(args.child[2]), args.child[3])
         return
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if not database_url or not redis_url:
-        raise SystemExit("DATABASE_URL and REDIS_URL must be set: run under portal.devservers")
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise SystemExit(
+            "REDIS_URL must be set: "
+            "python -m portal.devservers run -- python bench/ingest_throughput.py"
+        )
     scratch = f"bench_ingest_{os.getpid()}"
     print(f"ingest_throughput: {os.cpu_count()} CPUs, scratch database {scratch}")
     print(
         f"{args.rounds} rounds of {args.points:,} points per variant; ingest --batch {args.batch}"
     )
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    try:
-        os.environ["DATABASE_URL"] = with_database(database_url, scratch)
-        django_setup()
-        bench(args, redis_url, os.environ["DATABASE_URL"])
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
-            )
+    with scratch_database(scratch) as database_url:
+        bench(args, redis_url, database_url)
 
 
 if __name__ == "__main__":

@@ -41,25 +41,9 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import psycopg
-from psycopg import sql
+from scratch import ROOT, scratch_database
 from tables import table
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-
-    django.setup()
 
 
 def free_port() -> int:
@@ -384,9 +368,6 @@ def main() -> None:
     parser.add_argument("--layer", choices=["both", "core", "pubsub"], default="both")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every layer, alternating")
     args = parser.parse_args()
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        raise SystemExit("DATABASE_URL must be set: python -m portal.devservers run -- ...")
     scratch = f"bench_live_{os.getpid()}"
     prefix = f"bench-live-{uuid.uuid4().hex[:6]}"
     logs = Path(tempfile.gettempdir()) / scratch
@@ -396,56 +377,42 @@ def main() -> None:
         f"scratch database {scratch}, logs in {logs}"
     )
     started = time.perf_counter()
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    daphne = None
-    try:
-        os.environ["DATABASE_URL"] = with_database(database_url, scratch)
-        os.environ["TRAINYARD_STREAM_PREFIX"] = prefix
-        os.environ.setdefault("TRAINYARD_DEV", "1")
-        django_setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="portal.settings", PYTHONPATH=str(ROOT))
-        layers = ["core", "pubsub"] if args.layer == "both" else [args.layer]
-        rows = []
-        for round_ in range(args.rounds):
-            for layer in layers if round_ % 2 == 0 else layers[::-1]:
-                layer_env = dict(env, TRAINYARD_CHANNEL_LAYER=layer)
-                log = logs / f"daphne-{layer}-{round_}.log"
-                daphne, port = serve(layer_env, log)
-                url, origin = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
-                load = os.getloadavg()[0]
-                if args.which == "latency":
-                    row = latency(args, layer_env, url, origin, logs)
-                else:
-                    row = fanout(args, layer, url, origin)
+    os.environ["TRAINYARD_STREAM_PREFIX"] = prefix
+    os.environ.setdefault("TRAINYARD_DEV", "1")
+    with scratch_database(scratch):
+        daphne = None
+        try:
+            env = dict(os.environ, DJANGO_SETTINGS_MODULE="portal.settings", PYTHONPATH=str(ROOT))
+            layers = ["core", "pubsub"] if args.layer == "both" else [args.layer]
+            rows = []
+            for round_ in range(args.rounds):
+                for layer in layers if round_ % 2 == 0 else layers[::-1]:
+                    layer_env = dict(env, TRAINYARD_CHANNEL_LAYER=layer)
+                    log = logs / f"daphne-{layer}-{round_}.log"
+                    daphne, port = serve(layer_env, log)
+                    url, origin = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
+                    load = os.getloadavg()[0]
+                    if args.which == "latency":
+                        row = latency(args, layer_env, url, origin, logs)
+                    else:
+                        row = fanout(args, layer, url, origin)
+                    daphne.terminate()
+                    daphne.wait(10)
+                    daphne = None
+                    rows.append([layer, str(round_ + 1), f"{load:.1f}", *row])
+                    print(f"  {layer}, round {round_ + 1}: {', '.join(row)}", flush=True)
+            title, header = latency_header(args) if args.which == "latency" else fanout_header(args)
+            print(f"\n{title}")
+            print(table(["layer", "round", "load", *header], rows))
+        finally:
+            if daphne is not None:
                 daphne.terminate()
                 daphne.wait(10)
-                daphne = None
-                rows.append([layer, str(round_ + 1), f"{load:.1f}", *row])
-                print(f"  {layer}, round {round_ + 1}: {', '.join(row)}", flush=True)
-        title, header = latency_header(args) if args.which == "latency" else fanout_header(args)
-        print(f"\n{title}")
-        print(table(["layer", "round", "load", *header], rows))
-    finally:
-        if daphne is not None:
-            daphne.terminate()
-            daphne.wait(10)
-        from django.apps import apps
+            import redis
 
-        if apps.ready:
-            from django.db import connections
-
-            connections.close_all()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(scratch)))
-        import redis
-
-        client = redis.Redis.from_url(os.environ["REDIS_URL"])
-        client.delete(*[f"{prefix}:{k}" for k in ("metrics", "logs", "events", "health", "dead")])
+            client = redis.Redis.from_url(os.environ["REDIS_URL"])
+            keys = ("metrics", "logs", "events", "health", "dead")
+            client.delete(*[f"{prefix}:{k}" for k in keys])
     print(f"\ntotal {time.perf_counter() - started:.1f} s (scratch database dropped)")
 
 

@@ -19,31 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import psycopg
-from psycopg import sql
+from scratch import scratch_database
 from tables import table
 
-ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-
-    django.setup()
 
 
 def populate(points: int) -> tuple[Any, Any]:
@@ -195,34 +178,14 @@ def main() -> None:
     parser.add_argument("--raw-rounds", type=int, default=3)
     parser.add_argument("--no-csv", dest="csv", action="store_false")
     args = parser.parse_args()
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        raise SystemExit("DATABASE_URL must be set: python -m portal.devservers run -- ...")
     scratch = f"bench_long_run_{os.getpid()}"
     print(
         f"long_run: {os.cpu_count()} CPUs, scratch database {scratch}, "
         f"{args.points:,} points per series"
     )
     started = time.perf_counter()
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    try:
-        os.environ["DATABASE_URL"] = with_database(database_url, scratch)
-        django_setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with scratch_database(scratch):
         measure(args)
-    finally:
-        from django.apps import apps
-
-        if apps.ready:
-            from django.db import connections
-
-            connections.close_all()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(scratch)))
     print(f"\ntotal {time.perf_counter() - started:.1f} s (scratch database dropped)")
 
 

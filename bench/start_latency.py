@@ -31,26 +31,15 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import psycopg
-from psycopg import sql
 
 # bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from scratch import scratch_database
 from tables import table
-
-# The checkout root, for `tests.factories` (not an installed package).
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(1, str(ROOT))
-
 
 # Segments that the bare torchrun has too (from torchrun's start to the first step).
 AFTER_TORCHRUN = {"rendezvous", "to first step"}
-
-
-def with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
 def iris_job(dataset_id: int, model_id: int) -> dict[str, Any]:
@@ -173,14 +162,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if not database_url or not redis_url:
-        raise SystemExit("run under `python -m portal.devservers run --` (or set both URLs)")
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise SystemExit(
+            "REDIS_URL must be set: "
+            "python -m portal.devservers run -- python bench/start_latency.py"
+        )
     scratch_db = f"bench_start_{os.getpid()}"
     state = Path(tempfile.mkdtemp(prefix="bench-start-"))
     node_name = f"bench-{uuid.uuid4().hex[:6]}"
     env_updates = {
-        "DATABASE_URL": with_database(database_url, scratch_db),
         "TRAINYARD_STATE_DIR": str(state),
         "TRAINYARD_STORAGE_ROOT": str(state / "storage"),
         "TRAINYARD_NODE_CPU_SLOTS": "2",
@@ -189,27 +180,12 @@ def main() -> None:
         "TRAINYARD_SUBMIT_RATE": "off",
     }
     os.environ.update(env_updates)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     print(f"start_latency: {os.cpu_count()} CPUs, {args.runs} runs, scratch database {scratch_db}")
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch_db)))
-    try:
-        import django
-
-        django.setup()
+    with scratch_database(scratch_db):
         run(args, redis_url, state, node_name)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(scratch_db)))
 
 
 def run(args: argparse.Namespace, redis_url: str, state: Path, node_name: str) -> None:
-    from django.core.management import call_command
-
     from portal.accounts.services import api_token_create
     from portal.catalog.models import Dataset, ModelArchitecture
     from portal.catalog.services import catalog_ensure_builtins
@@ -219,7 +195,6 @@ def run(args: argparse.Namespace, redis_url: str, state: Path, node_name: str) -
     from portal.ops.supervisor import ProcessSupervisor
     from tests.factories import make_user
 
-    call_command("migrate", verbosity=0)
     catalog_ensure_builtins()
     user = make_user("bench")
     token = api_token_create(user=user, name="bench").plaintext
