@@ -411,7 +411,7 @@ def main() -> None:
             import redis
 
             client = redis.Redis.from_url(os.environ["REDIS_URL"])
-            keys = ("metrics", "logs", "events", "health", "dead")
+            keys = ("metrics", "ranks", "logs", "events", "health", "dead")
             client.delete(*[f"{prefix}:{k}" for k in keys])
     print(f"\ntotal {time.perf_counter() - started:.1f} s (scratch database dropped)")
 

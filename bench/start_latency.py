@@ -127,7 +127,9 @@ class Bench:
         settings = LaunchSettings(
             redis_url=redis_url,
             stream_prefix=prefix,
-            state_dir=self.node_state,
+            # A state directory of its own: the job's attempt already wrote its step spool under
+            # the node's, and reading that would time the job's first step, not this one's.
+            state_dir=scratch / f"bare-state-{uuid.uuid4().hex}",
             cancel_grace_s=5.0,
             ifname=None,
             stream_maxlen=100_000,
