@@ -14,7 +14,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,6 +24,7 @@ from django.utils import timezone
 
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
+from portal.celery import app as celery_app
 from portal.notifications import webhooks
 from portal.notifications.messages import DeliveryBody, EventData
 from portal.notifications.models import (
@@ -44,7 +44,9 @@ CLAIM_TIMEOUT = timedelta(minutes=5)
 
 
 def _send_on_commit(task: str, *args: object, countdown: float | None = None) -> None:
-    transaction.on_commit(lambda: current_app.send_task(task, args=list(args), countdown=countdown))
+    # The portal's app by name, not Celery's `current_app`: that is whichever app was made
+    # last in the process (a node agent's, in a process that imported one), with its own queues.
+    transaction.on_commit(lambda: celery_app.send_task(task, args=list(args), countdown=countdown))
 
 
 def preferences_of(user: AbstractBaseUser) -> NotificationPreferences:
@@ -274,5 +276,5 @@ def webhook_deliveries_resend() -> list[int]:
         ).values_list("pk", flat=True)[:500]
     )
     for pk in due:
-        current_app.send_task(WEBHOOK_DELIVER_TASK, args=[pk])
+        celery_app.send_task(WEBHOOK_DELIVER_TASK, args=[pk])
     return due

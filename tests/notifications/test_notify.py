@@ -5,9 +5,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from celery import Celery
 from django.contrib.auth.models import User
 from django.core import mail
 
+from portal.celery import app as portal_celery_app
 from portal.experiments.signals import search_finished
 from portal.jobs.models import Job
 from portal.jobs.signals import job_finished, job_flagged
@@ -86,9 +88,14 @@ def test_email_goes_through_djangos_mail_backend_when_enabled(
     settings.TRAINYARD_PUBLIC_URL = "https://trainyard.example.org"
     settings.TRAINYARD_NOTIFY_EMAIL = True
     broker.take("control")  # whatever earlier tests left
-
-    with django_capture_on_commit_callbacks(execute=True):
-        job = finished(owner, Job.State.FAILED, "Out of memory.")
+    # Another Celery app made since (a node agent's, as in a process that imported one)
+    # becomes Celery's current app: the portal's messages must not go out through it.
+    Celery("a-node-agent", set_as_current=True)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            job = finished(owner, Job.State.FAILED, "Out of memory.")
+    finally:
+        portal_celery_app.set_current()
 
     # The email is a task on the control queue; the worker's part is the task itself.
     [task] = [t for t in broker.take("control") if t.name == EMAIL_SEND_TASK]
