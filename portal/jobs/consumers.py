@@ -23,6 +23,7 @@ from portal.jobs.events import (
     JobMetricsEvent,
     JobQueueMovedEvent,
     JobStateEvent,
+    JobStatesEvent,
     LogLinePayload,
     MetricPointPayload,
     job_group,
@@ -241,7 +242,7 @@ class JobConsumer(JsonFiniteConsumer):
 
 
 class JobListConsumer(JsonFiniteConsumer):
-    """`/ws/jobs/`: `state` messages for the jobs on the user's list.
+    """`/ws/jobs/`: `state` messages for the jobs on the user's list (from `job.states`).
 
     Admins join `jobs-all`; everyone else joins their own `jobs-user-<id>` and a
     `jobs-team-<id>` for each of their teams, which together carry every job on their list.
@@ -267,13 +268,15 @@ class JobListConsumer(JsonFiniteConsumer):
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def job_state(self, event: JobStateEvent) -> None:
-        await self.send_json(
-            {
-                "type": "state",
-                "job": event["job"],
-                "name": event["name"],
-                "state": event["state"],
-                "reason": event["reason"],
-            }
-        )
+    async def job_states(self, event: JobStatesEvent) -> None:
+        # One `state` message per job, as the page has always received them.
+        for state in event["states"]:
+            await self.send_json(
+                {
+                    "type": "state",
+                    "job": state["job"],
+                    "name": state["name"],
+                    "state": state["state"],
+                    "reason": state["reason"],
+                }
+            )

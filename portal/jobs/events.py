@@ -24,6 +24,8 @@ from workers.messages import LogEntry, MetricEntry
 JOBS_ALL_GROUP = "jobs-all"
 # The pages of queued jobs: a consumer is in it while its job is queued (see `job_queue_moved`).
 JOBS_QUEUE_GROUP = "jobs-queue"
+# A job list's `job.states` event carries at most this many jobs, so one message stays small.
+STATES_PER_EVENT = 500
 
 
 def job_group(job_id: int) -> str:
@@ -49,6 +51,13 @@ class JobStateEvent(TypedDict):
     reason: str
     attempt: int | None  # id of the job's latest attempt, the `attempt` of its metric points
     team: int | None
+
+
+class JobStatesEvent(TypedDict):
+    """Many jobs' state events for one job list's group (`job_states_changed`)."""
+
+    type: Literal["job.states"]
+    states: list[JobStateEvent]
 
 
 class JobQueueMovedEvent(TypedDict):
@@ -199,22 +208,35 @@ def job_state_event_read(job_id: int) -> JobStateEvent | None:
 
 
 def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
-    """Send `(event, owner id)` pairs to each job's page, its owner's and team's lists and the
-    admins' list, once the transaction commits, in one fan-out."""
-    messages: list[GroupMessage] = []
+    """Send `(event, owner id)` pairs once the transaction commits, in one fan-out: each
+    job's page its own `job.state`, and the job lists (the owner's, the team's, the admins')
+    one `job.states` per group with all of theirs.
+
+    A pass that places thousands of jobs then sends each list group a few messages rather
+    than one per job (two Redis round trips each)."""
+    pages: list[GroupMessage] = []
+    lists: dict[str, list[JobStateEvent]] = {}
     for event, owner_id in events:
-        messages += [
-            (job_group(event["job"]), event),
-            (user_jobs_group(owner_id), event),
-            (JOBS_ALL_GROUP, event),
-        ]
+        pages.append((job_group(event["job"]), event))
+        groups = [user_jobs_group(owner_id), JOBS_ALL_GROUP]
         if event["team"] is not None:
-            messages.append((team_jobs_group(event["team"]), event))
-    if messages:
-        # A state change moves the dashboards' figures (the queue, capacity in use): one
-        # word for the whole batch.
-        messages.append((CLUSTER_GROUP, CLUSTER_CHANGED))
-        send_on_commit(messages)
+            groups.append(team_jobs_group(event["team"]))
+        for group in groups:
+            lists.setdefault(group, []).append(event)
+    if not pages:
+        return
+    messages = pages
+    for group, states in lists.items():
+        for at in range(0, len(states), STATES_PER_EVENT):
+            batch: JobStatesEvent = {
+                "type": "job.states",
+                "states": states[at : at + STATES_PER_EVENT],
+            }
+            messages.append((group, batch))
+    # A state change moves the dashboards' figures (the queue, capacity in use): one word for
+    # the whole batch.
+    messages.append((CLUSTER_GROUP, CLUSTER_CHANGED))
+    send_on_commit(messages)
 
 
 def job_state_changed(job: Job, *, attempt_id: int | LatestAttempt | None = LATEST) -> None:
