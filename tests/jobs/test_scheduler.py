@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -27,7 +25,15 @@ from portal.jobs.scheduling import (
 )
 from portal.jobs.services import attempt_exited, attempt_lost
 from tests.factories import make_attempt, make_job
-from tests.jobs.helpers import cpu_request, exited, listen, node, placements, submit
+from tests.jobs.helpers import (
+    cpu_request,
+    exited,
+    layer_receive,
+    listen,
+    node,
+    placements,
+    submit,
+)
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
     RUN_ATTEMPT_EXPIRES_S,
@@ -243,27 +249,16 @@ def test_a_pass_tells_the_queued_pages_once_not_each_job(
     jobs = [make_job(owner, procs_per_node=2) for _ in range(3)]
     channel = listen(channel_layer, JOBS_QUEUE_GROUP, *(job_group(job.pk) for job in jobs))
 
-    async def received() -> list[object]:
-        messages = []
-        with contextlib.suppress(TimeoutError):
-            while True:
-                messages.append(await asyncio.wait_for(channel_layer.receive(channel), 0.5))
-        return messages
-
-    async def passes() -> list[list[object]]:
-        # Read in one event loop (see `layer_receive`).
-        heard = []
-        for _ in range(2):
-            assert await sync_to_async(run_pass)(django_capture_on_commit_callbacks) == 0
-            heard.append(await received())
-        return heard
-
-    first, second = async_to_sync(passes)()
+    assert run_pass(django_capture_on_commit_callbacks) == 0
     # Every job's reason was written; their pages read them on the one event.
     assert all(Job.objects.get(pk=job.pk).state_reason for job in jobs)
-    assert first == [{"type": "job.queue_moved"}]
     # Nothing changed in the second pass: nothing written, nothing sent.
-    assert second == []
+    assert run_pass(django_capture_on_commit_callbacks) == 0
+    async_to_sync(channel_layer.group_send)(JOBS_QUEUE_GROUP, {"type": "test.marker"})
+    assert layer_receive(channel_layer, channel, 2) == [
+        {"type": "job.queue_moved"},
+        {"type": "test.marker"},
+    ]
 
 
 def test_a_requeued_job_gets_the_next_attempt_and_the_same_checkpoints(
