@@ -18,13 +18,17 @@ from portal.accounts.selectors import team_ids_of, user_is_admin
 from portal.jobs import selectors
 from portal.jobs.events import (
     JOBS_ALL_GROUP,
+    JOBS_QUEUE_GROUP,
     JobLogsEvent,
     JobMetricsEvent,
+    JobQueueMovedEvent,
     JobStateEvent,
+    JobStatesEvent,
     LogLinePayload,
     MetricPointPayload,
     job_group,
     job_state_event,
+    job_state_event_read,
     log_line_payload,
     metric_point_payload,
     team_jobs_group,
@@ -60,9 +64,16 @@ def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
 
 class JobConsumer(JsonFiniteConsumer):
     """`/ws/jobs/<job_id>/?attempt=<a>&seq=<s>[&log=<a.r.s,...>]`: backfill after the
-    cursors, then live `metrics`, `logs` and `state` messages."""
+    cursors, then live `metrics`, `logs` and `state` messages.
+
+    While its job is queued the consumer is also in `JOBS_QUEUE_GROUP`: a scheduler pass says
+    once that it rewrote why-pending reasons (`job.queue_moved`), and the consumer reads its
+    own job's reason and sends a `state` only if it changed."""
 
     group: str | None = None
+    in_queue: bool = False
+    # The state and reason the page was sent last.
+    shown: tuple[str, str] | None = None
     log_cursor: LogCursor
     # A live line arrived past a hole in its share: read the share again once it fills.
     log_holes: bool = False
@@ -90,15 +101,18 @@ class JobConsumer(JsonFiniteConsumer):
         # (the cursor drops what the backfill already sent), so nothing falls in between.
         self.group = job_group(job.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._follow_queue(queued=job.state == Job.State.QUEUED)
         await self.accept()
         state = await self._state(job)
-        await self.send_json({**state, "type": "state"})
+        await self._show(state)
+        await self._follow_queue(queued=state["state"] == Job.State.QUEUED)
         await self._backfill_metrics(job)
         await self._backfill_logs(job, log_after)
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._follow_queue(queued=False)
 
     # ---- channel-layer events ----------------------------------------------------------------
 
@@ -124,7 +138,38 @@ class JobConsumer(JsonFiniteConsumer):
             await self._catch_up_logs()
 
     async def job_state(self, event: JobStateEvent) -> None:
-        await self.send_json({**event, "type": "state"})
+        await self._show(event)
+        await self._follow_queue(queued=event["state"] == Job.State.QUEUED)
+
+    async def job_queue_moved(self, event: JobQueueMovedEvent) -> None:
+        await self._read_reason()
+
+    # ---- the queued job's reason ------------------------------------------------------------
+
+    async def _show(self, state: JobStateEvent) -> None:
+        self.shown = (state["state"], state["reason"])
+        await self.send_json({**state, "type": "state"})
+
+    async def _read_reason(self) -> None:
+        state = await self._current_state(self.job.pk)
+        if state is None or state["state"] != Job.State.QUEUED:
+            # It left the queue: its own `job.state` event tells the page.
+            await self._follow_queue(queued=False)
+        elif (state["state"], state["reason"]) != self.shown:
+            await self._show(state)
+
+    async def _follow_queue(self, *, queued: bool) -> None:
+        """Be in `JOBS_QUEUE_GROUP` exactly while the job is queued."""
+        if queued and not self.in_queue:
+            await self.channel_layer.group_add(JOBS_QUEUE_GROUP, self.channel_name)
+            self.in_queue = True
+            if self.shown is not None:
+                # Joined after the page was sent a state (it was requeued): a pass may have
+                # committed in between, so read the reason once now.
+                await self._read_reason()
+        elif not queued and self.in_queue:
+            await self.channel_layer.group_discard(JOBS_QUEUE_GROUP, self.channel_name)
+            self.in_queue = False
 
     # ---- backfill ----------------------------------------------------------------------------
 
@@ -169,7 +214,12 @@ class JobConsumer(JsonFiniteConsumer):
 
     @database_sync_to_async
     def _state(self, job: Job) -> JobStateEvent:
-        return job_state_event(job)
+        # Read again after joining the groups, so no change falls between the read and them.
+        return job_state_event_read(job.pk) or job_state_event(job)
+
+    @database_sync_to_async
+    def _current_state(self, job_id: int) -> JobStateEvent | None:
+        return job_state_event_read(job_id)
 
     @database_sync_to_async
     def _points_after(self, job: Job, cursor: Cursor) -> list[MetricPointPayload]:
@@ -192,7 +242,7 @@ class JobConsumer(JsonFiniteConsumer):
 
 
 class JobListConsumer(JsonFiniteConsumer):
-    """`/ws/jobs/`: `state` messages for the jobs on the user's list.
+    """`/ws/jobs/`: `state` messages for the jobs on the user's list (from `job.states`).
 
     Admins join `jobs-all`; everyone else joins their own `jobs-user-<id>` and a
     `jobs-team-<id>` for each of their teams, which together carry every job on their list.
@@ -218,13 +268,15 @@ class JobListConsumer(JsonFiniteConsumer):
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def job_state(self, event: JobStateEvent) -> None:
-        await self.send_json(
-            {
-                "type": "state",
-                "job": event["job"],
-                "name": event["name"],
-                "state": event["state"],
-                "reason": event["reason"],
-            }
-        )
+    async def job_states(self, event: JobStatesEvent) -> None:
+        # One `state` message per job, as the page has always received them.
+        for state in event["states"]:
+            await self.send_json(
+                {
+                    "type": "state",
+                    "job": state["job"],
+                    "name": state["name"],
+                    "state": state["state"],
+                    "reason": state["reason"],
+                }
+            )

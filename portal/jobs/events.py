@@ -14,12 +14,18 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Literal, TypedDict
 
+from django.db.models import OuterRef, Subquery
+
 from portal.cluster.events import CLUSTER_CHANGED, CLUSTER_GROUP
 from portal.jobs.models import Attempt, Job, LogLine, MetricPoint
 from portal.lib.realtime import GroupMessage, send_on_commit
 from workers.messages import LogEntry, MetricEntry
 
 JOBS_ALL_GROUP = "jobs-all"
+# The pages of queued jobs: a consumer is in it while its job is queued (see `job_queue_moved`).
+JOBS_QUEUE_GROUP = "jobs-queue"
+# A job list's `job.states` event carries at most this many jobs, so one message stays small.
+STATES_PER_EVENT = 500
 
 
 def job_group(job_id: int) -> str:
@@ -45,6 +51,19 @@ class JobStateEvent(TypedDict):
     reason: str
     attempt: int | None  # id of the job's latest attempt, the `attempt` of its metric points
     team: int | None
+
+
+class JobStatesEvent(TypedDict):
+    """Many jobs' state events for one job list's group (`job_states_changed`)."""
+
+    type: Literal["job.states"]
+    states: list[JobStateEvent]
+
+
+class JobQueueMovedEvent(TypedDict):
+    """A scheduler pass rewrote why-pending reasons; each queued job's page reads its own."""
+
+    type: Literal["job.queue_moved"]
 
 
 class MetricPointPayload(TypedDict):
@@ -164,23 +183,60 @@ def job_state_event(job: Job, *, attempt_id: int | LatestAttempt | None = LATEST
     }
 
 
+def job_state_event_read(job_id: int) -> JobStateEvent | None:
+    """The state event of the job as PostgreSQL holds it now, in one query (None: it is gone).
+    A queued job's page reads it on each `job.queue_moved`."""
+    latest = Attempt.objects.filter(job_id=OuterRef("pk")).order_by("-number").values("pk")[:1]
+    row = (
+        Job.objects.filter(pk=job_id)
+        .annotate(latest_attempt=Subquery(latest))
+        .values_list("name", "state", "state_reason", "latest_attempt", "team_id")
+        .first()
+    )
+    if row is None:
+        return None
+    name, state, reason, attempt_id, team_id = row
+    return {
+        "type": "job.state",
+        "job": job_id,
+        "name": name,
+        "state": str(state),
+        "reason": reason,
+        "attempt": attempt_id,
+        "team": team_id,
+    }
+
+
 def job_states_changed(events: Iterable[tuple[JobStateEvent, int]]) -> None:
-    """Send `(event, owner id)` pairs to each job's page, its owner's and team's lists and the
-    admins' list, once the transaction commits, in one fan-out."""
-    messages: list[GroupMessage] = []
+    """Send `(event, owner id)` pairs once the transaction commits, in one fan-out: each
+    job's page its own `job.state`, and the job lists (the owner's, the team's, the admins')
+    one `job.states` per group with all of theirs.
+
+    A pass that places thousands of jobs then sends each list group a few messages rather
+    than one per job (two Redis round trips each)."""
+    pages: list[GroupMessage] = []
+    lists: dict[str, list[JobStateEvent]] = {}
     for event, owner_id in events:
-        messages += [
-            (job_group(event["job"]), event),
-            (user_jobs_group(owner_id), event),
-            (JOBS_ALL_GROUP, event),
-        ]
+        pages.append((job_group(event["job"]), event))
+        groups = [user_jobs_group(owner_id), JOBS_ALL_GROUP]
         if event["team"] is not None:
-            messages.append((team_jobs_group(event["team"]), event))
-    if messages:
-        # A state change moves the dashboards' figures (the queue, capacity in use): one
-        # word for the whole batch.
-        messages.append((CLUSTER_GROUP, CLUSTER_CHANGED))
-        send_on_commit(messages)
+            groups.append(team_jobs_group(event["team"]))
+        for group in groups:
+            lists.setdefault(group, []).append(event)
+    if not pages:
+        return
+    messages = pages
+    for group, states in lists.items():
+        for at in range(0, len(states), STATES_PER_EVENT):
+            batch: JobStatesEvent = {
+                "type": "job.states",
+                "states": states[at : at + STATES_PER_EVENT],
+            }
+            messages.append((group, batch))
+    # A state change moves the dashboards' figures (the queue, capacity in use): one word for
+    # the whole batch.
+    messages.append((CLUSTER_GROUP, CLUSTER_CHANGED))
+    send_on_commit(messages)
 
 
 def job_state_changed(job: Job, *, attempt_id: int | LatestAttempt | None = LATEST) -> None:
@@ -207,6 +263,17 @@ def telemetry_added(
             logs: JobLogsEvent = {"type": "job.logs", "job": job_id, "lines": logged}
             messages.append((job_group(job_id), logs))
     send_on_commit(messages)
+
+
+def job_queue_moved() -> None:
+    """Tell the pages of queued jobs, once the pass commits, that reasons were rewritten.
+
+    One event per pass whatever the queue's length: a pass may change thousands of sentences
+    (an estimate moves, the count of nodes with room changes), and a `job.state` per job would
+    cost two Redis round trips each, watched or not. Each page in `JOBS_QUEUE_GROUP` reads its
+    own job's state and reason instead, so the cost follows the viewers, not the queue."""
+    event: JobQueueMovedEvent = {"type": "job.queue_moved"}
+    send_on_commit([(JOBS_QUEUE_GROUP, event)])
 
 
 def job_metrics_added(job_id: int, points: Iterable[MetricPointPayload]) -> None:

@@ -46,7 +46,6 @@ from portal.jobs.planning import (
 from portal.jobs.quotas import Admission, QuotaLedger
 from portal.jobs.schemas import HyperparametersInvalid, JobRequest, model_spec_for
 from portal.jobs.why_pending import WhyPending, headline, position, reason, record
-from portal.lib.realtime import send_on_commit
 from workers.messages import (
     RUN_ATTEMPT_EXPIRES_S,
     RUN_ATTEMPT_TASK,
@@ -602,17 +601,19 @@ def _explain_waiting(
 
     A long queue is cheap: what jobs of one shape share (the node counts, the estimate, the
     sentence) is built once, each job's record is compared by digest, and only a changed one
-    is built and sent. Only a job whose sentence changed beyond its position hears of it live.
-    A record whose only change is the position (the queue moved) is rewritten within
-    `TRAINYARD_WHY_PENDING_WRITES` per pass, nearest the head first; the rest catch up in the
-    next passes, so a pass over a long queue stays short.
+    is built and written. A record whose only change is the position (the queue moved) is
+    rewritten within `TRAINYARD_WHY_PENDING_WRITES` per pass, nearest the head first; the rest
+    catch up in the next passes, so a pass over a long queue stays short.
+
+    Live, the pass sends one `job.queue_moved` after the commit, however many records it
+    rewrote: the pages of queued jobs read their own reason from PostgreSQL
+    (`portal.jobs.consumers.JobConsumer`), so the cost follows the viewers, not the queue.
     """
     budget = settings.TRAINYARD_WHY_PENDING_WRITES
     headlines: dict[tuple[object, ...], tuple[str, str]] = {}
     # The record of each shape but its position fields (a quota's limits are per job).
     templates: dict[tuple[object, ...], WhyPending] = {}
     changed: list[dict[str, object]] = []
-    told: list[tuple[int, str]] = []
     for wait in waits:
         row = queue.rows[wait.ask.id]
         ask = wait.ask
@@ -637,9 +638,7 @@ def _explain_waiting(
         digest = _digest(shape_digest, wait.queue, wait.position, wait.queue_length, wait.ahead)
         if digest == row.why_pending_digest and text == row.state_reason:
             continue
-        if not row.state_reason.startswith(line):
-            told.append((row.id, text))
-        elif len(changed) >= budget:
+        if row.state_reason.startswith(line) and len(changed) >= budget:
             # Only its position or the jobs ahead moved: it catches up in a later pass.
             continue
         if wait.kind == "quota":
@@ -668,23 +667,7 @@ def _explain_waiting(
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [json.dumps(changed), Job.State.QUEUED])
-    send_on_commit(
-        [
-            (
-                events.job_group(job_id),
-                events.JobStateEvent(
-                    type="job.state",
-                    job=job_id,
-                    name=queue.rows[job_id].name,
-                    state=Job.State.QUEUED,
-                    reason=text,
-                    attempt=queue.latest[job_id][1] if job_id in queue.latest else None,
-                    team=queue.rows[job_id].team_id,
-                ),
-            )
-            for job_id, text in told
-        ]
-    )
+    events.job_queue_moved()
 
 
 # ---- the plan preview ----------------------------------------------------------------------

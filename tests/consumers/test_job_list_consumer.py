@@ -7,7 +7,12 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
 
 from portal.accounts.models import Team
-from portal.jobs.events import job_state_changed
+from portal.jobs.events import (
+    STATES_PER_EVENT,
+    job_state_changed,
+    job_state_event,
+    job_states_changed,
+)
 from portal.jobs.models import Job
 from tests.consumers.support import close_code, open_socket, session_headers
 from tests.factories import make_job
@@ -76,5 +81,33 @@ def test_a_teammate_hears_a_team_jobs_state_change(
         finally:
             for socket in sockets.values():
                 await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_batch_of_changes_reaches_the_list_as_one_message_per_job(
+    owner: User, outsider: User
+) -> None:
+    mine = [make_job(owner, state=Job.State.SCHEDULED) for _ in range(STATES_PER_EVENT + 2)]
+    theirs = make_job(outsider, state=Job.State.SCHEDULED)
+    headers = session_headers(owner)
+
+    def place_all() -> None:
+        # One fan-out, as a scheduler pass sends it: more jobs than one list event carries.
+        job_states_changed(
+            (job_state_event(job, attempt_id=None), job.owner_id) for job in [*mine, theirs]
+        )
+
+    async def scenario() -> None:
+        socket = await open_socket("/ws/jobs/", headers)
+        try:
+            await sync_to_async(place_all)()
+            heard = [await socket.receive_json_from(timeout=5) for _ in mine]
+            assert [(m["type"], m["job"], m["state"]) for m in heard] == [
+                ("state", job.pk, "scheduled") for job in mine
+            ]
+            assert await socket.receive_nothing(timeout=0.5)
+        finally:
+            await socket.disconnect()
 
     async_to_sync(scenario)()

@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.utils import timezone
 
 from portal.cluster.models import Node
+from portal.jobs.events import JOBS_QUEUE_GROUP, job_group
 from portal.jobs.models import Attempt, Job, Placement
 from portal.jobs.scheduling import (
     MASTER_PORT_BASE,
@@ -23,7 +25,15 @@ from portal.jobs.scheduling import (
 )
 from portal.jobs.services import attempt_exited, attempt_lost
 from tests.factories import make_attempt, make_job
-from tests.jobs.helpers import cpu_request, exited, node, placements, submit
+from tests.jobs.helpers import (
+    cpu_request,
+    exited,
+    layer_receive,
+    listen,
+    node,
+    placements,
+    submit,
+)
 from workers.messages import (
     CANCEL_ATTEMPT_TASK,
     RUN_ATTEMPT_EXPIRES_S,
@@ -231,6 +241,24 @@ def test_a_waiting_job_says_which_nodes_are_draining_or_offline(owner, iris, mlp
     assert f"{offline.name} is offline" in job.state_reason
     assert job.state_reason.endswith(". Position 1 of 1 in the queue.")
     assert small.placements.count() == 0
+
+
+def test_a_pass_tells_the_queued_pages_once_not_each_job(
+    owner, channel_layer, django_capture_on_commit_callbacks
+):
+    jobs = [make_job(owner, procs_per_node=2) for _ in range(3)]
+    channel = listen(channel_layer, JOBS_QUEUE_GROUP, *(job_group(job.pk) for job in jobs))
+
+    assert run_pass(django_capture_on_commit_callbacks) == 0
+    # Every job's reason was written; their pages read them on the one event.
+    assert all(Job.objects.get(pk=job.pk).state_reason for job in jobs)
+    # Nothing changed in the second pass: nothing written, nothing sent.
+    assert run_pass(django_capture_on_commit_callbacks) == 0
+    async_to_sync(channel_layer.group_send)(JOBS_QUEUE_GROUP, {"type": "test.marker"})
+    assert layer_receive(channel_layer, channel, 2) == [
+        {"type": "job.queue_moved"},
+        {"type": "test.marker"},
+    ]
 
 
 def test_a_requeued_job_gets_the_next_attempt_and_the_same_checkpoints(
