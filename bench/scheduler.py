@@ -32,30 +32,14 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import psycopg
-from psycopg import sql
 
 # bench/ is the script's directory, so sys.path[0] when run as `python bench/<name>.py`.
+from scratch import scratch_database
 from tables import table
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_PREFIX = "bench-sched-"
 POOLS = 4
-
-
-def with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ.setdefault("TRAINYARD_STORAGE_ROOT", tempfile.mkdtemp(prefix="bench-storage-"))
-    import django
-
-    django.setup()
 
 
 class World:
@@ -274,69 +258,54 @@ def main() -> None:
     global PROFILE
     if args.profile:
         PROFILE = cProfile.Profile()
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        raise SystemExit("DATABASE_URL must be set: source /work/devstate/env.sh")
     scratch = f"bench_scheduler_{os.getpid()}"
     print(f"scheduler: {os.cpu_count()} CPUs, scratch database {scratch}")
     started = time.perf_counter()
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    try:
-        os.environ["DATABASE_URL"] = with_database(database_url, scratch)
-        django_setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        world = World(args.users)
-        headers = ["nodes x queued", "fill pass", "fill rate", "steady placed", "p50", "p99"]
-        headers.append("admissions")
-        main_result = scenario(world, nodes=args.nodes, queued=args.queued, rounds=args.rounds)
-        print(f"\n{args.nodes:,} nodes x 8 GPUs in {POOLS} pools, {args.queued:,} queued, ", end="")
-        print(f"{args.users} users in 20 teams; {args.rounds} steady passes")
-        print(table(headers, [row(f"{args.nodes:,} x {args.queued:,}", main_result)]))
-        if PROFILE is not None:
-            stats = pstats.Stats(PROFILE, stream=sys.stdout).sort_stats("cumulative")
-            stats.print_stats(args.profile)
-            stats.sort_stats("tottime").print_stats(args.profile)
-            PROFILE = None
-        if not args.only:
-            small = max(1, args.nodes // 10)
-            few = max(1, args.queued // 10)
-            by_nodes = scenario(world, nodes=small, queued=args.queued, rounds=args.rounds)
-            by_queue = scenario(world, nodes=args.nodes, queued=few, rounds=args.rounds)
-            print(f"\ngrowth: {small:,} to {args.nodes:,} nodes, {few:,} to {args.queued:,} queued")
-            print(
-                table(
-                    headers,
-                    [
-                        row(f"{small:,} x {args.queued:,}", by_nodes),
-                        row(f"{args.nodes:,} x {few:,}", by_queue),
-                        row(f"{args.nodes:,} x {args.queued:,}", main_result),
-                    ],
+    os.environ.setdefault("TRAINYARD_STORAGE_ROOT", tempfile.mkdtemp(prefix="bench-storage-"))
+    with scratch_database(scratch):
+        try:
+            world = World(args.users)
+            headers = ["nodes x queued", "fill pass", "fill rate", "steady placed", "p50", "p99"]
+            headers.append("admissions")
+            main_result = scenario(world, nodes=args.nodes, queued=args.queued, rounds=args.rounds)
+            print(f"\n{args.nodes:,} nodes x 8 GPUs in {POOLS} pools, ", end="")
+            print(f"{args.queued:,} queued, ", end="")
+            print(f"{args.users} users in 20 teams; {args.rounds} steady passes")
+            print(table(headers, [row(f"{args.nodes:,} x {args.queued:,}", main_result)]))
+            if PROFILE is not None:
+                stats = pstats.Stats(PROFILE, stream=sys.stdout).sort_stats("cumulative")
+                stats.print_stats(args.profile)
+                stats.sort_stats("tottime").print_stats(args.profile)
+                PROFILE = None
+            if not args.only:
+                small = max(1, args.nodes // 10)
+                few = max(1, args.queued // 10)
+                by_nodes = scenario(world, nodes=small, queued=args.queued, rounds=args.rounds)
+                by_queue = scenario(world, nodes=args.nodes, queued=few, rounds=args.rounds)
+                print(f"\ngrowth: {small:,} to {args.nodes:,} nodes, ", end="")
+                print(f"{few:,} to {args.queued:,} queued")
+                print(
+                    table(
+                        headers,
+                        [
+                            row(f"{small:,} x {args.queued:,}", by_nodes),
+                            row(f"{args.nodes:,} x {few:,}", by_queue),
+                            row(f"{args.nodes:,} x {args.queued:,}", main_result),
+                        ],
+                    )
                 )
-            )
-            growth = [
-                ["nodes x10", *ratios(by_nodes, main_result)],
-                ["queued x10", *ratios(by_queue, main_result)],
-            ]
-            print(table(["grows", "p50 pass", "p99 pass", "admissions/s"], growth))
-    finally:
-        from django.apps import apps
-
-        if apps.ready:
-            from django.db import connections
-
-            connections.close_all()
+                growth = [
+                    ["nodes x10", *ratios(by_nodes, main_result)],
+                    ["queued x10", *ratios(by_queue, main_result)],
+                ]
+                print(table(["grows", "p50 pass", "p99 pass", "admissions/s"], growth))
+        finally:
             import redis
             from django.conf import settings
 
             client = redis.Redis.from_url(settings.REDIS_URL)
             for key in client.scan_iter(f"node.{NODE_PREFIX}*"):
                 client.delete(key)
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(scratch)))
     print(f"\ntotal {time.perf_counter() - started:.1f} s (scratch database dropped)")
 
 
